@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Saves and loads secret keys as small binary files readable by their owner only (mode 0600).
+///
+/// Layout: `"ERSK"` ‖ version `0x01` ‖ kind (1 byte) ‖ length (2 bytes, big-endian) ‖ key bytes.
+/// Files are written atomically (temporary file, `fsync`, `rename`) and read straight into
+/// ``SecretBytes``. Loading refuses files that other users could read or write, or that belong
+/// to another user — like OpenSSH does for private keys.
+public enum SecretKeyFile {
+    /// What a key file holds, so one kind of key is never loaded as another.
+    public enum Kind: UInt8, Sendable, CustomStringConvertible {
+        /// A 32-byte Ed25519 seed.
+        case ed25519Seed = 1
+        /// A 32-byte X25519 secret scalar.
+        case x25519Secret = 2
+        /// A 32-byte symmetric key.
+        case symmetricKey = 3
+
+        public var description: String {
+            switch self {
+            case .ed25519Seed: "Ed25519 signing key"
+            case .x25519Secret: "X25519 key-agreement key"
+            case .symmetricKey: "symmetric key"
+            }
+        }
+    }
+
+    private static let magic: [UInt8] = Array("ERSK".utf8)
+    private static let version: UInt8 = 1
+    private static let headerLength = 8
+    private static let maximumKeyLength = 4096
+
+    /// Writes `secret` to `path` with mode 0600, replacing any existing file atomically.
+    /// - Throws: ``CryptoError/keyFileUnwritable`` naming the path and the system error.
+    public static func write(_ secret: SecretBytes, kind: Kind, to path: String) throws(CryptoError) {
+        precondition(secret.count <= maximumKeyLength, "key too long for a key file")
+        let temporary = path + ".tmp-\(getpid())"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw unwritable(path, errno) }
+        var closed = false
+        defer {
+            if !closed { close(descriptor) }
+        }
+        // The umask could only remove bits, but be explicit about the final mode.
+        guard fchmod(descriptor, 0o600) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw unwritable(path, error)
+        }
+        let count = UInt16(secret.count)
+        var header = magic + [version, kind.rawValue, UInt8(count >> 8), UInt8(count & 0xFF)]
+        let ok = writeAll(descriptor, &header) && secret.withUnsafeBytes { buffer in
+            writeAll(descriptor, buffer)
+        } && fsync(descriptor) == 0
+        let error = errno
+        close(descriptor)
+        closed = true
+        guard ok else {
+            unlink(temporary)
+            throw unwritable(path, error)
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw unwritable(path, error)
+        }
+    }
+
+    /// Reads a key of the expected `kind` from `path`.
+    /// - Throws: ``CryptoError/keyFileUnreadable`` (missing, truncated, wrong kind or format),
+    ///   ``CryptoError/keyFileInsecure`` (group/other permissions, or another owner).
+    public static func read(_ kind: Kind, from path: String) throws(CryptoError) -> SecretBytes {
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let error = errno
+            throw CryptoError.keyFileUnreadable.detail("cannot open key file \(path): \(String(cString: strerror(error)))")
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw CryptoError.keyFileUnreadable.detail("cannot inspect key file \(path)")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw CryptoError.keyFileInsecure.detail(
+                "key file \(path) has mode \(mode); other users could read it (run: chmod 600 \(path))")
+        }
+        guard info.st_uid == geteuid() else {
+            throw CryptoError.keyFileInsecure.detail("key file \(path) belongs to another user")
+        }
+        var header = [UInt8](repeating: 0, count: headerLength)
+        guard readAll(descriptor, &header), Array(header[0..<4]) == magic else {
+            throw CryptoError.keyFileUnreadable.detail("\(path) is not an Errand key file")
+        }
+        guard header[4] == version else {
+            throw CryptoError.keyFileUnreadable.detail("\(path) uses key file version \(header[4]); this Errand reads version \(version)")
+        }
+        guard header[5] == kind.rawValue else {
+            let found = Kind(rawValue: header[5]).map(\.description) ?? "unknown kind \(header[5])"
+            throw CryptoError.keyFileUnreadable.detail("\(path) holds a \(found), expected a \(kind)")
+        }
+        let length = Int(header[6]) << 8 | Int(header[7])
+        guard Int(info.st_size) == headerLength + length else {
+            throw CryptoError.keyFileUnreadable.detail("key file \(path) is truncated or has trailing data")
+        }
+        var complete = false
+        let secret = SecretBytes(count: length) { buffer in
+            complete = readAll(descriptor, buffer)
+        }
+        guard complete else {
+            throw CryptoError.keyFileUnreadable.detail("key file \(path) is truncated")
+        }
+        return secret
+    }
+
+    private static func unwritable(_ path: String, _ error: Int32) -> CryptoError {
+        CryptoError.keyFileUnwritable.detail("cannot write key file \(path): \(String(cString: strerror(error)))")
+    }
+
+    private static func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < buffer.count {
+            let written = Glibc_or_Darwin_write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
+    }
+
+    private static func writeAll(_ descriptor: Int32, _ bytes: inout [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { writeAll(descriptor, $0) }
+    }
+
+    private static func readAll(_ descriptor: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < buffer.count {
+            let got = Glibc_or_Darwin_read(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            if got < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            if got == 0 { return false }
+            offset += got
+        }
+        return true
+    }
+
+    private static func readAll(_ descriptor: Int32, _ bytes: inout [UInt8]) -> Bool {
+        bytes.withUnsafeMutableBytes { readAll(descriptor, $0) }
+    }
+}
+
+// `read`/`write` are shadowed by the static methods above inside the enum.
+private func Glibc_or_Darwin_write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}
+
+private func Glibc_or_Darwin_read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(fd, buffer, count)
+}
