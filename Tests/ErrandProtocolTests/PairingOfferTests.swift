@@ -1,0 +1,183 @@
+import ErrandCrypto
+import ErrandProtocol
+import Foundation
+import Testing
+
+/// The fixed offer of the published test vector (docs/protocol.md, "Test vectors").
+enum Vector {
+    static func range(_ start: UInt8, _ count: Int = 32) -> [UInt8] { (0..<count).map { start + UInt8($0) } }
+    static let hostSigning = try! Ed25519.SecretKey(seed: SecretBytes(copying: range(0x00)))
+    static let hostAgreement = try! X25519.SecretKey(secret: SecretBytes(copying: range(0x20)))
+    static let companionSigning = try! Ed25519.SecretKey(seed: SecretBytes(copying: range(0x60)))
+    static let companionAgreement = try! X25519.SecretKey(secret: SecretBytes(copying: range(0x80)))
+    static let secretBytes = range(0x40, 16)
+    static let expiry = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01T00:00:00Z
+    static let auditKey = "relay.example.com+1a2b3c4d+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+    static let uri = "errand://pair?v=1&r=https://relay.example.com&s=UFFSU1RVVldYWVpbXF1eXw&k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg&x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ&t=QEFCQ0RFRkdISUpLTE1OTw&e=1767225600&a=relay.example.com%2B1a2b3c4d%2BAekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k&n=studio-mac"
+
+    static func offer() throws -> PairingOffer {
+        try PairingOffer(
+            relayURL: "https://relay.example.com", slotID: PairingSlotID(bytes: range(0x50, 16)),
+            hostSigningKey: hostSigning.publicKey, hostAgreementKey: hostAgreement.publicKey,
+            secret: SecretBytes(copying: secretBytes), expiresAt: expiry,
+            auditVerifierKey: auditKey, hostName: "studio-mac")
+    }
+}
+
+@Suite("Pairing offer URI")
+struct PairingOfferTests {
+    let beforeExpiry = Vector.expiry.addingTimeInterval(-120)
+
+    @Test("Encodes the published vector byte for byte and parses it back")
+    func vector() throws {
+        let offer = try Vector.offer()
+        #expect(offer.uri == Vector.uri)
+        let parsed = try PairingOffer(uri: Vector.uri, now: beforeExpiry)
+        #expect(parsed.uri == Vector.uri)
+        #expect(parsed.relayURL == "https://relay.example.com")
+        #expect(parsed.hostSigningKey == Vector.hostSigning.publicKey)
+        #expect(parsed.hostAgreementKey == Vector.hostAgreement.publicKey)
+        #expect(parsed.secret.unsafeCopyToArray() == Vector.secretBytes)
+        #expect(parsed.auditVerifierKey == Vector.auditKey)
+        #expect(parsed.hostName == "studio-mac")
+        #expect(parsed.expiresAt == Vector.expiry)
+    }
+
+    @Test("A new offer has a fresh 128-bit secret, a 5-minute default lifetime and fits a modest QR code")
+    func make() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let a = try PairingOffer.make(relayURL: "http://127.0.0.1:8080", hostSigningKey: Vector.hostSigning.publicKey,
+                                      hostAgreementKey: Vector.hostAgreement.publicKey, hostName: "Mac mini (office)", now: now)
+        let b = try PairingOffer.make(relayURL: "http://127.0.0.1:8080", hostSigningKey: Vector.hostSigning.publicKey,
+                                      hostAgreementKey: Vector.hostAgreement.publicKey, now: now)
+        #expect(a.secret.count == 16)
+        #expect(!a.secret.constantTimeEquals(b.secret))
+        #expect(a.slotID != b.slotID)
+        #expect(a.expiresAt.timeIntervalSince(now) == 300)
+        #expect(a.uri.count < 300)
+        let parsed = try PairingOffer(uri: a.uri, now: now)
+        #expect(parsed.hostName == "Mac mini (office)")
+        #expect(parsed.uri == a.uri)
+        #expect(throws: PairingOfferError.self) {
+            try PairingOffer.make(relayURL: "http://127.0.0.1:8080", hostSigningKey: Vector.hostSigning.publicKey,
+                                  hostAgreementKey: Vector.hostAgreement.publicKey, lifetime: 601, now: now)
+        }
+    }
+
+    @Test("An expired offer says how long ago it expired")
+    func expired() throws {
+        let error = try #require(throws: PairingOfferError.self) {
+            try PairingOffer(uri: Vector.uri, now: Vector.expiry.addingTimeInterval(185))
+        }
+        #expect(error.code == .expired)
+        #expect(error.message == "pairing offer expired 3 minutes ago")
+        #expect(error.hint.contains("errand host pair"))
+        let justNow = try #require(throws: PairingOfferError.self) { try PairingOffer(uri: Vector.uri, now: Vector.expiry) }
+        #expect(justNow.message == "pairing offer expired 1 second ago")
+    }
+
+    @Test("An offer valid for longer than 10 minutes is refused (clock or forgery)")
+    func tooFarAhead() throws {
+        let error = try #require(throws: PairingOfferError.self) {
+            try PairingOffer(uri: Vector.uri, now: Vector.expiry.addingTimeInterval(-3600))
+        }
+        #expect(error.code == .malformed)
+        #expect(error.message.contains("1 hour"))
+        #expect(error.hint.contains("clock"))
+    }
+
+    @Test("Malformed codes give a message a person understands", arguments: [
+        ("https://example.com/pair?v=1", PairingOfferError.Code.notAnOffer, "not an Errand pairing code"),
+        ("", .notAnOffer, "not an Errand pairing code"),
+        ("errand://pair?", .malformed, "without a name or value"),
+        ("errand://pair?r=https://x", .malformed, "no format version"),
+        ("errand://pair?v=one", .malformed, "not a number"),
+        ("errand://pair?v=2&r=https://x", .unsupportedVersion, "offer format 2"),
+        ("errand://pair?v=1&v=1", .malformed, "repeats the 'v' parameter"),
+        ("errand://pair?v=1&r=%ZZ", .malformed, "percent-encoded"),
+        ("errand://pair?v=1", .malformed, "missing the relay address"),
+    ])
+    func malformed(uri: String, code: PairingOfferError.Code, phrase: String) throws {
+        let error = try #require(throws: PairingOfferError.self) { try PairingOffer(uri: uri, now: beforeExpiry) }
+        #expect(error.code == code)
+        #expect(error.message.contains(phrase), "\(error.message)")
+        #expect(!error.hint.isEmpty)
+    }
+
+    @Test("Every damaged field is caught, and no error or description reveals the secret")
+    func damagedFields() throws {
+        let secretText = "QEFCQ0RFRkdISUpLTE1OTw"
+        let replacements: [(String, String, String)] = [
+            ("r=https://relay.example.com", "r=ftp://relay.example.com", "relay address"),
+            ("r=https://relay.example.com", "r=https://user:pw@relay.example.com", "relay address"),
+            ("s=UFFSU1RVVldYWVpbXF1eXw", "s=UFFSU1RVVldYWVpbXF1e", "slot id"),
+            ("k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg", "k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMb", "host signing key"),
+            ("x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ", "x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQAA", "host key"),
+            ("t=" + secretText, "t=QEFCQ0RFRkdI", "secret must be 16 to 64 bytes"),
+            ("t=" + secretText, "t=" + secretText + "!", "not base64url"),
+            ("e=1767225600", "e=soon", "expiry time"),
+            ("n=studio-mac", "n=studio%0Amac", "host name"),
+            ("&a=relay.example.com%2B1a2b3c4d%2B", "&a=relay.example.com%2Bxyz%2B", "audit key"),
+        ]
+        for (original, damaged, phrase) in replacements {
+            let uri = Vector.uri.replacingOccurrences(of: original, with: damaged)
+            #expect(uri != Vector.uri)
+            let error = try #require(throws: PairingOfferError.self) { try PairingOffer(uri: uri, now: beforeExpiry) }
+            #expect(error.code == .malformed)
+            #expect(error.message.contains(phrase), "\(error.message)")
+            #expect(!error.message.contains(secretText) && !error.hint.contains(secretText))
+        }
+        let offer = try Vector.offer()
+        #expect(!offer.description.contains(secretText))
+        #expect(!"\(offer)".contains(secretText))
+        var dumped = ""
+        dump(offer, to: &dumped)
+        #expect(!dumped.contains(secretText))
+        #expect(!dumped.contains(ByteEncoding.hex(Vector.secretBytes)))
+    }
+
+    @Test("Unknown parameters are ignored; surrounding whitespace is trimmed")
+    func tolerance() throws {
+        let parsed = try PairingOffer(uri: "  " + Vector.uri + "&zz=future\n", now: beforeExpiry)
+        #expect(parsed.hostName == "studio-mac")
+    }
+}
+
+@Suite("Short authentication string")
+struct ShortAuthenticationStringTests {
+    @Test("The published vector: transcript hash and SAS")
+    func vector() throws {
+        let transcript = PairingTranscript(offerURI: Vector.uri, companionSigningKey: Vector.companionSigning.publicKey,
+                                           companionAgreementKey: Vector.companionAgreement.publicKey)
+        #expect(ByteEncoding.hex(transcript.hash) == "c995f4be1aeadaa97a1d4ab0e440a8c3509627eb65413367b7ec5c334a67f3a9")
+        let sas = ShortAuthenticationString(transcript: transcript, secret: SecretBytes(copying: Vector.secretBytes))
+        #expect(sas.digits == "456306")
+        #expect(sas.description == "456 306")
+    }
+
+    @Test("Both sides agree, and any change to the transcript or secret changes the SAS")
+    func sensitivity() throws {
+        let offer = try Vector.offer()
+        let secret = SecretBytes(copying: Vector.secretBytes)
+        // The host builds the transcript from its offer, the companion from the URI it scanned.
+        let host = ShortAuthenticationString(
+            transcript: PairingTranscript(offerURI: offer.uri, companionSigningKey: Vector.companionSigning.publicKey,
+                                          companionAgreementKey: Vector.companionAgreement.publicKey), secret: offer.secret)
+        let scanned = try PairingOffer(uri: Vector.uri, now: Vector.expiry.addingTimeInterval(-10))
+        let companion = ShortAuthenticationString(
+            transcript: PairingTranscript(offerURI: Vector.uri, companionSigningKey: Vector.companionSigning.publicKey,
+                                          companionAgreementKey: Vector.companionAgreement.publicKey), secret: scanned.secret)
+        #expect(host == companion)
+
+        let variants = [
+            ShortAuthenticationString(transcript: PairingTranscript(offerURI: Vector.uri + "&z=1", companionSigningKey: Vector.companionSigning.publicKey, companionAgreementKey: Vector.companionAgreement.publicKey), secret: secret),
+            ShortAuthenticationString(transcript: PairingTranscript(offerURI: Vector.uri, companionSigningKey: Ed25519.SecretKey().publicKey, companionAgreementKey: Vector.companionAgreement.publicKey), secret: secret),
+            ShortAuthenticationString(transcript: PairingTranscript(offerURI: Vector.uri, companionSigningKey: Vector.companionSigning.publicKey, companionAgreementKey: X25519.SecretKey().publicKey), secret: secret),
+            ShortAuthenticationString(transcript: PairingTranscript(offerURI: Vector.uri, companionSigningKey: Vector.companionSigning.publicKey, companionAgreementKey: Vector.companionAgreement.publicKey), secret: SecretBytes.random(count: 16)),
+        ]
+        // A 1-in-a-million collision per variant is possible in principle; these fixed inputs
+        // plus fresh random keys make a false failure vanishingly rare.
+        for variant in variants { #expect(variant != host) }
+        #expect(variants.allSatisfy { $0.digits.count == 6 && $0.digits.allSatisfy(\.isNumber) })
+    }
+}
