@@ -13,7 +13,7 @@ public struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalidEncoding
         case keyFileUnreadable
         case keyFileInsecure
-        case keyFileUnwritable
+        case fileUnwritable
         case operationFailed
     }
 
@@ -47,8 +47,8 @@ public struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let keyFileUnreadable = CryptoError(.keyFileUnreadable, "key file cannot be read")
     /// A key file can be read by other users, or belongs to someone else.
     public static let keyFileInsecure = CryptoError(.keyFileInsecure, "key file permissions are too open")
-    /// A key file could not be written.
-    public static let keyFileUnwritable = CryptoError(.keyFileUnwritable, "key file cannot be written")
+    /// A key file (or another owner-only file) could not be written.
+    public static let fileUnwritable = CryptoError(.fileUnwritable, "file cannot be written")
     /// libsodium reported a failure it does not explain (should not happen).
     public static let operationFailed = CryptoError(.operationFailed, "libsodium operation failed")
 

@@ -7,7 +7,7 @@ import Darwin
 /// Saves and loads secret keys as small binary files readable by their owner only (mode 0600).
 ///
 /// Layout: `"ERSK"` ‖ version `0x01` ‖ kind (1 byte) ‖ length (2 bytes, big-endian) ‖ key bytes.
-/// Files are written atomically (temporary file, `fsync`, `rename`) and read straight into
+/// Files are written atomically by ``OwnerOnlyFile`` and read straight into
 /// ``SecretBytes``. Loading refuses files that other users could read or write, or that belong
 /// to another user — like OpenSSH does for private keys.
 public enum SecretKeyFile {
@@ -35,39 +35,18 @@ public enum SecretKeyFile {
     private static let maximumKeyLength = 4096
 
     /// Writes `secret` to `path` with mode 0600, replacing any existing file atomically.
-    /// - Throws: ``CryptoError/keyFileUnwritable`` naming the path and the system error.
+    /// - Throws: ``CryptoError/fileUnwritable`` naming the path and the system error.
     public static func write(_ secret: SecretBytes, kind: Kind, to path: String) throws(CryptoError) {
         precondition(secret.count <= maximumKeyLength, "key too long for a key file")
-        let temporary = path + ".tmp-\(getpid())"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw unwritable(path, errno) }
-        var closed = false
-        defer {
-            if !closed { close(descriptor) }
-        }
-        // The umask could only remove bits, but be explicit about the final mode.
-        guard fchmod(descriptor, 0o600) == 0 else {
-            let error = errno
-            unlink(temporary)
-            throw unwritable(path, error)
-        }
         let count = UInt16(secret.count)
-        var header = magic + [version, kind.rawValue, UInt8(count >> 8), UInt8(count & 0xFF)]
-        let ok = writeAll(descriptor, &header) && secret.withUnsafeBytes { buffer in
-            writeAll(descriptor, buffer)
-        } && fsync(descriptor) == 0
-        let error = errno
-        close(descriptor)
-        closed = true
-        guard ok else {
-            unlink(temporary)
-            throw unwritable(path, error)
+        let header = magic + [version, kind.rawValue, UInt8(count >> 8), UInt8(count & 0xFF)]
+        var failure: CryptoError?
+        header.withUnsafeBytes { headerBytes in
+            secret.withUnsafeBytes { secretBytes in
+                do throws(CryptoError) { try OwnerOnlyFile.write([headerBytes, secretBytes], to: path) } catch { failure = error }
+            }
         }
-        guard rename(temporary, path) == 0 else {
-            let error = errno
-            unlink(temporary)
-            throw unwritable(path, error)
-        }
+        if let failure { throw failure }
     }
 
     /// Reads a key of the expected `kind` from `path`.
@@ -117,31 +96,10 @@ public enum SecretKeyFile {
         return secret
     }
 
-    private static func unwritable(_ path: String, _ error: Int32) -> CryptoError {
-        CryptoError.keyFileUnwritable.detail("cannot write key file \(path): \(String(cString: strerror(error)))")
-    }
-
-    private static func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
-        var offset = 0
-        while offset < buffer.count {
-            let written = Glibc_or_Darwin_write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += written
-        }
-        return true
-    }
-
-    private static func writeAll(_ descriptor: Int32, _ bytes: inout [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { writeAll(descriptor, $0) }
-    }
-
     private static func readAll(_ descriptor: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
         var offset = 0
         while offset < buffer.count {
-            let got = Glibc_or_Darwin_read(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            let got = systemRead(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
             if got < 0 {
                 if errno == EINTR { continue }
                 return false
@@ -157,11 +115,7 @@ public enum SecretKeyFile {
     }
 }
 
-// `read`/`write` are shadowed by the static methods above inside the enum.
-private func Glibc_or_Darwin_write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
-}
-
-private func Glibc_or_Darwin_read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+// `read` is shadowed by the static method above inside the enum.
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     read(fd, buffer, count)
 }

@@ -93,7 +93,7 @@ struct SecretHandlingTests {
         #expect(throws: CryptoError.keyFileUnreadable) {
             try SecretKeyFile.read(.ed25519Seed, from: directory.appendingPathComponent("missing.key").path)
         }
-        #expect(throws: CryptoError.keyFileUnwritable) {
+        #expect(throws: CryptoError.fileUnwritable) {
             try SecretKeyFile.write(key.seed, kind: .ed25519Seed, to: directory.appendingPathComponent("no/such/dir.key").path)
         }
     }

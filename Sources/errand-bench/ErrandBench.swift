@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `errand-bench`: performance measurements. Run release builds only:
+/// `swift run -c release errand-bench crypto`.
+@main
+struct ErrandBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "errand-bench",
+        abstract: "Measure Errand's performance (build with -c release).",
+        subcommands: [CryptoBenchmark.self]
+    )
+}
