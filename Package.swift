@@ -108,5 +108,7 @@ let package = Package(
         .testTarget(name: "ErrandCryptoTests", dependencies: ["ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandProtocolTests", dependencies: ["ErrandProtocol", "ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandQRTests", dependencies: ["ErrandQR", "ErrandProtocol"], swiftSettings: swiftSettings),
+        // Runs the built executables as a person would (depends on them so they are built first).
+        .testTarget(name: "ErrandCLITests", dependencies: ["errand", "errand-relay"], swiftSettings: swiftSettings),
     ]
 )

@@ -9,11 +9,15 @@ public enum HMACSHA256 {
     /// The HMAC-SHA256 tag of `message` under `key`.
     public static func authenticationCode(for message: [UInt8], key: SecretBytes) -> [UInt8] {
         key.withUnsafeBytes { keyBuffer in
-            authenticationCode(for: message, key: keyBuffer)
+            message.withUnsafeBytes { messageBuffer in
+                authenticationCode(for: [messageBuffer], key: keyBuffer)
+            }
         }
     }
 
-    static func authenticationCode(for message: [UInt8], key: UnsafeRawBufferPointer) -> [UInt8] {
+    /// HMAC over the concatenation of `parts`, streamed so that secret inputs are never copied
+    /// into temporary arrays. The internal state is wiped afterwards.
+    static func authenticationCode(for parts: [UnsafeRawBufferPointer], key: UnsafeRawBufferPointer) -> [UInt8] {
         _ = Sodium.ready
         var state = crypto_auth_hmacsha256_state()
         var empty: UInt8 = 0
@@ -22,7 +26,11 @@ public enum HMACSHA256 {
         } else {
             crypto_auth_hmacsha256_init(&state, &empty, 0)
         }
-        crypto_auth_hmacsha256_update(&state, message, UInt64(message.count))
+        for part in parts {
+            if let base = part.baseAddress, part.count > 0 {
+                crypto_auth_hmacsha256_update(&state, base.assumingMemoryBound(to: UInt8.self), UInt64(part.count))
+            }
+        }
         var tag = [UInt8](repeating: 0, count: tagLength)
         crypto_auth_hmacsha256_final(&state, &tag)
         sodium_memzero(&state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
@@ -47,9 +55,11 @@ public enum HKDF {
     /// (an empty salt means 32 zero bytes, as the RFC says).
     public static func extract(salt: [UInt8], inputKeyMaterial: SecretBytes) -> SecretBytes {
         let effectiveSalt = salt.isEmpty ? [UInt8](repeating: 0, count: HMACSHA256.tagLength) : salt
-        var prk = inputKeyMaterial.withUnsafeBytes { ikm in
-            // PRK = HMAC(key: salt, message: IKM)
-            HMACSHA256.authenticationCode(for: Array(ikm), key: SecretBytes(copying: effectiveSalt))
+        // PRK = HMAC(key: salt, message: IKM)
+        var prk = effectiveSalt.withUnsafeBytes { saltBuffer in
+            inputKeyMaterial.withUnsafeBytes { ikm in
+                HMACSHA256.authenticationCode(for: [ikm], key: saltBuffer)
+            }
         }
         defer { sodium_memzero(&prk, prk.count) }
         return SecretBytes(copying: prk)
@@ -70,7 +80,15 @@ public enum HKDF {
             var counter: UInt8 = 1
             while offset < length {
                 // T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i)
-                var block = HMACSHA256.authenticationCode(for: previous + info + [counter], key: prk)
+                var block = prk.withUnsafeBytes { key in
+                    previous.withUnsafeBytes { previousBuffer in
+                        info.withUnsafeBytes { infoBuffer in
+                            withUnsafeBytes(of: counter) { counterBuffer in
+                                HMACSHA256.authenticationCode(for: [previousBuffer, infoBuffer, counterBuffer], key: key)
+                            }
+                        }
+                    }
+                }
                 let take = Swift.min(block.count, length - offset)
                 out.baseAddress!.advanced(by: offset).copyMemory(from: block, byteCount: take)
                 offset += take

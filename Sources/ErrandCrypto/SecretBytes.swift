@@ -29,11 +29,11 @@ public final class SecretBytes: @unchecked Sendable {
         self.count = count
     }
 
-    /// Copies `bytes` into secret storage. The caller remains responsible for wiping the source.
-    public convenience init(copying bytes: some Sequence<UInt8>) {
-        let array = Array(bytes)
-        self.init(count: array.count) { buffer in
-            buffer.copyBytes(from: array)
+    /// Copies `bytes` into secret storage (no intermediate copy). The caller remains responsible
+    /// for wiping the source.
+    public convenience init(copying bytes: some Collection<UInt8>) {
+        self.init(count: bytes.count) { buffer in
+            buffer.copyBytes(from: bytes)
         }
     }
 
