@@ -14,6 +14,17 @@ public enum SHA256 {
         }
     }
 
+    /// The SHA-256 digest of secret bytes, without copying them.
+    public static func hash(_ secret: SecretBytes) -> [UInt8] {
+        _ = Sodium.ready
+        return secret.withUnsafeBytes { input in
+            [UInt8](unsafeUninitializedCapacity: digestLength) { out, initialized in
+                _ = crypto_hash_sha256(out.baseAddress!, input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count))
+                initialized = digestLength
+            }
+        }
+    }
+
     /// The SHA-256 digest of several parts hashed as one message (no copy into one buffer).
     public static func hash(parts: [[UInt8]]) -> [UInt8] {
         _ = Sodium.ready
