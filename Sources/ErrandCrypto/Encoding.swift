@@ -57,14 +57,48 @@ public enum ByteEncoding {
         try decodeBase64(text, variant: sodium_base64_VARIANT_ORIGINAL)
     }
 
+    /// base64url of secret bytes. The scratch buffer is wiped; the returned string is not
+    /// (keep it only as long as it must exist, e.g. a pairing URI).
+    public static func base64URL(_ secret: SecretBytes) -> String {
+        secret.withUnsafeBytes { input in
+            base64(input, variant: sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+        }
+    }
+
+    /// Decodes base64url (no padding, strict) straight into secret storage; the scratch buffer is wiped.
+    /// - Throws: ``CryptoError/invalidEncoding``.
+    public static func secret(base64URL text: String) throws(CryptoError) -> SecretBytes {
+        _ = Sodium.ready
+        let input = Array(text.utf8)
+        if input.isEmpty { return SecretBytes(count: 0) { _ in } }
+        var written = 0
+        var status: Int32 = -1
+        let scratch = SecretBytes(count: input.count * 3 / 4 + 1) { out in
+            status = input.withUnsafeBufferPointer { inp in
+                inp.withMemoryRebound(to: CChar.self) { chars in
+                    sodium_base642bin(out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count,
+                                      chars.baseAddress, chars.count, nil, &written, nil,
+                                      sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+                }
+            }
+        }
+        guard status == 0 else {
+            throw CryptoError.invalidEncoding.detail("text is not valid base64")
+        }
+        return scratch.withUnsafeBytes { SecretBytes(copying: $0.prefix(written)) }
+    }
+
     private static func base64(_ bytes: [UInt8], variant: Int32) -> String {
+        bytes.withUnsafeBytes { base64($0, variant: variant) }
+    }
+
+    private static func base64(_ bytes: UnsafeRawBufferPointer, variant: Int32) -> String {
         _ = Sodium.ready
         let capacity = sodium_base64_encoded_len(bytes.count, variant)
         var out = [CChar](repeating: 0, count: capacity)
-        bytes.withUnsafeBufferPointer { input in
-            _ = sodium_bin2base64(&out, capacity, input.baseAddress, input.count, variant)
-        }
-        return String(decoding: out.prefix(capacity - 1).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { sodium_memzero(&out, out.count) }
+        _ = sodium_bin2base64(&out, capacity, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, variant)
+        return out.withUnsafeBytes { String(decoding: $0.prefix(capacity - 1), as: UTF8.self) }
     }
 
     private static func decodeBase64(_ text: String, variant: Int32) throws(CryptoError) -> [UInt8] {

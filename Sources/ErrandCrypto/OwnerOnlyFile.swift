@@ -22,8 +22,15 @@ public enum OwnerOnlyFile {
 
     /// Writes the concatenation of `parts` to `path` with mode 0600.
     public static func write(_ parts: [UnsafeRawBufferPointer], to path: String) throws(CryptoError) {
-        let temporary = path + ".tmp-\(getpid())"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        // A random temporary name beside the target: no collisions between writers, no name
+        // another user could guess and occupy.
+        var temporary = ""
+        var descriptor: Int32 = -1
+        for _ in 0..<8 {
+            temporary = path + ".tmp-" + ByteEncoding.hex(SecureRandom.bytes(count: 8))
+            descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if descriptor >= 0 || errno != EEXIST { break }
+        }
         guard descriptor >= 0 else { throw unwritable(path, errno) }
         // The umask can only remove bits, but be explicit about the final mode.
         var ok = fchmod(descriptor, 0o600) == 0

@@ -8,12 +8,18 @@ public enum SealedBox {
     public static let overhead = 48
 
     /// Seals `message` to `recipient`.
-    public static func seal(_ message: [UInt8], to recipient: X25519.PublicKey) -> [UInt8] {
+    /// - Throws: ``CryptoError/weakPublicKey`` when `recipient` is a small-order point (the
+    ///   exchange would give an all-zero key; libsodium refuses it).
+    public static func seal(_ message: [UInt8], to recipient: X25519.PublicKey) throws(CryptoError) -> [UInt8] {
         _ = Sodium.ready
-        return [UInt8](unsafeUninitializedCapacity: message.count + overhead) { out, initialized in
-            _ = crypto_box_seal(out.baseAddress!, message, UInt64(message.count), recipient.bytes)
-            initialized = message.count + overhead
+        var status: Int32 = -1
+        let sealed = [UInt8](unsafeUninitializedCapacity: message.count + overhead) { out, initialized in
+            status = crypto_box_seal(out.baseAddress!, message, UInt64(message.count), recipient.bytes)
+            // Never hand out a partly written buffer.
+            initialized = status == 0 ? message.count + overhead : 0
         }
+        guard status == 0 else { throw .weakPublicKey }
+        return sealed
     }
 
     /// Opens a sealed box addressed to `recipient`.

@@ -53,7 +53,8 @@ public enum SecretKeyFile {
     /// - Throws: ``CryptoError/keyFileUnreadable`` (missing, truncated, wrong kind or format),
     ///   ``CryptoError/keyFileInsecure`` (group/other permissions, or another owner).
     public static func read(_ kind: Kind, from path: String) throws(CryptoError) -> SecretBytes {
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO planted at the path must not hang the reader.
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else {
             let error = errno
             throw CryptoError.keyFileUnreadable.detail("cannot open key file \(path): \(String(cString: strerror(error)))")
@@ -62,6 +63,9 @@ public enum SecretKeyFile {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
             throw CryptoError.keyFileUnreadable.detail("cannot inspect key file \(path)")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw CryptoError.keyFileUnreadable.detail("\(path) is not a regular file")
         }
         guard info.st_mode & 0o077 == 0 else {
             let mode = String(info.st_mode & 0o777, radix: 8)

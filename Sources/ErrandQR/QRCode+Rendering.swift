@@ -48,6 +48,9 @@ extension QRCode {
     ///   - quietZone: white border in modules (default 4, as the QR standard asks).
     /// - Throws: ``QRCodeError`` if libpng cannot encode the image.
     public func pngData(moduleSize: Int = 8, quietZone: Int = 4) throws(QRCodeError) -> [UInt8] {
+        guard (1...Self.maximumModuleSize).contains(moduleSize), (0...Self.maximumModuleSize).contains(quietZone) else {
+            throw QRCodeError("module size must be 1 to 64 pixels and the quiet zone 0 to 64 modules")
+        }
         let (pixels, side) = grayscalePixels(moduleSize: moduleSize, quietZone: quietZone)
         var output: UnsafeMutablePointer<UInt8>? = nil
         var length = 0
@@ -63,6 +66,8 @@ extension QRCode {
     /// The code as an SVG document: one `<path>` of black squares on a white background,
     /// one user unit per module scaled by `moduleSize`.
     public func svg(moduleSize: Int = 8, quietZone: Int = 4) -> String {
+        precondition((1...Self.maximumModuleSize).contains(moduleSize) && (0...Self.maximumModuleSize).contains(quietZone),
+                     "module size must be 1…64 and quiet zone 0…64")
         let side = size + 2 * quietZone
         var path = ""
         for y in 0..<size {

@@ -17,6 +17,11 @@ public struct QRCode: Sendable, Equatable {
         case high
     }
 
+    /// Most bytes a QR code can carry (version 40, low error correction).
+    public static let maximumPayload = 2953
+    /// Largest module size and quiet zone the image renderers accept.
+    public static let maximumModuleSize = 64
+
     /// Modules per side (21 for version 1, +4 per version, up to 177).
     public let size: Int
     /// QR version 1…40 chosen by libqrencode for the payload.
@@ -28,6 +33,10 @@ public struct QRCode: Sendable, Equatable {
     public init(encoding text: String, errorCorrection: ErrorCorrection = .medium) throws(QRCodeError) {
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty else { throw QRCodeError("cannot make a QR code of empty text") }
+        // 2,953 bytes is the most any QR code holds (version 40, level L).
+        guard bytes.count <= Self.maximumPayload else {
+            throw QRCodeError("the text (\(bytes.count) bytes) is too long for a QR code (at most \(Self.maximumPayload) bytes)")
+        }
         let level: QRecLevel = switch errorCorrection {
         case .low: QR_ECLEVEL_L
         case .medium: QR_ECLEVEL_M
@@ -62,7 +71,8 @@ public struct QRCode: Sendable, Equatable {
     /// 8-bit grayscale pixels (0 = dark, 255 = light), `moduleSize` pixels per module and a
     /// light border of `quietZone` modules. Returns the pixels and the side length in pixels.
     public func grayscalePixels(moduleSize: Int, quietZone: Int) -> (pixels: [UInt8], side: Int) {
-        precondition(moduleSize > 0 && quietZone >= 0, "module size must be positive, quiet zone not negative")
+        precondition((1...Self.maximumModuleSize).contains(moduleSize) && (0...Self.maximumModuleSize).contains(quietZone),
+                     "module size must be 1…64 and quiet zone 0…64")
         let side = (size + 2 * quietZone) * moduleSize
         var pixels = [UInt8](repeating: 255, count: side * side)
         for y in 0..<size {

@@ -1,6 +1,10 @@
 internal import CImageCodec
 internal import CZBar
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads QR codes from images with zbar.
 public enum QRScanner {
@@ -26,31 +30,56 @@ public enum QRScanner {
 
     /// Every QR code found in a PNG or JPEG file, in zbar's order.
     public static func decodeAll(imageAt path: String) throws(QRScanError) -> [String] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw QRScanError(.fileNotFound, "no image at \(path)", hint: "check the path, or pass the pairing code as text")
-        }
-        guard !isDirectory.boolValue else {
-            throw QRScanError(.unreadable, "\(path) is a folder, not an image", hint: "pass the path of a PNG or JPEG file")
-        }
-        let data: Data
+        let data = try readImageFile(path)
         do {
-            let attributes = try FileManager.default.attributesOfItem(atPath: path)
-            if let size = attributes[.size] as? Int, size > maximumFileSize {
-                throw QRScanError(.unreadable, "\(path) is \(size / 1_048_576) MiB; images over 32 MiB are not read",
-                                  hint: "crop or shrink the image around the QR code")
-            }
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch let error as QRScanError {
-            throw error
-        } catch {
-            throw QRScanError(.unreadable, "cannot read \(path): \(error.localizedDescription)", hint: "check the file's permissions")
-        }
-        do {
-            return try decodeAll(imageData: [UInt8](data))
+            return try decodeAll(imageData: data)
         } catch {
             throw QRScanError(error.code, "\(path): \(error.message)", hint: error.hint)
         }
+    }
+
+    /// Reads a regular file of at most ``maximumFileSize`` bytes (never a FIFO, device or folder,
+    /// which could block or never end).
+    private static func readImageFile(_ path: String) throws(QRScanError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let error = errno
+            if error == ENOENT {
+                throw QRScanError(.fileNotFound, "no image at \(path)", hint: "check the path, or pass the pairing code as text")
+            }
+            throw QRScanError(.unreadable, "cannot read \(path): \(String(cString: strerror(error)))", hint: "check the file's permissions")
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw QRScanError(.unreadable, "cannot read \(path)", hint: "check the file's permissions")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            let kind = info.st_mode & S_IFMT == S_IFDIR ? "a folder" : "not a regular file"
+            throw QRScanError(.unreadable, "\(path) is \(kind), not an image", hint: "pass the path of a PNG or JPEG file")
+        }
+        guard Int(info.st_size) <= maximumFileSize else {
+            throw QRScanError(.unreadable, "\(path) is \(Int(info.st_size) / 1_048_576) MiB; images over 32 MiB are not read",
+                              hint: "crop or shrink the image around the QR code")
+        }
+        // Read at most one byte past the cap, in case the file grows while we read.
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+        var total = 0
+        while total < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { buffer in
+                read(descriptor, buffer.baseAddress! + total, buffer.count - total)
+            }
+            if got < 0, errno == EINTR { continue }
+            guard got >= 0 else {
+                throw QRScanError(.unreadable, "cannot read \(path): \(String(cString: strerror(errno)))", hint: "check the file")
+            }
+            if got == 0 { break }
+            total += got
+            guard total <= maximumFileSize else {
+                throw QRScanError(.unreadable, "\(path) grew past 32 MiB while being read", hint: "use a smaller image")
+            }
+        }
+        return Array(bytes.prefix(total))
     }
 
     /// Every QR code found in PNG or JPEG bytes.
@@ -71,7 +100,8 @@ public enum QRScanner {
 
     /// Every QR code found in 8-bit grayscale pixels.
     public static func decodeAll(grayscale pixels: [UInt8], width: Int, height: Int) throws(QRScanError) -> [String] {
-        guard width > 0, height > 0, pixels.count == width * height else {
+        let (area, overflow) = width.multipliedReportingOverflow(by: height)
+        guard width > 0, height > 0, !overflow, pixels.count == area else {
             throw QRScanError(.notAnImage, "pixel buffer of \(pixels.count) bytes does not match \(width)×\(height)", hint: "")
         }
         return try pixels.withUnsafeBufferPointer { buffer throws(QRScanError) in

@@ -23,6 +23,12 @@ struct CryptoBenchmark: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    func validate() throws {
+        guard iterations >= 10 else { throw ValidationError("--iterations must be at least 10") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard (1...65_536).contains(size) else { throw ValidationError("--size must be 1 to 65536 bytes") }
+    }
+
     func run() throws {
         guard sodium_init() >= 0 else { throw ValidationError("libsodium failed to initialise") }
         let plaintext = SecureRandom.bytes(count: size)

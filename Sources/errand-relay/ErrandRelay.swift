@@ -1,13 +1,107 @@
 import ArgumentParser
+import ErrandRelay
+import Foundation
+import Logging
 
 /// `errand-relay`: the self-hostable relay that stores and forwards sealed envelopes.
 @main
-struct ErrandRelay: ParsableCommand {
+struct ErrandRelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "errand-relay",
         abstract: "The Errand relay: stores and forwards sealed envelopes it cannot read.",
-        discussion: "The server ('serve', 'invite') is not built yet; this release ships the envelope "
-            + "format it will carry (docs/protocol.md).",
-        version: "0.1.0"
+        discussion: "Settings come from built-in defaults, then --config FILE (TOML), then ERRAND_RELAY_* "
+            + "environment variables, then flags. relay/errand-relay.toml documents every setting.",
+        version: "0.1.0",
+        subcommands: [Serve.self, Invite.self]
     )
+
+    /// Prints failures as `errand-relay: error: …` and exits 1.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ConfigurationError {
+            report(error.description, hint: "fix the setting, or run 'errand-relay serve --help'")
+        } catch let error as RelayStartupError {
+            report(error.description, hint: nil)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func report(_ message: String, hint: String?) -> Never {
+        var text = "errand-relay: error: \(message)\n"
+        if let hint { text += "errand-relay: hint: \(hint)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+        Foundation.exit(1)
+    }
+}
+
+/// Options shared by every command that opens the data folder.
+struct CommonOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Folder for the relay's database.", valueName: "dir"))
+    var data: String?
+
+    @Option(help: ArgumentHelp("TOML configuration file.", valueName: "file"))
+    var config: String?
+
+    /// Defaults, then the file, then the environment, then flags.
+    func resolve(_ adjust: (inout RelayConfiguration) throws -> Void = { _ in }) throws -> RelayConfiguration {
+        var configuration = RelayConfiguration()
+        if let config { try ConfigurationLoader.apply(file: config, to: &configuration) }
+        try ConfigurationLoader.apply(environment: ProcessInfo.processInfo.environment, to: &configuration)
+        if let data { configuration.dataDirectory = data }
+        try adjust(&configuration)
+        try ConfigurationLoader.validate(configuration)
+        return configuration
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the relay until SIGTERM or SIGINT.",
+        discussion: "Prints a line containing 'listening' once it accepts connections.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: ArgumentHelp("Address to listen on, HOST:PORT (port 0 picks a free one).", valueName: "host:port"))
+    var listen: String?
+
+    @Flag(help: "Let anyone create a mailbox (otherwise a token from 'errand-relay invite' is needed).")
+    var openRegistration = false
+
+    func run() async throws {
+        let configuration = try common.resolve { configuration in
+            if let listen { (configuration.host, configuration.port) = try ConfigurationLoader.parseListen(listen) }
+            if openRegistration { configuration.openRegistration = true }
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["ERRAND_RELAY_LOG_LEVEL"] ?? "info") ?? .info
+            return handler
+        }
+        let logger = Logger(label: "errand-relay")
+        let scheme = configuration.tlsCertificatePath == nil ? "http" : "https"
+        try await RelayRunner.serve(configuration: configuration, logger: logger) { port in
+            let line = "errand-relay: listening on \(scheme)://\(configuration.host):\(port) (data: \(configuration.dataDirectory), registration: \(configuration.openRegistration ? "open" : "by invitation"))\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+        }
+    }
+}
+
+struct Invite: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a one-time registration token for a new host (errand host init --invite TOKEN).")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try common.resolve()
+        let token = try await RelayRunner.invite(configuration: configuration)
+        print(token)
+    }
 }

@@ -105,7 +105,7 @@ struct NegativeTests {
     func sealedBox() throws {
         let recipient = X25519.SecretKey()
         let message = Array("pairing request".utf8)
-        let sealed = SealedBox.seal(message, to: recipient.publicKey)
+        let sealed = try SealedBox.seal(message, to: recipient.publicKey)
         #expect(sealed.count == message.count + SealedBox.overhead)
         #expect(try SealedBox.open(sealed, recipient: recipient) == message)
         #expect(throws: CryptoError.authenticationFailed) {
@@ -118,6 +118,11 @@ struct NegativeTests {
         }
         #expect(throws: CryptoError.wrongLength) {
             try SealedBox.open(Array(sealed.prefix(47)), recipient: recipient)
+        }
+        // A small-order recipient key (e.g. all zeros from a forged pairing code) is refused
+        // instead of producing a half-written buffer.
+        #expect(throws: CryptoError.weakPublicKey) {
+            try SealedBox.seal(message, to: X25519.PublicKey(bytes: [UInt8](repeating: 0, count: 32)))
         }
     }
 

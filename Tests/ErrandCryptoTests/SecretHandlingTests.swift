@@ -93,6 +93,13 @@ struct SecretHandlingTests {
         #expect(throws: CryptoError.keyFileUnreadable) {
             try SecretKeyFile.read(.ed25519Seed, from: directory.appendingPathComponent("missing.key").path)
         }
+        // A FIFO at the key path must not hang the reader.
+        let fifo = directory.appendingPathComponent("fifo.key").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: CryptoError.keyFileUnreadable) { try SecretKeyFile.read(.ed25519Seed, from: fifo) }
+        // No temporary files are left behind by atomic writes.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".tmp-") }
+        #expect(leftovers.isEmpty)
         #expect(throws: CryptoError.fileUnwritable) {
             try SecretKeyFile.write(key.seed, kind: .ed25519Seed, to: directory.appendingPathComponent("no/such/dir.key").path)
         }

@@ -96,6 +96,11 @@ struct PairingOfferTests {
         ("errand://pair?v=1&v=1", .malformed, "repeats the 'v' parameter"),
         ("errand://pair?v=1&r=%ZZ", .malformed, "percent-encoded"),
         ("errand://pair?v=1", .malformed, "missing the relay address"),
+        ("errand://pair?v=0", .unsupportedVersion, "offer format 0"),
+        ("errand://pair?v=+1", .malformed, "not a number"),
+        ("errand://pair?v=01", .malformed, "not a number"),
+        ("errand://pair?v=1&\u{1B}]0;pwned\u{07}=x&v=1", .malformed, "repeats the 'v' parameter"),
+        ("errand://pair?\u{1B}[2J=1&\u{1B}[2J=2", .malformed, "repeats a parameter"),
     ])
     func malformed(uri: String, code: PairingOfferError.Code, phrase: String) throws {
         let error = try #require(throws: PairingOfferError.self) { try PairingOffer(uri: uri, now: beforeExpiry) }
@@ -117,6 +122,9 @@ struct PairingOfferTests {
             ("t=" + secretText, "t=" + secretText + "!", "not base64url"),
             ("e=1767225600", "e=soon", "expiry time"),
             ("n=studio-mac", "n=studio%0Amac", "host name"),
+            ("n=studio-mac", "n=%E2%80%AEcam-oiduts", "host name"),  // right-to-left override
+            ("e=1767225600", "e=+1767225600", "expiry time"),
+            ("e=1767225600", "e=99999999999999999", "expiry time"),
             ("&a=relay.example.com%2B1a2b3c4d%2B", "&a=relay.example.com%2Bxyz%2B", "audit key"),
         ]
         for (original, damaged, phrase) in replacements {
@@ -134,6 +142,26 @@ struct PairingOfferTests {
         dump(offer, to: &dumped)
         #expect(!dumped.contains(secretText))
         #expect(!dumped.contains(ByteEncoding.hex(Vector.secretBytes)))
+    }
+
+    @Test("A damaged field is reported as damaged even when the offer has also expired")
+    func fieldsBeforeClock() throws {
+        let shortSecret = Vector.uri.replacingOccurrences(of: "t=QEFCQ0RFRkdISUpLTE1OTw", with: "t=QEFCQw")
+        let error = try #require(throws: PairingOfferError.self) {
+            try PairingOffer(uri: shortSecret, now: Vector.expiry.addingTimeInterval(3600))
+        }
+        #expect(error.code == .malformed)
+    }
+
+    @Test("Expiry times out of range are refused, never trapped on")
+    func expiryRange() throws {
+        for seconds in [1e20, -5, .infinity, .nan] {
+            #expect(throws: PairingOfferError.self) {
+                try PairingOffer(relayURL: "https://relay.example.com", slotID: .random(),
+                                 hostSigningKey: Vector.hostSigning.publicKey, hostAgreementKey: Vector.hostAgreement.publicKey,
+                                 secret: SecretBytes.random(count: 16), expiresAt: Date(timeIntervalSince1970: seconds))
+            }
+        }
     }
 
     @Test("Unknown parameters are ignored; surrounding whitespace is trimmed")

@@ -103,6 +103,10 @@ struct QRScanFailureTests {
 
         #expect(try failure(folder.url.path).code == .unreadable)
 
+        // A FIFO would block a naive reader forever; it is refused at once.
+        #expect(mkfifo(folder.path("pipe.png"), 0o600) == 0)
+        #expect(try failure(folder.path("pipe.png")).message.contains("not a regular file"))
+
         try "errand://pair?v=1".write(toFile: folder.path("note.txt"), atomically: true, encoding: .utf8)
         let text = try failure(folder.path("note.txt"))
         #expect(text.code == .notAnImage)

@@ -50,6 +50,8 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
     public static let maximumNameLength = 64
     /// Longest relay URL or audit key an offer carries, in UTF-8 bytes.
     public static let maximumFieldLength = 512
+    /// Expiry times must be before this (year 3000): keeps every conversion in range.
+    static let latestExpiry: TimeInterval = 32_503_680_000
     /// The fixed start of every offer URI.
     public static let uriPrefix = "errand://pair?"
 
@@ -100,6 +102,10 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
         auditVerifierKey: String? = nil, hostName: String? = nil
     ) throws(PairingOfferError) {
         try Self.validateRelayURL(relayURL)
+        let seconds = expiresAt.timeIntervalSince1970
+        guard seconds.isFinite, seconds >= 1, seconds < Self.latestExpiry else {
+            throw PairingOfferError(.malformed, "the expiry time of the pairing code is out of range")
+        }
         guard Self.acceptedSecretLengths.contains(secret.count) else {
             throw PairingOfferError(.malformed, "the one-time secret must be 16 to 64 bytes, got \(secret.count)")
         }
@@ -124,7 +130,7 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
             ("s", ByteEncoding.base64URL(slotID.bytes)),
             ("k", ByteEncoding.base64URL(hostSigningKey.bytes)),
             ("x", ByteEncoding.base64URL(hostAgreementKey.bytes)),
-            ("t", secret.withUnsafeBytes { ByteEncoding.base64URL(Array($0)) }),
+            ("t", ByteEncoding.base64URL(secret)),
             ("e", String(Int64(expiresAt.timeIntervalSince1970))),
         ]
         if let auditVerifierKey { parameters.append(("a", auditVerifierKey)) }
@@ -158,20 +164,22 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
                 throw PairingOfferError(.malformed, "the pairing code has a parameter without a name or value")
             }
             let name = String(pair[..<equals])
+            // Echo a parameter name only if it is plainly harmless to print.
+            let shown = name.count <= 8 && name.allSatisfy({ $0.isASCII && $0.isLowercase }) ? "the '\(name)' parameter" : "a parameter"
             guard let value = URIComponent.decode(pair[pair.index(after: equals)...]) else {
-                throw PairingOfferError(.malformed, "the pairing code's '\(name)' parameter is not properly percent-encoded")
+                throw PairingOfferError(.malformed, "in the pairing code, \(shown) is not properly percent-encoded")
             }
             guard fields.updateValue(value, forKey: name) == nil else {
-                throw PairingOfferError(.malformed, "the pairing code repeats the '\(name)' parameter")
+                throw PairingOfferError(.malformed, "the pairing code repeats \(shown)")
             }
         }
         guard let versionText = fields["v"] else {
             throw PairingOfferError(.malformed, "the pairing code has no format version (v)")
         }
-        guard let version = Int(versionText), version >= 1 else {
-            throw PairingOfferError(.malformed, "the pairing code's format version '\(versionText.prefix(8))' is not a number")
+        guard let version = Self.decimal(versionText) else {
+            throw PairingOfferError(.malformed, "the pairing code's format version is not a number")
         }
-        guard version == Self.formatVersion else {
+        guard version == Int64(Self.formatVersion) else {
             throw PairingOfferError(.unsupportedVersion,
                                     "the pairing code uses offer format \(version); this Errand understands format \(Self.formatVersion)",
                                     hint: "update Errand on this device (or on the computer, if it is the older one)")
@@ -202,14 +210,18 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
             throw error as! PairingOfferError
         }
         let secretText = try required("t", "one-time secret")
-        guard let secretBytes = try? ByteEncoding.bytes(base64URL: secretText) else {
+        guard let secret = try? ByteEncoding.secret(base64URL: secretText) else {
             throw PairingOfferError(.malformed, "the pairing code's one-time secret (t) is not base64url")
         }
         let expiryText = try required("e", "expiry time")
-        guard let expiry = Int64(expiryText), expiry > 0 else {
+        guard let expiry = Self.decimal(expiryText), expiry > 0, TimeInterval(expiry) < Self.latestExpiry else {
             throw PairingOfferError(.malformed, "the pairing code's expiry time (e) is not a Unix time in seconds")
         }
         let expiresAt = Date(timeIntervalSince1970: TimeInterval(expiry))
+        // Every field is checked before the clock, so a damaged code is reported as damaged.
+        try self.init(
+            relayURL: relayURL, slotID: slot, hostSigningKey: signing, hostAgreementKey: agreement,
+            secret: secret, expiresAt: expiresAt, auditVerifierKey: fields["a"], hostName: fields["n"])
         let remaining = expiresAt.timeIntervalSince(now)
         guard remaining > 0 else {
             throw PairingOfferError(.expired, "pairing offer expired \(RelativeTime.describe(-remaining)) ago",
@@ -220,10 +232,13 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
                                     "pairing offer claims to stay valid for \(RelativeTime.describe(remaining)); offers last at most 10 minutes",
                                     hint: "check that the clocks of this device and the computer are right")
         }
-        try self.init(
-            relayURL: relayURL, slotID: slot, hostSigningKey: signing, hostAgreementKey: agreement,
-            secret: SecretBytes(copying: secretBytes), expiresAt: expiresAt,
-            auditVerifierKey: fields["a"], hostName: fields["n"])
+    }
+
+    /// A canonical decimal: digits only, no sign, no leading zeros, at most 18 digits.
+    static func decimal(_ text: String) -> Int64? {
+        guard !text.isEmpty, text.count <= 18, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+              text == "0" || !text.hasPrefix("0") else { return nil }
+        return Int64(text)
     }
 
     /// Whether the offer is still valid at `now`.
@@ -245,8 +260,11 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
     }
 
     private static func validateName(_ name: String) throws(PairingOfferError) {
+        // No control, format (bidi overrides), separator-line/paragraph or surrogate characters:
+        // a name must not be able to disguise itself or move the cursor.
+        let refused: Set<Unicode.GeneralCategory> = [.control, .format, .lineSeparator, .paragraphSeparator, .surrogate]
         guard !name.isEmpty, name.utf8.count <= maximumNameLength,
-              !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+              !name.unicodeScalars.contains(where: { refused.contains($0.properties.generalCategory) })
         else {
             throw PairingOfferError(.malformed, "the host name in the pairing code must be 1 to 64 bytes of printable text")
         }

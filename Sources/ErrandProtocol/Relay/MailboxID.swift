@@ -17,6 +17,12 @@ public struct MailboxID: Hashable, Sendable, CustomStringConvertible {
         bytes = Array(SHA256.hash(parts: [Self.label, owner.bytes]).prefix(Self.length))
     }
 
+    /// Wraps identifier bytes (e.g. read back from storage).
+    public init(bytes: [UInt8]) throws(RelayProtocolError) {
+        guard bytes.count == Self.length else { throw RelayProtocolError("a mailbox id must be 16 bytes") }
+        self.bytes = bytes
+    }
+
     /// Parses the base64url form used in URLs.
     /// - Throws: ``RelayProtocolError`` when the text is not base64url of 16 bytes.
     public init(_ text: some StringProtocol) throws(RelayProtocolError) {
@@ -77,6 +83,12 @@ public struct TokenHash: Hashable, Sendable, CustomStringConvertible {
     /// Hashes a secret.
     public init(of secret: SecretBytes) {
         bytes = SHA256.hash(secret)
+    }
+
+    /// Wraps digest bytes (e.g. read back from storage).
+    public init(bytes: [UInt8]) throws(RelayProtocolError) {
+        guard bytes.count == SHA256.digestLength else { throw RelayProtocolError("a token hash must be 32 bytes") }
+        self.bytes = bytes
     }
 
     /// Parses the base64url form used in URLs.

@@ -1,0 +1,189 @@
+import Foundation
+import TOMLKit
+
+/// Reads ``RelayConfiguration`` from a TOML file and `ERRAND_RELAY_*` environment variables.
+///
+/// Every setting has one key, e.g. `limits.mailbox_max_envelopes`; in the file it sits in its
+/// table (`[limits]`), in the environment it is `ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES`.
+/// Unknown keys and wrong types are errors that name the key, never silently ignored.
+public enum ConfigurationLoader {
+    /// One setting: its key, what it expects, and how to apply it.
+    struct Setting: Sendable {
+        enum Kind: String, Sendable { case string = "text", integer = "a whole number", number = "a number", boolean = "true or false" }
+        let key: String
+        let kind: Kind
+        let apply: @Sendable (inout RelayConfiguration, Value) throws(ConfigurationError) -> Void
+    }
+
+    enum Value: Sendable {
+        case string(String), integer(Int), number(Double), boolean(Bool)
+    }
+
+    static let settings: [Setting] = [
+        Setting(key: "listen", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            (configuration.host, configuration.port) = try parseListen(text, key: "listen")
+        },
+        string("data") { $0.dataDirectory = $1 },
+        boolean("open_registration") { $0.openRegistration = $1 },
+        string("tls.certificate") { $0.tlsCertificatePath = $1 },
+        string("tls.key") { $0.tlsKeyPath = $1 },
+        integer("limits.envelope_ttl_seconds", 60...(365 * 86_400)) { $0.envelopeTTL = Int64($1) },
+        integer("limits.max_envelope_bytes", 64...65_536) { $0.maximumEnvelopeBytes = $1 },
+        integer("limits.mailbox_max_envelopes", 1...10_000_000) { $0.mailboxQuota.maximumEnvelopes = $1 },
+        integer("limits.mailbox_max_bytes", 65_536...(1 << 40)) { $0.mailboxQuota.maximumBytes = $1 },
+        integer("limits.max_device_mailboxes", 0...100_000) { $0.maximumSponsoredMailboxes = $1 },
+        integer("limits.invite_ttl_seconds", 60...(365 * 86_400)) { $0.inviteTTL = Int64($1) },
+        integer("limits.pairing_slot_default_seconds", 10...600) { $0.pairingSlotDefaultTTL = Int64($1) },
+        integer("limits.pairing_slot_max_seconds", 10...600) { $0.pairingSlotMaximumTTL = Int64($1) },
+        number("limits.requests_per_second_per_ip", 0...1_000_000) { $0.requestsPerSecondPerIP = $1 },
+        number("limits.request_burst_per_ip", 1...1_000_000) { $0.requestBurstPerIP = $1 },
+        number("limits.posts_per_second_per_mailbox", 0...1_000_000) { $0.postsPerSecondPerMailbox = $1 },
+        number("limits.post_burst_per_mailbox", 1...1_000_000) { $0.postBurstPerMailbox = $1 },
+        integer("limits.max_connections", 1...1_000_000) { $0.maximumConnections = $1 },
+        integer("limits.idle_timeout_seconds", 1...3600) { $0.idleTimeoutSeconds = $1 },
+        integer("limits.websocket_ping_seconds", 1...3600) { $0.webSocketPingSeconds = $1 },
+        integer("limits.write_timeout_seconds", 1...3600) { $0.writeTimeoutSeconds = $1 },
+        Setting(key: "storage.durability", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            guard let durability = SQLiteRelayStore.Durability(rawValue: text) else {
+                throw ConfigurationError("storage.durability must be \"full\" or \"normal\", not \"\(text)\"")
+            }
+            configuration.durability = durability
+        },
+        integer("storage.sweep_interval_seconds", 1...86_400) { $0.sweepIntervalSeconds = $1 },
+    ]
+
+    /// Applies the TOML file at `path` to `configuration`.
+    /// - Throws: ``ConfigurationError`` naming the file, the line for syntax errors, or the key.
+    public static func apply(file path: String, to configuration: inout RelayConfiguration) throws(ConfigurationError) {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigurationError("cannot read the config file \(path): \(error.localizedDescription)")
+        }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
+            throw ConfigurationError("\(path): line \(error.source.begin.line): \(error.description)")
+        } catch {
+            throw ConfigurationError("\(path) is not valid TOML")
+        }
+        var values: [(String, any TOMLValueConvertible)] = []
+        flatten(table, prefix: "", into: &values)
+        for (key, raw) in values {
+            guard let setting = settings.first(where: { $0.key == key }) else {
+                throw ConfigurationError("\(path): unknown setting '\(key)' (see relay/errand-relay.toml for every setting)")
+            }
+            let value: Value?
+            switch setting.kind {
+            case .string: value = raw.string.map(Value.string)
+            case .integer: value = raw.int.map(Value.integer)
+            case .number: value = raw.double.map(Value.number) ?? raw.int.map { Value.number(Double($0)) }
+            case .boolean: value = raw.bool.map(Value.boolean)
+            }
+            guard let value else {
+                throw ConfigurationError("\(path): '\(key)' must be \(setting.kind.rawValue)")
+            }
+            try setting.apply(&configuration, value)
+        }
+    }
+
+    /// Applies `ERRAND_RELAY_*` variables from `environment`.
+    public static func apply(environment: [String: String], to configuration: inout RelayConfiguration) throws(ConfigurationError) {
+        for setting in settings {
+            let name = environmentName(setting.key)
+            guard let text = environment[name] else { continue }
+            let value: Value
+            switch setting.kind {
+            case .string: value = .string(text)
+            case .integer:
+                guard let number = Int(text) else { throw ConfigurationError("\(name) must be \(setting.kind.rawValue), not '\(text)'") }
+                value = .integer(number)
+            case .number:
+                guard let number = Double(text) else { throw ConfigurationError("\(name) must be \(setting.kind.rawValue), not '\(text)'") }
+                value = .number(number)
+            case .boolean:
+                switch text.lowercased() {
+                case "1", "true", "yes", "on": value = .boolean(true)
+                case "0", "false", "no", "off": value = .boolean(false)
+                default: throw ConfigurationError("\(name) must be true or false, not '\(text)'")
+                }
+            }
+            try setting.apply(&configuration, value)
+        }
+    }
+
+    /// The environment variable for a setting key: `limits.max_connections` → `ERRAND_RELAY_LIMITS_MAX_CONNECTIONS`.
+    public static func environmentName(_ key: String) -> String {
+        "ERRAND_RELAY_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
+    }
+
+    /// Checks settings that depend on each other.
+    public static func validate(_ configuration: RelayConfiguration) throws(ConfigurationError) {
+        if (configuration.tlsCertificatePath == nil) != (configuration.tlsKeyPath == nil) {
+            throw ConfigurationError("TLS needs both tls.certificate and tls.key")
+        }
+        if configuration.pairingSlotDefaultTTL > configuration.pairingSlotMaximumTTL {
+            throw ConfigurationError("limits.pairing_slot_default_seconds is longer than limits.pairing_slot_max_seconds")
+        }
+    }
+
+    /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT`.
+    public static func parseListen(_ text: String, key: String = "--listen") throws(ConfigurationError) -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else {
+            throw ConfigurationError("\(key) must be HOST:PORT (for example 127.0.0.1:8080), not '\(text)'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    private static func flatten(_ table: TOMLTable, prefix: String, into values: inout [(String, any TOMLValueConvertible)]) {
+        for key in table.keys {
+            guard let value = table[key] else { continue }
+            let full = prefix.isEmpty ? key : "\(prefix).\(key)"
+            if let nested = value.table {
+                flatten(nested, prefix: full, into: &values)
+            } else {
+                values.append((full, value))
+            }
+        }
+    }
+
+    private static func string(_ key: String, _ apply: @escaping @Sendable (inout RelayConfiguration, String) -> Void) -> Setting {
+        Setting(key: key, kind: .string) { configuration, value in
+            if case .string(let text) = value { apply(&configuration, text) }
+        }
+    }
+
+    private static func boolean(_ key: String, _ apply: @escaping @Sendable (inout RelayConfiguration, Bool) -> Void) -> Setting {
+        Setting(key: key, kind: .boolean) { configuration, value in
+            if case .boolean(let flag) = value { apply(&configuration, flag) }
+        }
+    }
+
+    private static func integer(_ key: String, _ range: ClosedRange<Int>, _ apply: @escaping @Sendable (inout RelayConfiguration, Int) -> Void) -> Setting {
+        Setting(key: key, kind: .integer) { configuration, value throws(ConfigurationError) in
+            guard case .integer(let number) = value else { return }
+            guard range.contains(number) else {
+                throw ConfigurationError("\(key) must be between \(range.lowerBound) and \(range.upperBound), not \(number)")
+            }
+            apply(&configuration, number)
+        }
+    }
+
+    private static func number(_ key: String, _ range: ClosedRange<Double>, _ apply: @escaping @Sendable (inout RelayConfiguration, Double) -> Void) -> Setting {
+        Setting(key: key, kind: .number) { configuration, value throws(ConfigurationError) in
+            guard case .number(let number) = value else { return }
+            guard range.contains(number) else {
+                throw ConfigurationError("\(key) must be between \(range.lowerBound) and \(range.upperBound), not \(number)")
+            }
+            apply(&configuration, number)
+        }
+    }
+}
+
+/// A configuration problem, named precisely enough to fix.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,54 @@
+import ErrandProtocol
+import Foundation
+
+/// Everything an operator can set. Sources, later ones winning: built-in defaults, the TOML
+/// config file (`--config`), `ERRAND_RELAY_*` environment variables, command-line flags.
+/// `relay/errand-relay.toml` documents every key.
+public struct RelayConfiguration: Sendable, Equatable {
+    /// Address to listen on.
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Folder for the database and the relay's own keys.
+    public var dataDirectory = "./errand-relay-data"
+    /// Anyone may create a mailbox (otherwise a registration token from `errand-relay invite` is needed).
+    public var openRegistration = false
+    /// Serve HTTPS from these PEM files (otherwise plain HTTP, for loopback or behind a proxy).
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+
+    /// How long an undelivered envelope is kept, in seconds (default 7 days).
+    public var envelopeTTL: Int64 = 7 * 24 * 3600
+    /// Largest envelope accepted, in bytes (at most 65,536).
+    public var maximumEnvelopeBytes = Envelope.maximumLength
+    /// What may wait in one mailbox.
+    public var mailboxQuota = MailboxQuota(maximumEnvelopes: 10_000, maximumBytes: 256 * 1024 * 1024)
+    /// Mailboxes one owner may create for its devices.
+    public var maximumSponsoredMailboxes = 64
+    /// How long a registration token from `errand-relay invite` stays valid, in seconds.
+    public var inviteTTL: Int64 = 7 * 24 * 3600
+    /// Default and longest life of a pairing slot, in seconds.
+    public var pairingSlotDefaultTTL: Int64 = 300
+    public var pairingSlotMaximumTTL: Int64 = 600
+
+    /// Requests per second per client IP (average and burst); 0 disables.
+    public var requestsPerSecondPerIP = 100.0
+    public var requestBurstPerIP = 200.0
+    /// Envelopes per second into one mailbox (average and burst); 0 disables.
+    public var postsPerSecondPerMailbox = 200.0
+    public var postBurstPerMailbox = 400.0
+    /// Simultaneous connections (HTTP and WebSocket) before new ones are refused.
+    public var maximumConnections = 20_000
+    /// Seconds an HTTP connection may sit idle (also bounds slow senders).
+    public var idleTimeoutSeconds = 60
+    /// Seconds between WebSocket pings; a peer that stops answering is disconnected.
+    public var webSocketPingSeconds = 30
+    /// Seconds a write to a live connection may take before the connection is dropped.
+    public var writeTimeoutSeconds = 10
+
+    /// SQLite durability (`full` survives power loss).
+    public var durability = SQLiteRelayStore.Durability.full
+    /// Seconds between expiry sweeps.
+    public var sweepIntervalSeconds = 60
+
+    public init() {}
+}

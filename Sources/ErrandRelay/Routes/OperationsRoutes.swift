@@ -1,0 +1,26 @@
+import ErrandProtocol
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `GET /healthz` (200 while the store answers) and `GET /metrics` (Prometheus text format).
+struct OperationsRoutes {
+    let core: RelayCore
+
+    struct Health: Encodable { let status: String; let liveConnections: Int }
+
+    func register(on router: Router<RelayRequestContext>) {
+        router.get("/healthz") { _, _ in
+            do {
+                _ = try await core.store.statistics()
+            } catch {
+                throw core.refuse(.unavailable, "the store does not answer")
+            }
+            return try json(Health(status: "ok", liveConnections: core.hub.connectionCount))
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: core.metrics.exposition())))
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import ErrandCrypto
+import ErrandProtocol
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+extension RelayCore {
+    /// The `:mailbox` path parameter.
+    func mailboxParameter(_ context: RelayRequestContext) throws -> MailboxID {
+        let text = try context.parameters.require("mailbox")
+        do { return try MailboxID(text) } catch { throw refuse(.badRequest, error.description) }
+    }
+
+    /// The `:slot` path parameter.
+    func slotParameter(_ context: RelayRequestContext) throws -> PairingSlotID {
+        let text = try context.parameters.require("slot")
+        guard let bytes = try? ByteEncoding.bytes(base64URL: text), let slot = try? PairingSlotID(bytes: bytes) else {
+            throw refuse(.badRequest, "'\(text.prefix(40))' is not a pairing slot id (22 base64url characters)")
+        }
+        return slot
+    }
+
+    /// The request body, refusing more than `limit` bytes with 413.
+    func body(_ request: Request, limit: Int) async throws -> [UInt8] {
+        do {
+            let buffer = try await request.body.collect(upTo: limit)
+            return Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw refuse(.tooLarge, "the body is larger than \(limit) bytes (envelopes are at most \(Envelope.maximumLength))")
+        }
+    }
+
+    /// Parses an envelope body, refusing anything that is not envelope v1.
+    func envelope(_ bytes: [UInt8]) throws -> Envelope {
+        do { return try Envelope(parsing: bytes) } catch {
+            throw refuse(error.code == .oversized ? .tooLarge : .invalidEnvelope, error.description)
+        }
+    }
+
+    /// Decodes a JSON body.
+    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(bytes)) } catch {
+            throw refuse(.badRequest, "the JSON body is not a valid \(T.self)")
+        }
+    }
+}
+
+/// A JSON response.
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    let data = try JSONEncoder().encode(value)
+    return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+/// A binary response.
+func octets(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+}

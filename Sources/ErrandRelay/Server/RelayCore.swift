@@ -1,0 +1,92 @@
+import ErrandCrypto
+import ErrandProtocol
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// What every route shares: configuration, store, live hub, limiters, metrics, clock.
+final class RelayCore: Sendable {
+    let configuration: RelayConfiguration
+    let store: any RelayStore
+    let hub = LiveHub()
+    let metrics: RelayMetrics
+    let logger: Logger
+    let ipLimiter: RateLimiter<String>
+    let mailboxLimiter: RateLimiter<MailboxID>
+    private let clock: @Sendable () -> Date
+
+    init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger,
+         clock: @escaping @Sendable () -> Date = Date.init) {
+        self.configuration = configuration
+        self.store = store
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+        ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
+        mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
+    }
+
+    var now: Date { clock() }
+    var nowSeconds: Int64 { Int64(clock().timeIntervalSince1970) }
+
+    /// Counts a refusal and returns it for throwing.
+    func refuse(_ code: RelayErrorCode, _ message: String, retryAfterSeconds: Int? = nil) -> RelayError {
+        metrics.refused(code)
+        return RelayError(code, message, retryAfterSeconds: retryAfterSeconds)
+    }
+
+    /// Checks an owner-signed request: signature, clock, fresh nonce, and that the signer owns `mailbox`.
+    /// - Returns: the verified signature (its key is the owner's).
+    func authenticateOwner(of mailbox: MailboxID, request: Request, body: [UInt8]) async throws -> RequestSignature {
+        let signature = try await authenticateSigner(request: request, body: body)
+        guard MailboxID(owner: signature.key) == mailbox else {
+            throw refuse(.forbidden, "this key does not own mailbox \(mailbox.logPrefix)…")
+        }
+        guard try await store.mailboxExists(mailbox) else {
+            throw refuse(.notFound, "mailbox \(mailbox.logPrefix)… does not exist (or was closed)")
+        }
+        return signature
+    }
+
+    /// Checks a signed request's signature, clock and nonce (any signer).
+    func authenticateSigner(request: Request, body: [UInt8]) async throws -> RequestSignature {
+        let signature: RequestSignature
+        do {
+            signature = try RequestSignature(
+                key: request.headers[.errandKey], timestamp: request.headers[.errandTimestamp],
+                nonce: request.headers[.errandNonce], signature: request.headers[.errandSignature])
+            try signature.verify(method: request.method.rawValue, pathAndQuery: request.head.path ?? "/", body: body, now: now)
+        } catch {
+            throw refuse(.unauthenticated, error.description)
+        }
+        // Nonces are remembered for as long as their timestamp could be accepted.
+        let expiresAt = signature.timestamp + Int64(RequestSignature.maximumClockSkew) + 1
+        guard try await store.recordNonce(signer: signature.key.bytes, nonce: signature.nonce, expiresAt: expiresAt) else {
+            throw refuse(.replayedRequest, "this signed request was already used; sign every request afresh")
+        }
+        return signature
+    }
+
+    /// Per-IP limit for every request.
+    func limitClient(_ ip: String) throws {
+        if let wait = ipLimiter.acquire(ip) {
+            throw refuse(.rateLimited, "too many requests from this address; retry in \(wait) s", retryAfterSeconds: wait)
+        }
+    }
+
+    /// Per-mailbox limit for posts.
+    func limitMailbox(_ mailbox: MailboxID) throws {
+        if let wait = mailboxLimiter.acquire(mailbox) {
+            throw refuse(.rateLimited, "too many envelopes for this mailbox; retry in \(wait) s", retryAfterSeconds: wait)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let errandKey = HTTPField.Name(RequestSignature.keyHeader)!
+    static let errandTimestamp = HTTPField.Name(RequestSignature.timestampHeader)!
+    static let errandNonce = HTTPField.Name(RequestSignature.nonceHeader)!
+    static let errandSignature = HTTPField.Name(RequestSignature.signatureHeader)!
+    static let errandClaim = HTTPField.Name("Errand-Claim")!
+}

@@ -1,0 +1,112 @@
+public import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
+public import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+
+/// Builds the relay application from a configuration and a store. `errand-relay serve` and the
+/// tests use this one function.
+public enum RelayServer {
+    /// The application, ready to `runService()` (or to test in process).
+    /// - Parameters:
+    ///   - onListening: called with the bound port once connections are accepted.
+    public static func buildApplication(
+        configuration: RelayConfiguration,
+        store: any RelayStore,
+        logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger)
+        let router = makeRouter(core: core)
+        let webSocketRouter = Router(context: RelayRequestContext.self)
+        LiveRoute(core: core).register(on: webSocketRouter)
+
+        let http1 = HTTP1Channel.Configuration(
+            idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        let webSocket = WebSocketServerConfiguration(
+            maxFrameSize: 128 * 1024,
+            autoPing: .enabled(timePeriod: .seconds(Int64(configuration.webSocketPingSeconds))),
+            closeTimeout: .seconds(10))
+        var server = HTTPServerBuilder.http1WebSocketUpgrade(
+            webSocketRouter: webSocketRouter, configuration: .init(http1: http1, ws: webSocket))
+        if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
+            server = try .tls(server, tlsConfiguration: tlsConfiguration(certificate: certificate, key: key))
+        }
+        return Application(
+            router: router,
+            server: server,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "errand-relay",
+                backlog: 1024,
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.maximumConnections)),
+            services: [StoreCloser(store: store, logger: logger),
+                       ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds)))],
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
+            logger: logger)
+    }
+
+    static func makeRouter(core: RelayCore) -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: ClientLimitMiddleware(core: core))
+        OperationsRoutes(core: core).register(on: router)
+        MailboxRoutes(core: core).register(on: router)
+        EnvelopeRoutes(core: core).register(on: router)
+        PairingRoutes(core: core).register(on: router)
+        return router
+    }
+
+    /// Loads the certificate chain and key now, so a bad file fails at start with its path.
+    static func tlsConfiguration(certificate: String, key: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        let privateKey: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificate)
+        } catch {
+            throw RelayStartupError("cannot read the TLS certificate \(certificate): \(error)")
+        }
+        do {
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            throw RelayStartupError("cannot read the TLS key \(key): \(error)")
+        }
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+        tls.minimumTLSVersion = .tlsv12
+        return tls
+    }
+}
+
+/// The relay could not start; the message names what to fix.
+public struct RelayStartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Closes the store after the server has stopped (services stop in reverse order).
+struct StoreCloser: Service {
+    let store: any RelayStore
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await store.close()
+        logger.info("store closed")
+    }
+}
+
+/// Per-IP rate limit on every HTTP request (health and metrics excepted).
+struct ClientLimitMiddleware: RouterMiddleware {
+    let core: RelayCore
+
+    func handle(_ request: Request, context: RelayRequestContext, next: (Request, RelayRequestContext) async throws -> Response) async throws -> Response {
+        if request.uri.path != "/healthz" && request.uri.path != "/metrics" {
+            try core.limitClient(context.clientIP)
+        }
+        return try await next(request, context)
+    }
+}

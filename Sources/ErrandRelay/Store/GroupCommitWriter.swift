@@ -1,0 +1,92 @@
+import GRDB
+import Synchronization
+
+/// Runs many small writes in few transactions: while one transaction commits (and syncs to
+/// disk), new writes queue up; the next transaction takes all of them. Each write runs in its
+/// own savepoint, so one failing write does not undo the others, and no caller hears back
+/// before the transaction holding its write has committed.
+final class GroupCommitWriter: Sendable {
+    /// One queued write: `perform` runs inside the batch transaction, `finish` after it ends.
+    private struct Pending: Sendable {
+        let perform: @Sendable (Database) -> Void
+        let finish: @Sendable (_ transactionError: (any Error)?) -> Void
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var draining = false
+    }
+
+    private let pool: DatabasePool
+    private let maximumBatch: Int
+    private let state = Mutex(State())
+
+    init(pool: DatabasePool, maximumBatch: Int = 1024) {
+        self.pool = pool
+        self.maximumBatch = maximumBatch
+    }
+
+    /// Runs `body` in a savepoint of the next batch transaction and returns its result once
+    /// that transaction has committed. If the transaction fails, every write in it fails.
+    func write<Value: Sendable>(_ body: @escaping @Sendable (Database) throws -> Value) async throws -> Value {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+            let outcome = Mutex<Result<Value, any Error>?>(nil)
+            let pending = Pending(
+                perform: { db in
+                    let result: Result<Value, any Error>
+                    do {
+                        var value: Value?
+                        try db.inSavepoint {
+                            value = try body(db)
+                            return .commit
+                        }
+                        result = .success(value!)
+                    } catch {
+                        result = .failure(error)
+                    }
+                    outcome.withLock { $0 = result }
+                },
+                finish: { transactionError in
+                    if let transactionError {
+                        continuation.resume(throwing: transactionError)
+                    } else {
+                        let result = outcome.withLock { $0 } ?? .failure(CancellationError())
+                        continuation.resume(with: result)
+                    }
+                })
+            let startDrain = state.withLock { state -> Bool in
+                state.queue.append(pending)
+                guard !state.draining else { return false }
+                state.draining = true
+                return true
+            }
+            if startDrain {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Commits batches until the queue is empty.
+    private func drain() async {
+        while true {
+            let batch = state.withLock { state -> [Pending] in
+                let count = min(state.queue.count, maximumBatch)
+                let batch = Array(state.queue.prefix(count))
+                state.queue.removeFirst(count)
+                if batch.isEmpty { state.draining = false }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            var transactionError: (any Error)?
+            do {
+                try await pool.write { db in
+                    for pending in batch { pending.perform(db) }
+                }
+            } catch {
+                // Begin or commit failed (disk full, I/O error): nothing in the batch is durable.
+                transactionError = error
+            }
+            for pending in batch { pending.finish(transactionError) }
+        }
+    }
+}

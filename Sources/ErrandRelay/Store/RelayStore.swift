@@ -1,0 +1,188 @@
+public import ErrandProtocol
+
+/// Everything the relay keeps, behind one contract so that the embedded SQLite store and a
+/// PostgreSQL store behave the same and pass the same tests (`Tests/ErrandRelayTests/StoreContract`).
+///
+/// Times are Unix seconds. Every mutating call is durable when it returns (committed, and with
+/// the default settings synced to disk): the relay acknowledges nothing before that.
+public protocol RelayStore: Sendable {
+    // MARK: Registration
+
+    /// Remembers a registration token (by hash) until `expiresAt`.
+    func addInvite(_ hash: TokenHash, expiresAt: Int64) async throws
+    /// Uses up a registration token; `false` when unknown, used or expired.
+    func consumeInvite(_ hash: TokenHash, now: Int64) async throws -> Bool
+
+    // MARK: Mailboxes
+
+    /// Creates a mailbox owned by `ownerKey` (its id is derived from the key). Creating an
+    /// existing mailbox again succeeds as `.existed`.
+    func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, now: Int64) async throws -> MailboxCreation
+    /// Whether the mailbox exists.
+    func mailboxExists(_ id: MailboxID) async throws -> Bool
+    /// How many mailboxes `sponsor` has created for its devices.
+    func sponsoredCount(_ sponsor: MailboxID) async throws -> Int
+    /// Deletes a mailbox with its envelopes, send tokens and pairing slots; `false` if it did not exist.
+    func deleteMailbox(_ id: MailboxID) async throws -> Bool
+
+    // MARK: Replay protection
+
+    /// Records a request nonce of `signer`; `false` if it was recorded before (a replay).
+    func recordNonce(signer: [UInt8], nonce: String, expiresAt: Int64) async throws -> Bool
+
+    // MARK: Send tokens
+
+    /// Authorises the holder of the token with this hash to post into `mailbox`.
+    func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, now: Int64) async throws
+    /// Revokes a send token; `false` if it was not registered.
+    func removeSendToken(_ hash: TokenHash, from mailbox: MailboxID) async throws -> Bool
+    /// The hashes of the mailbox's send tokens.
+    func sendTokens(of mailbox: MailboxID) async throws -> [TokenHash]
+
+    // MARK: Envelopes
+
+    /// Stores an envelope if `sendToken` is registered for its mailbox, the mailbox has room,
+    /// and no envelope with the same id is stored there yet (then it reports the existing one).
+    func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome
+    /// Up to `limit` envelopes of `mailbox` with a sequence number above `sequence`, oldest first.
+    func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope]
+    /// Deletes acknowledged envelopes; returns how many were deleted.
+    func acknowledge(_ ids: [EnvelopeID], in mailbox: MailboxID) async throws -> Int
+    /// Deletes envelopes, pairing slots, nonces and invites past their time.
+    func expire(now: Int64) async throws -> ExpiryReport
+
+    // MARK: Pairing slots
+
+    /// Opens a pairing slot for `owner`; `false` if a slot with that id exists.
+    func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64) async throws -> Bool
+    /// Puts the companion's sealed request into an open slot, binding the slot to `claim`.
+    func putSlotRequest(_ slot: PairingSlotID, request: [UInt8], claim: TokenHash, now: Int64) async throws -> SlotWrite
+    /// The request in `owner`'s slot, if one arrived.
+    func slotRequest(_ slot: PairingSlotID, owner: MailboxID, now: Int64) async throws -> SlotRead
+    /// Puts the host's sealed reply into its slot (after a request arrived).
+    func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite
+    /// Hands the reply to the companion that made the request and deletes the slot.
+    func takeSlotReply(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead
+    /// Closes a slot early (the host cancelled or declined); `false` if not found.
+    func deleteSlot(_ slot: PairingSlotID, owner: MailboxID) async throws -> Bool
+
+    // MARK: Operations
+
+    /// Totals for metrics and the operator.
+    func statistics() async throws -> StoreStatistics
+    /// Finishes pending writes and closes the store.
+    func close() async throws
+}
+
+/// Result of ``RelayStore/createMailbox(_:ownerKey:sponsor:now:)``.
+public enum MailboxCreation: Sendable, Equatable {
+    case created
+    case existed
+}
+
+/// An envelope accepted from a sender, about to be stored.
+public struct IncomingEnvelope: Sendable {
+    public let mailbox: MailboxID
+    public let id: EnvelopeID
+    /// The whole encoded envelope (version, id, ciphertext).
+    public let encoded: [UInt8]
+    public let storedAt: Int64
+    public let expiresAt: Int64
+
+    public init(mailbox: MailboxID, id: EnvelopeID, encoded: [UInt8], storedAt: Int64, expiresAt: Int64) {
+        self.mailbox = mailbox
+        self.id = id
+        self.encoded = encoded
+        self.storedAt = storedAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Per-mailbox limits on what waits for its owner.
+public struct MailboxQuota: Sendable, Equatable {
+    public var maximumEnvelopes: Int
+    public var maximumBytes: Int
+
+    public init(maximumEnvelopes: Int, maximumBytes: Int) {
+        self.maximumEnvelopes = maximumEnvelopes
+        self.maximumBytes = maximumBytes
+    }
+}
+
+/// Result of ``RelayStore/storeEnvelope(_:sendToken:quota:)``.
+public enum StoreOutcome: Sendable, Equatable {
+    /// Stored now, with this sequence number.
+    case stored(sequence: Int64)
+    /// An envelope with this id was already stored (a retried post); nothing changed.
+    case duplicate(sequence: Int64)
+    /// The send token is not registered for this mailbox (never, or revoked), or no such mailbox.
+    case forbidden
+    /// The mailbox holds too many envelopes or bytes.
+    case quotaExceeded(QuotaKind)
+}
+
+/// Which part of a quota is full.
+public enum QuotaKind: String, Sendable, Equatable {
+    case envelopes
+    case bytes
+}
+
+/// A stored envelope as handed to its mailbox's owner.
+public struct StoredEnvelope: Sendable, Equatable {
+    public let sequence: Int64
+    public let encoded: [UInt8]
+
+    public init(sequence: Int64, encoded: [UInt8]) {
+        self.sequence = sequence
+        self.encoded = encoded
+    }
+}
+
+/// What ``RelayStore/expire(now:)`` deleted.
+public struct ExpiryReport: Sendable, Equatable {
+    public var envelopes = 0
+    public var slots = 0
+    public var nonces = 0
+    public var invites = 0
+
+    public init(envelopes: Int = 0, slots: Int = 0, nonces: Int = 0, invites: Int = 0) {
+        self.envelopes = envelopes
+        self.slots = slots
+        self.nonces = nonces
+        self.invites = invites
+    }
+}
+
+/// Result of writing into a pairing slot.
+public enum SlotWrite: Sendable, Equatable {
+    case accepted
+    /// Someone already wrote there (a second companion, or a second reply).
+    case alreadyUsed
+    /// No such slot (never opened, expired, or belongs to someone else), or no request yet for a reply.
+    case notFound
+}
+
+/// Result of reading a pairing slot.
+public enum SlotRead: Sendable, Equatable {
+    case value([UInt8])
+    /// The slot exists but nothing is there yet.
+    case empty
+    /// The slot was claimed by another companion.
+    case forbidden
+    case notFound
+}
+
+/// Totals kept by the store.
+public struct StoreStatistics: Sendable, Equatable {
+    public var mailboxes: Int
+    public var envelopes: Int
+    public var envelopeBytes: Int
+    public var slots: Int
+
+    public init(mailboxes: Int, envelopes: Int, envelopeBytes: Int, slots: Int) {
+        self.mailboxes = mailboxes
+        self.envelopes = envelopes
+        self.envelopeBytes = envelopeBytes
+        self.slots = slots
+    }
+}

@@ -1,0 +1,350 @@
+import ErrandCrypto
+public import ErrandProtocol
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite file in WAL mode, written through a group-commit writer.
+///
+/// With `synchronous = FULL` (the default) a write is on disk when the call returns, so an
+/// envelope acknowledged to its sender survives a crash of the relay or of the machine.
+public final class SQLiteRelayStore: RelayStore {
+    /// How hard SQLite works to keep commits on disk.
+    public enum Durability: String, Sendable, CaseIterable {
+        /// fsync on every commit: survives power loss (default).
+        case full
+        /// fsync at checkpoints only: survives a crash of the relay, not of the machine.
+        case normal
+    }
+
+    private let pool: DatabasePool
+    private let writer: GroupCommitWriter
+
+    /// Opens (creating and migrating if needed) the store in `directory/relay.sqlite`.
+    public init(directory: String, durability: Durability = .full) throws {
+        var configuration = Configuration()
+        configuration.label = "errand-relay"
+        configuration.busyMode = .timeout(10)
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("relay.sqlite").path
+        pool = try DatabasePool(path: path, configuration: configuration)
+        // GRDB sets NORMAL on the writer connection of a WAL pool when it opens; only the writer
+        // commits, so set the durability there, after opening.
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+        }
+        try Self.migrator.migrate(pool)
+        writer = GroupCommitWriter(pool: pool)
+    }
+
+    /// Named, append-only schema migrations.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: mailboxes, envelopes, tokens, slots") { db in
+            try db.execute(sql: """
+                CREATE TABLE invite (
+                    hash BLOB PRIMARY KEY,
+                    expires_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+
+                CREATE TABLE mailbox (
+                    id BLOB PRIMARY KEY,
+                    owner_key BLOB NOT NULL,
+                    sponsor BLOB,
+                    created_at INTEGER NOT NULL,
+                    envelope_count INTEGER NOT NULL DEFAULT 0,
+                    envelope_bytes INTEGER NOT NULL DEFAULT 0
+                ) WITHOUT ROWID;
+                CREATE INDEX mailbox_by_sponsor ON mailbox (sponsor) WHERE sponsor IS NOT NULL;
+
+                CREATE TABLE send_token (
+                    mailbox BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                    hash BLOB NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (mailbox, hash)
+                ) WITHOUT ROWID;
+
+                CREATE TABLE envelope (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    mailbox BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                    envelope_id BLOB NOT NULL,
+                    body BLOB NOT NULL,
+                    stored_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    UNIQUE (mailbox, envelope_id)
+                );
+                CREATE INDEX envelope_by_mailbox ON envelope (mailbox, seq);
+                CREATE INDEX envelope_by_expiry ON envelope (expires_at);
+
+                -- Keep each mailbox's usage current, whatever deletes an envelope (ack, expiry).
+                CREATE TRIGGER envelope_added AFTER INSERT ON envelope BEGIN
+                    UPDATE mailbox SET envelope_count = envelope_count + 1,
+                                       envelope_bytes = envelope_bytes + length(NEW.body)
+                    WHERE id = NEW.mailbox;
+                END;
+                CREATE TRIGGER envelope_removed AFTER DELETE ON envelope BEGIN
+                    UPDATE mailbox SET envelope_count = envelope_count - 1,
+                                       envelope_bytes = envelope_bytes - length(OLD.body)
+                    WHERE id = OLD.mailbox;
+                END;
+
+                CREATE TABLE request_nonce (
+                    signer BLOB NOT NULL,
+                    nonce TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    PRIMARY KEY (signer, nonce)
+                ) WITHOUT ROWID;
+                CREATE INDEX request_nonce_by_expiry ON request_nonce (expires_at);
+
+                CREATE TABLE pairing_slot (
+                    id BLOB PRIMARY KEY,
+                    owner BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                    expires_at INTEGER NOT NULL,
+                    request BLOB,
+                    claim BLOB,
+                    reply BLOB
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Registration
+
+    public func addInvite(_ hash: TokenHash, expiresAt: Int64) async throws {
+        try await writer.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO invite (hash, expires_at) VALUES (?, ?)",
+                           arguments: [Data(hash.bytes), expiresAt])
+        }
+    }
+
+    public func consumeInvite(_ hash: TokenHash, now: Int64) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "DELETE FROM invite WHERE hash = ? AND expires_at > ?", arguments: [Data(hash.bytes), now])
+            return db.changesCount == 1
+        }
+    }
+
+    // MARK: Mailboxes
+
+    public func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, now: Int64) async throws -> MailboxCreation {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO mailbox (id, owner_key, sponsor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                arguments: [Data(id.bytes), Data(ownerKey), sponsor.map { Data($0.bytes) }, now])
+            return db.changesCount == 1 ? .created : .existed
+        }
+    }
+
+    public func mailboxExists(_ id: MailboxID) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE id = ?)", arguments: [Data(id.bytes)]) ?? false
+        }
+    }
+
+    public func sponsoredCount(_ sponsor: MailboxID) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM mailbox WHERE sponsor = ?", arguments: [Data(sponsor.bytes)]) ?? 0
+        }
+    }
+
+    public func deleteMailbox(_ id: MailboxID) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "DELETE FROM mailbox WHERE id = ?", arguments: [Data(id.bytes)])
+            return db.changesCount == 1
+        }
+    }
+
+    // MARK: Replay protection
+
+    public func recordNonce(signer: [UInt8], nonce: String, expiresAt: Int64) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO request_nonce (signer, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                arguments: [Data(signer), nonce, expiresAt])
+            return db.changesCount == 1
+        }
+    }
+
+    // MARK: Send tokens
+
+    public func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, now: Int64) async throws {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO send_token (mailbox, hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                arguments: [Data(mailbox.bytes), Data(hash.bytes), now])
+        }
+    }
+
+    public func removeSendToken(_ hash: TokenHash, from mailbox: MailboxID) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "DELETE FROM send_token WHERE mailbox = ? AND hash = ?", arguments: [Data(mailbox.bytes), Data(hash.bytes)])
+            return db.changesCount == 1
+        }
+    }
+
+    public func sendTokens(of mailbox: MailboxID) async throws -> [TokenHash] {
+        try await pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT hash FROM send_token WHERE mailbox = ? ORDER BY created_at, hash",
+                              arguments: [Data(mailbox.bytes)])
+        }.map { try TokenHash(bytes: [UInt8]($0)) }
+    }
+
+    // MARK: Envelopes
+
+    public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
+        try await writer.write { db in
+            let mailbox = Data(envelope.mailbox.bytes)
+            // The token is checked in the same transaction as the insert: once a revocation
+            // has returned, no post with that token can be stored.
+            let authorised = try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)",
+                arguments: [mailbox, Data(sendToken.bytes)]) ?? false
+            guard authorised else { return .forbidden }
+            if let existing = try Int64.fetchOne(
+                db, sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?",
+                arguments: [mailbox, Data(envelope.id.bytes)]) {
+                return .duplicate(sequence: existing)
+            }
+            guard let usage = try Row.fetchOne(
+                db, sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?", arguments: [mailbox]) else {
+                return .forbidden
+            }
+            let count: Int = usage["envelope_count"]
+            let bytes: Int = usage["envelope_bytes"]
+            if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
+            if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
+            try db.execute(
+                sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt])
+            return .stored(sequence: db.lastInsertedRowID)
+        }
+    }
+
+    public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?",
+                arguments: [Data(mailbox.bytes), sequence, limit]
+            ).map { row in
+                let body: Data = row["body"]
+                return StoredEnvelope(sequence: row["seq"], encoded: [UInt8](body))
+            }
+        }
+    }
+
+    public func acknowledge(_ ids: [EnvelopeID], in mailbox: MailboxID) async throws -> Int {
+        guard !ids.isEmpty else { return 0 }
+        return try await writer.write { db in
+            var deleted = 0
+            let statement = try db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id = ?")
+            for id in ids {
+                try statement.execute(arguments: [Data(mailbox.bytes), Data(id.bytes)])
+                deleted += db.changesCount
+            }
+            return deleted
+        }
+    }
+
+    public func expire(now: Int64) async throws -> ExpiryReport {
+        try await writer.write { db in
+            var report = ExpiryReport()
+            try db.execute(sql: "DELETE FROM envelope WHERE expires_at <= ?", arguments: [now])
+            report.envelopes = db.changesCount
+            try db.execute(sql: "DELETE FROM pairing_slot WHERE expires_at <= ?", arguments: [now])
+            report.slots = db.changesCount
+            try db.execute(sql: "DELETE FROM request_nonce WHERE expires_at <= ?", arguments: [now])
+            report.nonces = db.changesCount
+            try db.execute(sql: "DELETE FROM invite WHERE expires_at <= ?", arguments: [now])
+            report.invites = db.changesCount
+            return report
+        }
+    }
+
+    // MARK: Pairing slots
+
+    public func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO pairing_slot (id, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                arguments: [Data(slot.bytes), Data(owner.bytes), expiresAt])
+            return db.changesCount == 1
+        }
+    }
+
+    public func putSlotRequest(_ slot: PairingSlotID, request: [UInt8], claim: TokenHash, now: Int64) async throws -> SlotWrite {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT request IS NOT NULL AS used FROM pairing_slot WHERE id = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), now]) else { return .notFound }
+            if row["used"] as Bool { return .alreadyUsed }
+            try db.execute(sql: "UPDATE pairing_slot SET request = ?, claim = ? WHERE id = ?",
+                           arguments: [Data(request), Data(claim.bytes), Data(slot.bytes)])
+            return .accepted
+        }
+    }
+
+    public func slotRequest(_ slot: PairingSlotID, owner: MailboxID, now: Int64) async throws -> SlotRead {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT request FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), Data(owner.bytes), now]) else { return .notFound }
+            guard let request = row["request"] as Data? else { return .empty }
+            return .value([UInt8](request))
+        }
+    }
+
+    public func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT request IS NOT NULL AS requested, reply IS NOT NULL AS replied FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), Data(owner.bytes), now]) else { return .notFound }
+            guard row["requested"] as Bool else { return .notFound }
+            if row["replied"] as Bool { return .alreadyUsed }
+            try db.execute(sql: "UPDATE pairing_slot SET reply = ? WHERE id = ?", arguments: [Data(reply), Data(slot.bytes)])
+            return .accepted
+        }
+    }
+
+    public func takeSlotReply(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT claim, reply FROM pairing_slot WHERE id = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), now]) else { return .notFound }
+            guard let storedClaim = row["claim"] as Data?,
+                  ConstantTime.equals([UInt8](storedClaim), claim.bytes) else { return .forbidden }
+            guard let reply = row["reply"] as Data? else { return .empty }
+            // Delivered: the slot has done its job and vanishes.
+            try db.execute(sql: "DELETE FROM pairing_slot WHERE id = ?", arguments: [Data(slot.bytes)])
+            return .value([UInt8](reply))
+        }
+    }
+
+    public func deleteSlot(_ slot: PairingSlotID, owner: MailboxID) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "DELETE FROM pairing_slot WHERE id = ? AND owner = ?", arguments: [Data(slot.bytes), Data(owner.bytes)])
+            return db.changesCount == 1
+        }
+    }
+
+    // MARK: Operations
+
+    public func statistics() async throws -> StoreStatistics {
+        try await pool.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT (SELECT count(*) FROM mailbox) AS mailboxes,
+                       (SELECT coalesce(sum(envelope_count), 0) FROM mailbox) AS envelopes,
+                       (SELECT coalesce(sum(envelope_bytes), 0) FROM mailbox) AS bytes,
+                       (SELECT count(*) FROM pairing_slot) AS slots
+                """)!
+            return StoreStatistics(mailboxes: row["mailboxes"], envelopes: row["envelopes"], envelopeBytes: row["bytes"], slots: row["slots"])
+        }
+    }
+
+    /// The writer's `PRAGMA synchronous` (2 = FULL, 1 = NORMAL), for checks and tests.
+    public func synchronousMode() async throws -> Int {
+        try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+}
