@@ -1,0 +1,269 @@
+public import AsyncHTTPClient
+public import ErrandCrypto
+public import ErrandProtocol
+import Foundation
+public import Logging
+public import NIOCore
+import NIOHTTP1
+
+/// The relay's HTTP API for hosts and companions: mailboxes, send tokens, envelopes, pairing
+/// slots. Owner requests are signed (``RequestSignature``); posts carry a send token only.
+///
+/// Idempotent calls (posts, reads, acks) retry transient failures with jittered backoff;
+/// every refusal surfaces as ``RelayClientError`` with the relay's code and message.
+public struct RelayClient: Sendable {
+    /// The relay's base URL, e.g. `http://127.0.0.1:8080`.
+    public let baseURL: String
+    let httpClient: HTTPClient
+    let logger: Logger
+    /// How many times an idempotent call is tried before giving up.
+    public var maximumAttempts = 5
+    /// Per-request timeout.
+    public var timeout: TimeAmount = .seconds(30)
+
+    public init(baseURL: String, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "errand.relay-client")) {
+        var url = baseURL
+        while url.hasSuffix("/") { url.removeLast() }
+        self.baseURL = url
+        self.httpClient = httpClient
+        self.logger = logger
+    }
+
+    // MARK: Health
+
+    /// Whether the relay answers `/healthz` with 200.
+    public func isHealthy() async -> Bool {
+        (try? await send(.GET, "/healthz", retry: false).status) == 200
+    }
+
+    // MARK: Mailboxes
+
+    /// Creates (or confirms) the mailbox owned by `owner`. `invite` is a registration token from
+    /// `errand-relay invite`, needed unless the relay has open registration.
+    /// - Returns: the mailbox id and whether it was created now.
+    @discardableResult
+    public func createMailbox(owner: Ed25519.SecretKey, invite: String? = nil) async throws(RelayClientError) -> (MailboxID, created: Bool) {
+        var headers: [(String, String)] = []
+        if let invite { headers.append(("Authorization", "Bearer \(invite)")) }
+        return try await createMailbox(for: owner.publicKey, signer: owner, headers: headers)
+    }
+
+    /// Creates a mailbox for a device's key, sponsored by `sponsor` (an existing mailbox owner).
+    @discardableResult
+    public func createDeviceMailbox(for device: Ed25519.PublicKey, sponsor: Ed25519.SecretKey) async throws(RelayClientError) -> (MailboxID, created: Bool) {
+        try await createMailbox(for: device, signer: sponsor, headers: [])
+    }
+
+    private func createMailbox(for key: Ed25519.PublicKey, signer: Ed25519.SecretKey, headers: [(String, String)]) async throws(RelayClientError) -> (MailboxID, created: Bool) {
+        struct Body: Encodable { let key: String }
+        struct Answer: Decodable { let mailbox: String; let created: Bool }
+        let body = try encode(Body(key: ByteEncoding.base64URL(key.bytes)))
+        let response = try await send(.POST, "/v1/mailboxes", body: body, signer: signer, headers: headers, retry: false)
+        let answer = try decode(Answer.self, response)
+        return (MailboxID(owner: key), answer.created)
+    }
+
+    /// Closes the owner's mailbox, deleting everything in it.
+    public func closeMailbox(owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))", signer: owner)
+    }
+
+    // MARK: Send tokens
+
+    /// Lets the holder of `token` post into the owner's mailbox.
+    public func addSendToken(_ token: TokenHash, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.PUT, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/send-tokens/\(token)", signer: owner)
+    }
+
+    /// Revokes a send token: posts with it are refused from now on.
+    public func removeSendToken(_ token: TokenHash, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/send-tokens/\(token)", signer: owner)
+    }
+
+    /// The hashes of the owner's send tokens.
+    public func sendTokens(owner: Ed25519.SecretKey) async throws(RelayClientError) -> [TokenHash] {
+        struct Answer: Decodable { let tokens: [String] }
+        let response = try await send(.GET, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/send-tokens", signer: owner)
+        return try decode(Answer.self, response).tokens.compactMap { try? TokenHash($0) }
+    }
+
+    // MARK: Envelopes
+
+    /// Where a posted envelope landed.
+    public struct Receipt: Sendable, Equatable {
+        public let sequence: Int64
+        /// The relay already had this envelope (a retried post).
+        public let duplicate: Bool
+    }
+
+    /// Posts an envelope; when this returns, the relay has it on disk. Safe to retry.
+    public func post(_ envelope: Envelope, to mailbox: MailboxID, token: SendToken) async throws(RelayClientError) -> Receipt {
+        struct Answer: Decodable { let seq: Int64; let duplicate: Bool }
+        let response = try await send(.POST, "/v1/mailboxes/\(mailbox)/envelopes", body: envelope.encoded,
+                                      headers: [("Authorization", "Bearer \(token.bearer)"), ("Content-Type", "application/octet-stream")])
+        let answer = try decode(Answer.self, response)
+        return Receipt(sequence: answer.seq, duplicate: answer.duplicate)
+    }
+
+    /// A page of stored envelopes.
+    public struct Page: Sendable {
+        public let envelopes: [(sequence: Int64, envelope: Envelope)]
+        /// More are waiting after the last one.
+        public let more: Bool
+    }
+
+    /// Envelopes waiting in the owner's mailbox after `after`, oldest first.
+    public func fetch(owner: Ed25519.SecretKey, after: Int64 = 0, limit: Int = 100) async throws(RelayClientError) -> Page {
+        struct Answer: Decodable {
+            struct Item: Decodable { let seq: Int64; let envelope: String }
+            let envelopes: [Item]
+            let more: Bool
+        }
+        let response = try await send(.GET, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/envelopes?after=\(after)&limit=\(limit)", signer: owner)
+        let answer = try decode(Answer.self, response)
+        var envelopes: [(Int64, Envelope)] = []
+        for item in answer.envelopes {
+            guard let bytes = try? ByteEncoding.bytes(base64URL: item.envelope), let envelope = try? Envelope(parsing: bytes) else {
+                throw RelayClientError(.protocolViolation, "the relay returned an envelope that does not parse")
+            }
+            envelopes.append((item.seq, envelope))
+        }
+        return Page(envelopes: envelopes, more: answer.more)
+    }
+
+    /// Deletes delivered envelopes from the owner's mailbox.
+    @discardableResult
+    public func acknowledge(_ ids: [EnvelopeID], owner: Ed25519.SecretKey) async throws(RelayClientError) -> Int {
+        struct Body: Encodable { let ids: [String] }
+        struct Answer: Decodable { let deleted: Int }
+        let body = try encode(Body(ids: ids.map(\.description)))
+        let response = try await send(.POST, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/acks", body: body, signer: owner)
+        return try decode(Answer.self, response).deleted
+    }
+
+    // MARK: Pairing slots (host side)
+
+    /// Opens a pairing slot for `ttl` seconds; returns its expiry (Unix seconds).
+    @discardableResult
+    public func openPairingSlot(_ slot: PairingSlotID, owner: Ed25519.SecretKey, ttl: Int64) async throws(RelayClientError) -> Int64 {
+        struct Body: Encodable { let slot: String; let ttl: Int64 }
+        struct Answer: Decodable { let expiresAt: Int64 }
+        let body = try encode(Body(slot: slot.description, ttl: ttl))
+        let response = try await send(.POST, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots", body: body, signer: owner, retry: false)
+        return try decode(Answer.self, response).expiresAt
+    }
+
+    /// The companion's sealed request in the slot, or nil while there is none.
+    public func pairingRequest(_ slot: PairingSlotID, owner: Ed25519.SecretKey) async throws(RelayClientError) -> [UInt8]? {
+        let response = try await send(.GET, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots/\(slot)/request", signer: owner)
+        return response.status == 204 ? nil : response.body
+    }
+
+    /// Puts the host's sealed reply into the slot.
+    public func putPairingReply(_ reply: Envelope, slot: PairingSlotID, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.PUT, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots/\(slot)/reply",
+                           body: reply.encoded, signer: owner, retry: false)
+    }
+
+    /// Closes a slot early.
+    public func cancelPairingSlot(_ slot: PairingSlotID, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots/\(slot)", signer: owner)
+    }
+
+    // MARK: Pairing slots (companion side)
+
+    /// Puts the companion's sealed request into the slot; `claim` (32 random bytes, kept secret)
+    /// is needed later to collect the reply.
+    public func putPairingRequest(_ request: Envelope, slot: PairingSlotID, claim: SecretBytes) async throws(RelayClientError) {
+        _ = try await send(.PUT, "/v1/pairing-slots/\(slot)/request", body: request.encoded,
+                           headers: [("Errand-Claim", ByteEncoding.base64URL(claim))], retry: false)
+    }
+
+    /// The host's sealed reply, or nil while there is none.
+    public func takePairingReply(slot: PairingSlotID, claim: SecretBytes) async throws(RelayClientError) -> [UInt8]? {
+        let response = try await send(.GET, "/v1/pairing-slots/\(slot)/reply", headers: [("Errand-Claim", ByteEncoding.base64URL(claim))])
+        return response.status == 204 ? nil : response.body
+    }
+
+    // MARK: Transport
+
+    struct RawResponse: Sendable {
+        let status: Int
+        let body: [UInt8]
+    }
+
+    /// Sends a request (signed when `signer` is given), retrying transient failures when `retry`.
+    func send(_ method: HTTPMethod, _ pathAndQuery: String, body: [UInt8] = [], signer: Ed25519.SecretKey? = nil,
+              headers: [(String, String)] = [], retry: Bool = true) async throws(RelayClientError) -> RawResponse {
+        var backoff = Backoff()
+        var attempt = 1
+        while true {
+            do {
+                return try await sendOnce(method, pathAndQuery, body: body, signer: signer, headers: headers)
+            } catch {
+                guard retry, error.isTransient, attempt < maximumAttempts else { throw error }
+                let delay = error.retryAfterSeconds.map { Duration.seconds($0) } ?? backoff.next()
+                logger.debug("relay request failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
+                try? await Task.sleep(for: delay)
+                attempt += 1
+            }
+        }
+    }
+
+    private func sendOnce(_ method: HTTPMethod, _ pathAndQuery: String, body: [UInt8], signer: Ed25519.SecretKey?,
+                          headers: [(String, String)]) async throws(RelayClientError) -> RawResponse {
+        var request = HTTPClientRequest(url: baseURL + pathAndQuery)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let signer {
+            // Signed afresh on every attempt: each try needs its own nonce.
+            let signature = RequestSignature(signing: method.rawValue, pathAndQuery: pathAndQuery, body: body, with: signer)
+            for (name, value) in signature.headers { request.headers.add(name: name, value: value) }
+        }
+        if !body.isEmpty {
+            request.body = .bytes(ByteBuffer(bytes: body))
+            if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+                request.headers.add(name: "Content-Type", value: "application/json")
+            }
+        }
+        let status: Int
+        let bytes: [UInt8]
+        let retryAfter: Int?
+        do {
+            let response = try await httpClient.execute(request, timeout: timeout)
+            status = Int(response.status.code)
+            retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }
+            let buffer = try await response.body.collect(upTo: 4 * 1024 * 1024)
+            bytes = Array(buffer.readableBytesView)
+        } catch {
+            throw RelayClientError(.unreachable, "cannot reach the relay at \(baseURL): \(Self.describe(error))")
+        }
+        guard (200..<300).contains(status) else {
+            if let refusal = try? JSONDecoder().decode(RelayErrorBody.self, from: Data(bytes)),
+               let code = RelayErrorCode(rawValue: refusal.error.code) {
+                throw RelayClientError(.refused(code), refusal.error.message, status: status,
+                                       retryAfterSeconds: refusal.error.retryAfterSeconds ?? retryAfter)
+            }
+            let code: RelayErrorCode = status == 429 ? .rateLimited : status >= 500 ? .unavailable : .badRequest
+            throw RelayClientError(.refused(code), "the relay answered HTTP \(status)", status: status, retryAfterSeconds: retryAfter)
+        }
+        return RawResponse(status: status, body: bytes)
+    }
+
+    private func encode(_ value: some Encodable) throws(RelayClientError) -> [UInt8] {
+        do { return Array(try JSONEncoder().encode(value)) } catch {
+            throw RelayClientError(.protocolViolation, "cannot encode the request")
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ response: RawResponse) throws(RelayClientError) -> T {
+        do { return try JSONDecoder().decode(type, from: Data(response.body)) } catch {
+            throw RelayClientError(.protocolViolation, "the relay's answer (HTTP \(response.status)) is not the expected JSON")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        return text.count > 200 ? String(text.prefix(200)) + "…" : text
+    }
+}
