@@ -162,6 +162,20 @@ let package = Package(
         .testTarget(name: "ErrandCryptoTests", dependencies: ["ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandProtocolTests", dependencies: ["ErrandProtocol", "ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandQRTests", dependencies: ["ErrandQR", "ErrandProtocol"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ErrandRelayTests",
+            dependencies: [
+                "ErrandRelay", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto", "errand-relay",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Runs the built executables as a person would (depends on them so they are built first).
         .testTarget(name: "ErrandCLITests", dependencies: ["errand", "errand-relay"], swiftSettings: swiftSettings),
     ]

@@ -94,6 +94,11 @@ public struct RelayClient: Sendable {
         public let sequence: Int64
         /// The relay already had this envelope (a retried post).
         public let duplicate: Bool
+
+        public init(sequence: Int64, duplicate: Bool) {
+            self.sequence = sequence
+            self.duplicate = duplicate
+        }
     }
 
     /// Posts an envelope; when this returns, the relay has it on disk. Safe to retry.

@@ -1,0 +1,68 @@
+import ErrandCrypto
+import ErrandProtocol
+import ErrandRelay
+import ErrandRelayClient
+import Foundation
+import Testing
+
+@Suite("Live delivery over WebSocket")
+struct LiveDeliveryTests {
+    @Test("Backlog, caught-up marker, live push, acknowledgement and resume after reconnect")
+    func liveDelivery() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            let stored = sampleEnvelope()
+            _ = try await relay.client.post(stored, to: owner.mailbox, token: owner.token)
+
+            let subscription = relay.client.subscribe(owner: owner.key)
+            var events = subscription.events.makeAsyncIterator()
+            guard case .envelope(let firstSequence, let first)? = try await events.next() else {
+                Issue.record("expected the stored envelope first"); return
+            }
+            #expect(first == stored)
+            guard case .caughtUp(let mark)? = try await events.next() else { Issue.record("expected caught-up"); return }
+            #expect(mark == firstSequence)
+
+            let live = sampleEnvelope(size: 4000)
+            _ = try await relay.client.post(live, to: owner.mailbox, token: owner.token)
+            guard case .envelope(_, let pushed)? = try await events.next() else { Issue.record("expected a live envelope"); return }
+            #expect(pushed == live)
+
+            try await subscription.acknowledge([stored.id, live.id])
+            // Acknowledged envelopes are deleted at the relay.
+            var remaining = 2
+            for _ in 0..<50 where remaining > 0 {
+                remaining = try await relay.client.fetch(owner: owner.key).envelopes.count
+                if remaining > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(remaining == 0)
+            subscription.cancel()
+
+            // A new subscription resumes after a cursor and gets only what is newer.
+            let later = sampleEnvelope()
+            let older = sampleEnvelope()
+            let olderReceipt = try await relay.client.post(older, to: owner.mailbox, token: owner.token)
+            _ = try await relay.client.post(later, to: owner.mailbox, token: owner.token)
+            let resumed = relay.client.subscribe(owner: owner.key, after: olderReceipt.sequence)
+            var resumedEvents = resumed.events.makeAsyncIterator()
+            guard case .envelope(_, let next)? = try await resumedEvents.next() else { Issue.record("expected an envelope"); return }
+            #expect(next == later)
+            resumed.cancel()
+        }
+    }
+
+    @Test("A live connection for someone else's mailbox is refused with a reason")
+    func foreignOwnerRefused() async throws {
+        try await TestRelay.with { relay in
+            _ = try await Owner.register(on: relay)
+            let stranger = Ed25519.SecretKey()
+            let subscription = relay.client.subscribe(owner: stranger)
+            do {
+                for try await _ in subscription.events {}
+                Issue.record("the subscription should have failed")
+            } catch let error as RelayClientError {
+                #expect(error.code == .notFound)
+            }
+        }
+    }
+}

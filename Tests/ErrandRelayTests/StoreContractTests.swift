@@ -1,0 +1,206 @@
+import ErrandCrypto
+import ErrandProtocol
+import ErrandRelay
+import Foundation
+import Testing
+
+/// The contract every ``RelayStore`` must keep. Each test runs against every store factory;
+/// the PostgreSQL store joins `factories` when it exists.
+@Suite("Relay store contract")
+struct StoreContractTests {
+    struct Factory: Sendable, CustomTestStringConvertible {
+        let name: String
+        let make: @Sendable (TemporaryFolder) async throws -> any RelayStore
+        var testDescription: String { name }
+    }
+
+    static let factories: [Factory] = [
+        Factory(name: "SQLite") { folder in try SQLiteRelayStore(directory: folder.path) },
+    ]
+
+    static let quota = MailboxQuota(maximumEnvelopes: 3, maximumBytes: 10_000)
+
+    func withStore(_ factory: Factory, _ body: (any RelayStore) async throws -> Void) async throws {
+        let folder = try TemporaryFolder()
+        let store = try await factory.make(folder)
+        do {
+            try await body(store)
+            try await store.close()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    func makeMailbox(_ store: any RelayStore, token: SendToken = SendToken()) async throws -> (MailboxID, SendToken) {
+        let key = Ed25519.SecretKey()
+        let id = MailboxID(owner: key.publicKey)
+        #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, now: 100) == .created)
+        try await store.addSendToken(token.hash, to: id, now: 100)
+        return (id, token)
+    }
+
+    func incoming(_ mailbox: MailboxID, _ envelope: Envelope = sampleEnvelope(), now: Int64 = 100, ttl: Int64 = 1000) -> IncomingEnvelope {
+        IncomingEnvelope(mailbox: mailbox, id: envelope.id, encoded: envelope.encoded, storedAt: now, expiresAt: now + ttl)
+    }
+
+    @Test("Invites are used once and expire", arguments: factories)
+    func invites(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let hash = TokenHash(of: SecretBytes.random(count: 32))
+            try await store.addInvite(hash, expiresAt: 200)
+            #expect(try await store.consumeInvite(hash, now: 100))
+            #expect(try await !store.consumeInvite(hash, now: 100))
+            let late = TokenHash(of: SecretBytes.random(count: 32))
+            try await store.addInvite(late, expiresAt: 200)
+            #expect(try await !store.consumeInvite(late, now: 200))
+            #expect(try await !store.consumeInvite(TokenHash(of: SecretBytes.random(count: 32)), now: 100))
+        }
+    }
+
+    @Test("Mailboxes: create once, sponsor count, delete cascades", arguments: factories)
+    func mailboxes(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (host, token) = try await makeMailbox(store)
+            let key = Ed25519.SecretKey()
+            let device = MailboxID(owner: key.publicKey)
+            #expect(try await store.createMailbox(device, ownerKey: key.publicKey.bytes, sponsor: host, now: 1) == .created)
+            #expect(try await store.createMailbox(device, ownerKey: key.publicKey.bytes, sponsor: host, now: 1) == .existed)
+            #expect(try await store.sponsoredCount(host) == 1)
+            #expect(try await store.storeEnvelope(incoming(host), sendToken: token.hash, quota: Self.quota) == .stored(sequence: 1))
+            #expect(try await store.deleteMailbox(host))
+            #expect(try await !store.mailboxExists(host))
+            #expect(try await store.envelopes(in: host, after: 0, limit: 10).isEmpty)
+            #expect(try await store.sendTokens(of: host).isEmpty)
+            #expect(try await !store.deleteMailbox(host))
+        }
+    }
+
+    @Test("A nonce is accepted once per signer", arguments: factories)
+    func nonces(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let alice: [UInt8] = [1]
+            let bob: [UInt8] = [2]
+            let first = try await store.recordNonce(signer: alice, nonce: "n1", expiresAt: 200)
+            let replay = try await store.recordNonce(signer: alice, nonce: "n1", expiresAt: 200)
+            let otherSigner = try await store.recordNonce(signer: bob, nonce: "n1", expiresAt: 200)
+            #expect(first && !replay && otherSigner)
+            #expect(try await store.expire(now: 200).nonces == 2)
+            let afterExpiry = try await store.recordNonce(signer: alice, nonce: "n1", expiresAt: 400)
+            #expect(afterExpiry)
+        }
+    }
+
+    @Test("Envelopes: token checked, idempotent by id, ordered, acknowledged, quota kept", arguments: factories)
+    func envelopes(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (mailbox, token) = try await makeMailbox(store)
+            let first = sampleEnvelope()
+            let firstOutcome = try await store.storeEnvelope(incoming(mailbox, first), sendToken: token.hash, quota: Self.quota)
+            guard case .stored(let firstSequence) = firstOutcome else { Issue.record("not stored: \(firstOutcome)"); return }
+            // The same id again is a duplicate with the same sequence; nothing changes.
+            #expect(try await store.storeEnvelope(incoming(mailbox, first), sendToken: token.hash, quota: Self.quota) == .duplicate(sequence: firstSequence))
+            // Unknown and revoked tokens are refused.
+            #expect(try await store.storeEnvelope(incoming(mailbox), sendToken: SendToken().hash, quota: Self.quota) == .forbidden)
+            let second = sampleEnvelope(size: 300)
+            #expect(try await store.storeEnvelope(incoming(mailbox, second), sendToken: token.hash, quota: Self.quota) != .forbidden)
+            let third = sampleEnvelope()
+            _ = try await store.storeEnvelope(incoming(mailbox, third), sendToken: token.hash, quota: Self.quota)
+            // Count quota: three stored, a fourth is refused; a duplicate of a stored one is still fine.
+            #expect(try await store.storeEnvelope(incoming(mailbox), sendToken: token.hash, quota: Self.quota) == .quotaExceeded(.envelopes))
+            #expect(try await store.storeEnvelope(incoming(mailbox, third), sendToken: token.hash, quota: Self.quota) != .quotaExceeded(.envelopes))
+
+            let all = try await store.envelopes(in: mailbox, after: 0, limit: 10)
+            #expect(all.map(\.encoded) == [first.encoded, second.encoded, third.encoded])
+            #expect(all.map(\.sequence) == all.map(\.sequence).sorted())
+            #expect(try await store.envelopes(in: mailbox, after: all[0].sequence, limit: 1).map(\.encoded) == [second.encoded])
+
+            #expect(try await store.acknowledge([first.id, second.id, EnvelopeID.random()], in: mailbox) == 2)
+            #expect(try await store.envelopes(in: mailbox, after: 0, limit: 10).map(\.encoded) == [third.encoded])
+            var statistics = try await store.statistics()
+            #expect(statistics.envelopes == 1)
+            #expect(statistics.envelopeBytes == third.encoded.count)
+
+            // Byte quota.
+            let tight = MailboxQuota(maximumEnvelopes: 100, maximumBytes: third.encoded.count + 100)
+            #expect(try await store.storeEnvelope(incoming(mailbox, sampleEnvelope(size: 200)), sendToken: token.hash, quota: tight) == .quotaExceeded(.bytes))
+
+            // Revocation takes effect for the next post.
+            #expect(try await store.removeSendToken(token.hash, from: mailbox))
+            #expect(try await store.storeEnvelope(incoming(mailbox), sendToken: token.hash, quota: Self.quota) == .forbidden)
+            #expect(try await !store.removeSendToken(token.hash, from: mailbox))
+
+            // Expiry.
+            #expect(try await store.expire(now: 100 + 1000).envelopes == 1)
+            statistics = try await store.statistics()
+            #expect(statistics.envelopes == 0 && statistics.envelopeBytes == 0)
+        }
+    }
+
+    @Test("Pairing slots take one request and one reply, then vanish", arguments: factories)
+    func slots(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (host, _) = try await makeMailbox(store)
+            let slot = PairingSlotID.random()
+            let claim = TokenHash(of: SecretBytes.random(count: 32))
+            #expect(try await store.createSlot(slot, owner: host, expiresAt: 400))
+            #expect(try await !store.createSlot(slot, owner: host, expiresAt: 400))
+            #expect(try await store.slotRequest(slot, owner: host, now: 100) == .empty)
+            let early: [UInt8] = [1]
+            #expect(try await store.putSlotReply(slot, owner: host, reply: early, now: 100) == .notFound)
+            #expect(try await store.putSlotRequest(slot, request: [7, 7], claim: claim, now: 100) == .accepted)
+            // A second party is turned away.
+            #expect(try await store.putSlotRequest(slot, request: [6], claim: TokenHash(of: SecretBytes.random(count: 32)), now: 100) == .alreadyUsed)
+            #expect(try await store.slotRequest(slot, owner: host, now: 100) == .value([7, 7]))
+            let (stranger, _) = try await makeMailbox(store)
+            #expect(try await store.slotRequest(slot, owner: stranger, now: 100) == .notFound)
+            #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .empty)
+            #expect(try await store.putSlotReply(slot, owner: host, reply: [9], now: 100) == .accepted)
+            #expect(try await store.putSlotReply(slot, owner: host, reply: [9], now: 100) == .alreadyUsed)
+            #expect(try await store.takeSlotReply(slot, claim: TokenHash(of: SecretBytes.random(count: 32)), now: 100) == .forbidden)
+            #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .value([9]))
+            #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .notFound)
+
+            // Expired slots are gone for everyone, then swept.
+            let late = PairingSlotID.random()
+            #expect(try await store.createSlot(late, owner: host, expiresAt: 150))
+            #expect(try await store.putSlotRequest(late, request: [1], claim: claim, now: 150) == .notFound)
+            #expect(try await store.expire(now: 150).slots == 1)
+            let cancelled = PairingSlotID.random()
+            #expect(try await store.createSlot(cancelled, owner: host, expiresAt: 400))
+            #expect(try await !store.deleteSlot(cancelled, owner: stranger))
+            #expect(try await store.deleteSlot(cancelled, owner: host))
+        }
+    }
+
+    @Test("Concurrent posts are all stored exactly once (group commit)", arguments: factories)
+    func concurrentPosts(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (mailbox, token) = try await makeMailbox(store)
+            let envelopes = (0..<400).map { _ in sampleEnvelope(size: 64) }
+            let quota = MailboxQuota(maximumEnvelopes: 10_000, maximumBytes: 10_000_000)
+            let outcomes = try await withThrowingTaskGroup(of: StoreOutcome.self) { group in
+                for envelope in envelopes + envelopes.prefix(50) {
+                    group.addTask { try await store.storeEnvelope(incoming(mailbox, envelope), sendToken: token.hash, quota: quota) }
+                }
+                return try await group.reduce(into: [StoreOutcome]()) { $0.append($1) }
+            }
+            let stored = outcomes.filter { if case .stored = $0 { true } else { false } }.count
+            let duplicates = outcomes.filter { if case .duplicate = $0 { true } else { false } }.count
+            #expect(stored == 400)
+            #expect(duplicates == 50)
+            #expect(try await store.envelopes(in: mailbox, after: 0, limit: 1000).count == 400)
+        }
+    }
+
+    @Test("SQLite commits with synchronous = FULL by default")
+    func durability() async throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteRelayStore(directory: folder.path)
+        #expect(try await store.synchronousMode() == 2)
+        try await store.close()
+        let relaxed = try SQLiteRelayStore(directory: folder.path, durability: .normal)
+        #expect(try await relaxed.synchronousMode() == 1)
+        try await relaxed.close()
+    }
+}
