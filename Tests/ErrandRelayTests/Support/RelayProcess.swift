@@ -1,0 +1,103 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// A real `errand-relay serve` process on a free loopback port.
+final class RelayProcess: Sendable {
+    let process: Process
+    let url: String
+    private let output: PrintedOutput
+
+    /// Starts the relay and waits (up to 60 s) for its `listening` line.
+    init(data: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
+        let process = Process()
+        process.executableURL = try Executables.url("errand-relay")
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", data] + arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let output = PrintedOutput()
+        self.output = output
+        // Read stdout on a thread of its own until the listening line shows up.
+        let found = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var signalled = false
+            while true {
+                let chunk = stdout.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                let text = output.text.withLock { $0 += String(decoding: chunk, as: UTF8.self); return $0 }
+                if !signalled, text.contains("listening") { signalled = true; found.signal() }
+            }
+            if !signalled { found.signal() }
+        }
+        guard found.wait(timeout: .now() + 60) == .success,
+              let line = output.text.withLock({ $0 }).split(separator: "\n").first(where: { $0.contains("listening") }),
+              let range = line.range(of: #"https?://[0-9.]+:[0-9]+"#, options: .regularExpression) else {
+            process.terminate()
+            throw RelayProcessError(message: "errand-relay did not print its listening line: \(output.text.withLock { $0 })")
+        }
+        url = String(line[range])
+    }
+
+    /// What the process printed on stdout so far.
+    var printed: String { output.text.withLock { $0 } }
+
+    /// Sends `signal` and waits for the process to end; returns its exit status.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32 {
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+struct RelayProcessError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// Locates executables `swift build` put next to the test bundle.
+enum Executables {
+    static func url(_ name: String) throws -> URL {
+        var directory = Bundle.main.bundleURL
+        for _ in 0..<5 {
+            let candidate = directory.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw RelayProcessError(message: "\(name) was not found near \(Bundle.main.bundleURL.path); run 'swift build' first")
+    }
+}
+
+/// Runs a command to completion and returns its status and output.
+func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, error: String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let error = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
+}
+
+/// What a process printed, appended by its reader thread.
+final class PrintedOutput: Sendable {
+    let text = Mutex("")
+}
