@@ -14,10 +14,10 @@ struct RelayProcessTests {
     @Test("serve prints 'listening', answers /healthz, and exits cleanly on SIGTERM")
     func serveAndStop() async throws {
         let folder = try TemporaryFolder()
-        let relay = try RelayProcess(data: folder.path, arguments: ["--open-registration"])
+        let relay = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"])
         #expect(relay.printed.contains("registration: open"))
-        #expect(await RelayClient(baseURL: relay.url).isHealthy())
-        #expect(relay.stop(signal: SIGTERM) == 0)
+        #expect(await RelayClient(baseURL: relay.baseURL).isHealthy())
+        #expect(await relay.stop(signal: SIGTERM) == 0)
         // The data folder was created owner-only.
         let mode = try FileManager.default.attributesOfItem(atPath: folder.path)[.posixPermissions] as? Int
         #expect(mode != nil)
@@ -28,9 +28,9 @@ struct RelayProcessTests {
         let folder = try TemporaryFolder()
         // Rate limits off: this test floods the relay on purpose.
         let unlimited = ["ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0", "ERRAND_RELAY_LIMITS_POSTS_PER_SECOND_PER_MAILBOX": "0"]
-        let first = try RelayProcess(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
+        let first = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
         // No retries: a post that fails because the relay died is simply not counted.
-        let client = { var client = RelayClient(baseURL: first.url); client.maximumAttempts = 1; return client }()
+        let client = { var client = RelayClient(baseURL: first.baseURL); client.maximumAttempts = 1; return client }()
         let owner = Ed25519.SecretKey()
         let token = SendToken()
         try await client.createMailbox(owner: owner)
@@ -58,16 +58,15 @@ struct RelayProcessTests {
                 while acknowledged.ids.withLock({ $0.count }) < 300, acknowledged.stoppedPosters.withLock({ $0 }) == 0 {
                     try await Task.sleep(for: .milliseconds(5))
                 }
-                first.stop(signal: SIGKILL)
+                await first.stop(signal: SIGKILL)
             }
             try await group.waitForAll()
         }
         let acked = acknowledged.ids.withLock { $0 }
         #expect(acked.count >= 300)
 
-        let second = try RelayProcess(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
-        defer { second.stop() }
-        let reader = RelayClient(baseURL: second.url)
+        let second = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
+        let reader = RelayClient(baseURL: second.baseURL)
         var stored = Set<EnvelopeID>()
         var after: Int64 = 0
         while true {
@@ -78,6 +77,7 @@ struct RelayProcessTests {
         }
         let lost = Set(acked).subtracting(stored)
         #expect(lost.isEmpty, "\(lost.count) acknowledged envelopes were lost")
+        await second.stop()
     }
 
     @Test("invite prints a token that lets exactly one host register on a closed relay")
@@ -87,13 +87,13 @@ struct RelayProcessTests {
         #expect(result.status == 0, "\(result.error)")
         let token = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.count == 43)
-        let relay = try RelayProcess(data: folder.path)
-        defer { relay.stop() }
+        let relay = try await RelayProcess.start(data: folder.path)
         #expect(relay.printed.contains("registration: by invitation"))
-        let client = RelayClient(baseURL: relay.url)
+        let client = RelayClient(baseURL: relay.baseURL)
         await expectRefusal(.unauthenticated) { try await client.createMailbox(owner: Ed25519.SecretKey()) }
         #expect(try await client.createMailbox(owner: Ed25519.SecretKey(), invite: token).created)
         await expectRefusal(.forbidden) { try await client.createMailbox(owner: Ed25519.SecretKey(), invite: token) }
+        await relay.stop()
     }
 
     @Test("Config file, environment and flags combine; mistakes are named")
@@ -105,10 +105,9 @@ struct RelayProcessTests {
         [limits]
         max_envelope_bytes = 2048
         """.write(toFile: config, atomically: true, encoding: .utf8)
-        let relay = try RelayProcess(data: folder.path + "/data", arguments: ["--config", config],
+        let relay = try await RelayProcess.start(data: folder.path + "/data", arguments: ["--config", config],
                                      environment: ["ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES": "1"])
-        defer { relay.stop() }
-        let client = RelayClient(baseURL: relay.url)
+        let client = RelayClient(baseURL: relay.baseURL)
         let owner = Ed25519.SecretKey()
         let token = SendToken()
         try await client.createMailbox(owner: owner)   // open registration from the file
@@ -117,6 +116,7 @@ struct RelayProcessTests {
         await expectRefusal(.tooLarge) { try await client.post(try Envelope(ciphertext: SecureRandom.bytes(count: 3000)), to: mailbox, token: token) }
         _ = try await client.post(try Envelope(ciphertext: SecureRandom.bytes(count: 100)), to: mailbox, token: token)
         await expectRefusal(.quotaExceeded) { try await client.post(try Envelope(ciphertext: SecureRandom.bytes(count: 100)), to: mailbox, token: token) }
+        await relay.stop()
 
         let relayBinary = try Executables.url("errand-relay")
         try "[limits]\nmax_envelop_bytes = 10\n".write(toFile: config, atomically: true, encoding: .utf8)
@@ -146,14 +146,13 @@ struct RelayProcessTests {
             "-keyout", key, "-out", certificate,
         ])
         #expect(made.status == 0, "\(made.error)")
-        let relay = try RelayProcess(data: folder.path + "/data", arguments: ["--open-registration"],
+        let relay = try await RelayProcess.start(data: folder.path + "/data", arguments: ["--open-registration"],
                                      environment: ["ERRAND_RELAY_TLS_CERTIFICATE": certificate, "ERRAND_RELAY_TLS_KEY": key])
-        defer { relay.stop() }
-        #expect(relay.url.hasPrefix("https://"))
+        #expect(relay.baseURL.hasPrefix("https://"))
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(certificate))
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-        let port = relay.url.split(separator: ":").last.map(String.init) ?? ""
+        let port = relay.baseURL.split(separator: ":").last.map(String.init) ?? ""
         let client = RelayClient(baseURL: "https://localhost:\(port)", httpClient: httpClient)
         #expect(await client.isHealthy())
         let owner = Ed25519.SecretKey()
@@ -167,6 +166,7 @@ struct RelayProcessTests {
         plain.timeout = .seconds(3)
         #expect(await !plain.isHealthy())
         try await httpClient.shutdown()
+        await relay.stop()
     }
 }
 

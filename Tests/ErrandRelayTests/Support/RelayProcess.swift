@@ -5,11 +5,32 @@ import Testing
 /// A real `errand-relay serve` process on a free loopback port.
 final class RelayProcess: Sendable {
     let process: Process
-    let url: String
+    private let url = Mutex("")
     private let output: PrintedOutput
 
-    /// Starts the relay and waits (up to 60 s) for its `listening` line.
-    init(data: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// The relay's base URL, from its listening line.
+    var baseURL: String { url.withLock { $0 } }
+
+    /// Starts the relay and waits (up to 60 s) for its `listening` line, without blocking a
+    /// thread of the shared pool (tests run in parallel on few cores).
+    static func start(data: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> RelayProcess {
+        let relay = try RelayProcess(data: data, arguments: arguments, environment: environment)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let printed = relay.printed
+            if let line = printed.split(separator: "\n").first(where: { $0.contains("listening") }),
+               let range = line.range(of: #"https?://[0-9.]+:[0-9]+"#, options: .regularExpression) {
+                relay.url.withLock { $0 = String(line[range]) }
+                return relay
+            }
+            if !relay.process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        relay.process.terminate()
+        throw RelayProcessError(message: "errand-relay did not print its listening line: \(relay.printed)")
+    }
+
+    private init(data: String, arguments: [String], environment: [String: String]) throws {
         let process = Process()
         process.executableURL = try Executables.url("errand-relay")
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", data] + arguments
@@ -23,25 +44,14 @@ final class RelayProcess: Sendable {
         self.process = process
         let output = PrintedOutput()
         self.output = output
-        // Read stdout on a thread of its own until the listening line shows up.
-        let found = DispatchSemaphore(value: 0)
+        // Read stdout on a thread of its own for as long as the process lives.
         Thread.detachNewThread {
-            var signalled = false
             while true {
                 let chunk = stdout.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
-                let text = output.text.withLock { $0 += String(decoding: chunk, as: UTF8.self); return $0 }
-                if !signalled, text.contains("listening") { signalled = true; found.signal() }
+                output.text.withLock { $0 += String(decoding: chunk, as: UTF8.self) }
             }
-            if !signalled { found.signal() }
         }
-        guard found.wait(timeout: .now() + 60) == .success,
-              let line = output.text.withLock({ $0 }).split(separator: "\n").first(where: { $0.contains("listening") }),
-              let range = line.range(of: #"https?://[0-9.]+:[0-9]+"#, options: .regularExpression) else {
-            process.terminate()
-            throw RelayProcessError(message: "errand-relay did not print its listening line: \(output.text.withLock { $0 })")
-        }
-        url = String(line[range])
     }
 
     /// What the process printed on stdout so far.
@@ -49,11 +59,12 @@ final class RelayProcess: Sendable {
 
     /// Sends `signal` and waits for the process to end; returns its exit status.
     @discardableResult
-    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32 {
+    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) async -> Int32 {
         kill(process.processIdentifier, signal)
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return process.terminationStatus
     }
 
