@@ -7,6 +7,6 @@ struct ErrandBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "errand-bench",
         abstract: "Measure Errand's performance (build with -c release).",
-        subcommands: [CryptoBenchmark.self]
+        subcommands: [CryptoBenchmark.self, RelayBenchmark.self]
     )
 }

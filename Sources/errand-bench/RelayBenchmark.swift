@@ -1,0 +1,236 @@
+import ArgumentParser
+import AsyncHTTPClient
+import ErrandCrypto
+import ErrandProtocol
+import ErrandRelayClient
+import Foundation
+import NIOCore
+import Synchronization
+
+/// Measures a real relay process with loopback clients: durable throughput, send→receive
+/// latency at a fixed rate, and memory per idle live connection.
+struct RelayBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Throughput, latency and idle-connection memory of errand-relay (needs 'swift build -c release').")
+
+    @Option(help: "Seconds of the throughput phase.") var seconds = 10
+    @Option(help: "Concurrent senders (HTTP connections).") var senders = 32
+    @Option(help: "Mailboxes (each with a live receiver).") var mailboxes = 8
+    @Option(help: "Envelope ciphertext size in bytes.") var size = 1024
+    @Option(help: "Posts per second in the latency phase.") var rate = 5000
+    @Option(help: "Seconds of the latency phase.") var latencySeconds = 10
+    @Option(help: "Idle live connections to hold (0 skips the phase).") var idle = 10_000
+    @Option(help: "SQLite durability of the relay: full or normal.") var durability = "full"
+
+    func validate() throws {
+        guard seconds > 0, senders > 0, mailboxes > 0, rate > 0, latencySeconds > 0, idle >= 0 else {
+            throw ValidationError("every count and duration must be positive")
+        }
+        guard (16...Envelope.maximumCiphertextLength).contains(size) else { throw ValidationError("--size must be 16…65519") }
+    }
+
+    func run() async throws {
+        raiseFileLimit()
+        let relay = try RelayProcessHandle(environment: [
+            "ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0",
+            "ERRAND_RELAY_LIMITS_POSTS_PER_SECOND_PER_MAILBOX": "0",
+            "ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES": "10000000",
+            "ERRAND_RELAY_LIMITS_MAILBOX_MAX_BYTES": "\(1 << 40)",
+            "ERRAND_RELAY_LIMITS_MAX_CONNECTIONS": "\(idle + senders + mailboxes + 100)",
+            "ERRAND_RELAY_STORAGE_DURABILITY": durability,
+            "ERRAND_RELAY_LOG_LEVEL": "error",
+        ])
+        defer { relay.stop() }
+        var pool = HTTPClient.Configuration()
+        pool.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: senders)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: pool)
+        let client = RelayClient(baseURL: relay.url, httpClient: http)
+        print("errand-bench relay: \(relay.url), \(ProcessInfo.processInfo.activeProcessorCount) cores, durability \(durability), \(size)-byte envelopes")
+
+        var registered: [(key: Ed25519.SecretKey, token: SendToken)] = []
+        for _ in 0..<mailboxes {
+            let key = Ed25519.SecretKey()
+            let token = SendToken()
+            try await client.createMailbox(owner: key)
+            try await client.addSendToken(token.hash, owner: key)
+            registered.append((key, token))
+        }
+        let owners = registered
+        let size = self.size
+        let start = ContinuousClock.now
+        // Receivers record latency only while a phase has put its recorder here.
+        let latencyPhase = PhaseRecorder()
+        let delivered = Counter()
+        let receivers = try await startReceivers(client: client, owners: owners, start: start, latencyPhase: latencyPhase, delivered: delivered)
+
+        // Phase 1: closed-loop throughput.
+        let posted = Counter()
+        let failed = Counter()
+        let cpuBefore = relay.cpuSeconds
+        let throughputStart = ContinuousClock.now
+        let deadline = throughputStart + .seconds(seconds)
+        await withTaskGroup(of: Void.self) { group in
+            for sender in 0..<senders {
+                group.addTask {
+                    var index = sender
+                    while ContinuousClock.now < deadline {
+                        let owner = owners[index % owners.count]
+                        index += 1
+                        do {
+                            _ = try await client.post(Self.envelope(size: size, stamp: ContinuousClock.now - start), to: MailboxID(owner: owner.key.publicKey), token: owner.token)
+                            posted.add(1)
+                        } catch {
+                            failed.add(1)
+                        }
+                    }
+                }
+            }
+        }
+        let elapsed = ContinuousClock.now - throughputStart
+        let cpu = relay.cpuSeconds - cpuBefore
+        let throughput = Double(posted.value) / elapsed.seconds
+        await waitUntil { delivered.value >= posted.value }
+        print(String(format: "throughput: %.0f durable posts/s (%d in %.1f s, %d failed); relay CPU %.2f cores; %d delivered live",
+                     throughput, posted.value, elapsed.seconds, failed.value, cpu / elapsed.seconds, delivered.value))
+
+        // Phase 2: latency at a fixed rate (open loop: posts start on schedule whatever the relay does).
+        let latencyOnly = LatencyRecorder()
+        latencyPhase.recorder.withLock { $0 = latencyOnly }
+        let target = delivered.value + rate * latencySeconds
+        let interval = Duration.milliseconds(1)
+        let perTick = max(1, rate / 1000)
+        let phaseStart = ContinuousClock.now
+        var sentInPhase = 0
+        await withTaskGroup(of: Void.self) { group in
+            var tick = phaseStart
+            var index = 0
+            while sentInPhase < rate * latencySeconds {
+                tick += interval
+                try? await Task.sleep(until: tick, clock: .continuous)
+                for _ in 0..<perTick {
+                    let owner = owners[index % owners.count]
+                    index += 1
+                    sentInPhase += 1
+                    group.addTask {
+                        _ = try? await client.post(Self.envelope(size: size, stamp: ContinuousClock.now - start), to: MailboxID(owner: owner.key.publicKey), token: owner.token)
+                    }
+                }
+            }
+        }
+        await waitUntil { delivered.value >= target }
+        let achieved = Double(sentInPhase) / (ContinuousClock.now - phaseStart).seconds
+        let summary = latencyOnly.summary
+        print(String(format: "latency at %d/s (achieved %.0f/s): send→receive p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples)",
+                     rate, achieved, Double(summary.p50) / 1000, Double(summary.p99) / 1000, Double(summary.p999) / 1000,
+                     Double(summary.max) / 1000, summary.count))
+        for receiver in receivers { receiver.cancel() }
+
+        // Phase 3: idle live connections.
+        if idle > 0 {
+            try await idlePhase(client: client, relay: relay, owner: owners[0].key)
+        }
+        try await http.shutdown()
+    }
+
+    private func idlePhase(client: RelayClient, relay: RelayProcessHandle, owner: Ed25519.SecretKey) async throws {
+        try await Task.sleep(for: .seconds(1))
+        let before = relay.residentBytes
+        let ready = Counter()
+        var subscriptions: [LiveSubscription] = []
+        var waiters: [Task<Void, Never>] = []
+        for index in 0..<idle {
+            let subscription = client.subscribe(owner: owner, after: Int64.max / 2)
+            subscriptions.append(subscription)
+            waiters.append(Task {
+                do {
+                    for try await event in subscription.events {
+                        if case .caughtUp = event { ready.add(1) }
+                    }
+                } catch {}
+            })
+            if index % 500 == 499 { await waitUntil(timeout: 60) { ready.value >= index - 100 } }
+        }
+        await waitUntil(timeout: 120) { ready.value >= idle }
+        try await Task.sleep(for: .seconds(2))
+        let after = relay.residentBytes
+        let healthy = await client.isHealthy()
+        let perConnection = Double(after - before) / Double(max(ready.value, 1))
+        print(String(format: "idle connections: %d held (%d ready); relay memory %.1f MiB → %.1f MiB, %.1f KiB per connection; healthz %@",
+                     idle, ready.value, Double(before) / 1_048_576, Double(after) / 1_048_576, perConnection / 1024, healthy ? "ok" : "FAILED"))
+        for subscription in subscriptions { subscription.cancel() }
+        for waiter in waiters { waiter.cancel() }
+    }
+
+    private func startReceivers(client: RelayClient, owners: [(key: Ed25519.SecretKey, token: SendToken)], start: ContinuousClock.Instant,
+                                latencyPhase: PhaseRecorder, delivered: Counter) async throws -> [LiveSubscription] {
+        let caughtUp = Counter()
+        var subscriptions: [LiveSubscription] = []
+        for owner in owners {
+            let subscription = client.subscribe(owner: owner.key)
+            subscriptions.append(subscription)
+            Task {
+                var pending: [EnvelopeID] = []
+                do {
+                    for try await event in subscription.events {
+                        switch event {
+                        case .envelope(_, let envelope):
+                            let sent = envelope.ciphertext.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                            let now = UInt64((ContinuousClock.now - start).nanoseconds)
+                            latencyPhase.recorder.withLock { $0 }?.record(microseconds: (now &- sent) / 1000)
+                            delivered.add(1)
+                            pending.append(envelope.id)
+                            if pending.count >= 64 {
+                                try? await subscription.acknowledge(pending)
+                                pending.removeAll(keepingCapacity: true)
+                            }
+                        case .caughtUp:
+                            caughtUp.add(1)
+                        case .reconnecting:
+                            break
+                        }
+                    }
+                } catch {}
+            }
+        }
+        await waitUntil { caughtUp.value >= owners.count }
+        return subscriptions
+    }
+
+    /// An envelope whose first 8 ciphertext bytes carry the send time (ns since start).
+    private static func envelope(size: Int, stamp: Duration) -> Envelope {
+        var bytes = SecureRandom.bytes(count: size)
+        let nanoseconds = UInt64(stamp.nanoseconds)
+        for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: nanoseconds >> (56 - 8 * index)) }
+        return try! Envelope(ciphertext: bytes)
+    }
+
+    private func waitUntil(timeout: Double = 60, _ condition: () -> Bool) async {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition(), Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    private func raiseFileLimit() {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}
+
+/// The latency recorder of the running phase, if any.
+final class PhaseRecorder: Sendable {
+    let recorder = Mutex<LatencyRecorder?>(nil)
+}
+
+/// A counter shared by many tasks.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add(_ amount: Int) { count.withLock { $0 += amount } }
+    var value: Int { count.withLock { $0 } }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Synchronization
+
+/// A real `errand-relay serve` process for the benchmark, found next to this executable.
+final class RelayProcessHandle: Sendable {
+    let process: Process
+    let url: String
+    let dataDirectory: String
+
+    init(environment: [String: String]) throws {
+        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let binary = directory.appendingPathComponent("errand-relay")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw BenchmarkError("errand-relay is not built next to errand-bench (\(directory.path)); run 'swift build -c release' first")
+        }
+        dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("errand-bench-\(UUID().uuidString)").path
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", dataDirectory, "--open-registration"]
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        var printed = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !printed.contains("listening") {
+            printed += String(decoding: stdout.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        guard let range = printed.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) else {
+            process.terminate()
+            throw BenchmarkError("errand-relay did not start: \(printed)")
+        }
+        url = String(printed[range])
+    }
+
+    /// Resident memory of the relay process, in bytes (Linux /proc).
+    var residentBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kilobytes * 1024
+    }
+
+    /// CPU seconds the relay has used (user + system), from /proc.
+    var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

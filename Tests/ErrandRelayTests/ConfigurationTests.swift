@@ -1,0 +1,56 @@
+import ErrandRelay
+import Foundation
+import Testing
+
+@Suite("Relay configuration")
+struct ConfigurationTests {
+    /// The repository's example file (relay/errand-relay.toml).
+    static let exampleFile = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("relay/errand-relay.toml").path
+
+    @Test("The example config parses and states the defaults (except the data folder)")
+    func exampleFileMatchesDefaults() throws {
+        var configuration = RelayConfiguration()
+        try ConfigurationLoader.apply(file: Self.exampleFile, to: &configuration)
+        var expected = RelayConfiguration()
+        expected.dataDirectory = "/var/lib/errand-relay"
+        #expect(configuration == expected)
+    }
+
+    @Test("Environment overrides the file; names map from keys")
+    func environment() throws {
+        var configuration = RelayConfiguration()
+        try ConfigurationLoader.apply(environment: [
+            "ERRAND_RELAY_LISTEN": "[::1]:9000",
+            "ERRAND_RELAY_OPEN_REGISTRATION": "yes",
+            "ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES": "5",
+            "ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "2.5",
+            "ERRAND_RELAY_STORAGE_DURABILITY": "normal",
+            "UNRELATED": "x",
+        ], to: &configuration)
+        #expect(configuration.host == "::1" && configuration.port == 9000)
+        #expect(configuration.openRegistration)
+        #expect(configuration.mailboxQuota.maximumEnvelopes == 5)
+        #expect(configuration.requestsPerSecondPerIP == 2.5)
+        #expect(configuration.durability == .normal)
+        #expect(ConfigurationLoader.environmentName("limits.max_connections") == "ERRAND_RELAY_LIMITS_MAX_CONNECTIONS")
+    }
+
+    @Test("Out-of-range values, bad durability and half a TLS setup are refused with the key named")
+    func refusals() throws {
+        var configuration = RelayConfiguration()
+        let range = try #require(throws: ConfigurationError.self) {
+            try ConfigurationLoader.apply(environment: ["ERRAND_RELAY_LIMITS_MAX_ENVELOPE_BYTES": "70000"], to: &configuration)
+        }
+        #expect(range.description.contains("limits.max_envelope_bytes must be between 64 and 65536"))
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader.apply(environment: ["ERRAND_RELAY_STORAGE_DURABILITY": "maybe"], to: &configuration)
+        }
+        var halfTLS = RelayConfiguration()
+        halfTLS.tlsCertificatePath = "/cert.pem"
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.validate(halfTLS) }
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.parseListen("8080") }
+        #expect(try ConfigurationLoader.parseListen(":8443") == ("0.0.0.0", 8443))
+    }
+}
