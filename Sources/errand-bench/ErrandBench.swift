@@ -3,7 +3,7 @@ import ArgumentParser
 /// `errand-bench`: performance measurements. Run release builds only:
 /// `swift run -c release errand-bench crypto`.
 @main
-struct ErrandBench: ParsableCommand {
+struct ErrandBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "errand-bench",
         abstract: "Measure Errand's performance (build with -c release).",

@@ -98,7 +98,8 @@ struct RelayBenchmark: AsyncParsableCommand {
         let latencyOnly = LatencyRecorder()
         latencyPhase.recorder.withLock { $0 = latencyOnly }
         let target = delivered.value + rate * latencySeconds
-        let interval = Duration.milliseconds(1)
+        // Ticks of at least 1 ms; at low rates one post per tick, spaced 1/rate apart.
+        let interval = rate >= 1000 ? Duration.milliseconds(1) : Duration.nanoseconds(1_000_000_000 / Int64(rate))
         let perTick = max(1, rate / 1000)
         let phaseStart = ContinuousClock.now
         var sentInPhase = 0

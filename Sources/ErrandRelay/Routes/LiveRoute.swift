@@ -27,18 +27,6 @@ struct LiveRoute {
         case timedOut
     }
 
-    struct WriteTimeout: Error {}
-
-    /// When the write in progress started (nil when none is), shared with the watchdog.
-    final class WriteClock: Sendable {
-        private let started = Mutex<ContinuousClock.Instant?>(nil)
-        func begin() { started.withLock { $0 = .now } }
-        func end() { started.withLock { $0 = nil } }
-        func stalled(longerThan limit: Duration) -> Bool {
-            started.withLock { $0.map { ContinuousClock.now - $0 > limit } ?? false }
-        }
-    }
-
     func register(on router: Router<RelayRequestContext>) {
         router.ws("/v1/mailboxes/:mailbox/live") { _, context in
             // A refused upgrade reaches the client as a plain 400; limits are checked again in-band.
@@ -59,7 +47,25 @@ struct LiveRoute {
         try await outbound.write(.text(String(decoding: try JSONEncoder().encode(LiveAuthentication.Challenge(challenge: challenge)), as: UTF8.self)))
 
         let (events, signal) = AsyncStream<ReaderEvent>.makeStream()
-        let writeClock = WriteClock()
+        let writeClock = WriteWatchdog.Clock()
+        // The connection's work runs in a task the relay-wide watchdog can cancel if a write stalls.
+        let work = Task {
+            try await exchange(inbound: inbound, outbound: outbound, mailbox: mailbox, challenge: challenge,
+                               events: events, signal: signal, writeClock: writeClock)
+        }
+        let watch = core.watchdog.watch(writeClock) { work.cancel() }
+        defer { core.watchdog.forget(watch) }
+        try await withTaskCancellationHandler {
+            try await work.value
+        } onCancel: {
+            work.cancel()
+        }
+    }
+
+    /// Reader and pusher of one connection; returns when the peer leaves or authentication fails.
+    private func exchange(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, mailbox: MailboxID, challenge: String,
+                          events: AsyncStream<ReaderEvent>, signal: AsyncStream<ReaderEvent>.Continuation,
+                          writeClock: WriteWatchdog.Clock) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 defer { signal.finish() }
@@ -73,17 +79,6 @@ struct LiveRoute {
                     try await fail(outbound, .unauthenticated, "no answer to the challenge within 10 seconds")
                 case .ended:
                     return
-                }
-            }
-            group.addTask {
-                // Watchdog: a peer that stops reading must not pin a writer forever.
-                let limit = Duration.seconds(core.configuration.writeTimeoutSeconds)
-                while true {
-                    try await Task.sleep(for: .seconds(1))
-                    if writeClock.stalled(longerThan: limit) {
-                        core.logger.info("live connection dropped: write timeout", metadata: ["mailbox": "\(mailbox.logPrefix)"])
-                        throw WriteTimeout()
-                    }
                 }
             }
             // The reader ends when the peer closes; the pusher when authentication fails.
@@ -124,7 +119,7 @@ struct LiveRoute {
 
     /// Sends stored envelopes after `after`, the caught-up marker, then new ones as they are stored.
     private func push(outbound: WebSocketOutboundWriter, mailbox: MailboxID, after: Int64,
-                      writeClock: WriteClock) async throws {
+                      writeClock: WriteWatchdog.Clock) async throws {
         let subscription = core.hub.subscribe(mailbox)
         defer { subscription.cancel() }
         var wakeups = subscription.wakeups.makeAsyncIterator()

@@ -10,6 +10,7 @@ final class RelayCore: Sendable {
     let configuration: RelayConfiguration
     let store: any RelayStore
     let hub = LiveHub()
+    let watchdog: WriteWatchdog
     let metrics: RelayMetrics
     let logger: Logger
     let ipLimiter: RateLimiter<String>
@@ -23,6 +24,7 @@ final class RelayCore: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        watchdog = WriteWatchdog(limit: .seconds(configuration.writeTimeoutSeconds))
         ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
         mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
     }

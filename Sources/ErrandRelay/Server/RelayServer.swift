@@ -45,7 +45,8 @@ public enum RelayServer {
                 backlog: 1024,
                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maximumConnections)),
             services: [StoreCloser(store: store, logger: logger),
-                       ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds)))],
+                       ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds))),
+                       WriteWatchdogService(watchdog: core.watchdog, core: core)],
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }

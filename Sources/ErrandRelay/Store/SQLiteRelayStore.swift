@@ -136,7 +136,7 @@ public final class SQLiteRelayStore: RelayStore {
 
     public func mailboxExists(_ id: MailboxID) async throws -> Bool {
         try await pool.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE id = ?)", arguments: [Data(id.bytes)]) ?? false
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE id = ?)"), arguments: [Data(id.bytes)]) ?? false
         }
     }
 
@@ -157,9 +157,8 @@ public final class SQLiteRelayStore: RelayStore {
 
     public func recordNonce(signer: [UInt8], nonce: String, expiresAt: Int64) async throws -> Bool {
         try await writer.write { db in
-            try db.execute(
-                sql: "INSERT INTO request_nonce (signer, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                arguments: [Data(signer), nonce, expiresAt])
+            try db.cachedStatement(sql: "INSERT INTO request_nonce (signer, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .execute(arguments: [Data(signer), nonce, expiresAt])
             return db.changesCount == 1
         }
     }
@@ -195,26 +194,26 @@ public final class SQLiteRelayStore: RelayStore {
             let mailbox = Data(envelope.mailbox.bytes)
             // The token is checked in the same transaction as the insert: once a revocation
             // has returned, no post with that token can be stored.
+            // Hot path: prepared statements are cached per connection (no re-parsing).
             let authorised = try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)",
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)"),
                 arguments: [mailbox, Data(sendToken.bytes)]) ?? false
             guard authorised else { return .forbidden }
             if let existing = try Int64.fetchOne(
-                db, sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?",
+                db.cachedStatement(sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?"),
                 arguments: [mailbox, Data(envelope.id.bytes)]) {
                 return .duplicate(sequence: existing)
             }
             guard let usage = try Row.fetchOne(
-                db, sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?", arguments: [mailbox]) else {
+                db.cachedStatement(sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?"), arguments: [mailbox]) else {
                 return .forbidden
             }
             let count: Int = usage["envelope_count"]
             let bytes: Int = usage["envelope_bytes"]
             if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
             if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
-            try db.execute(
-                sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt])
+            try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt])
             return .stored(sequence: db.lastInsertedRowID)
         }
     }
@@ -222,7 +221,7 @@ public final class SQLiteRelayStore: RelayStore {
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
         try await pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?",
+                db.cachedStatement(sql: "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?"),
                 arguments: [Data(mailbox.bytes), sequence, limit]
             ).map { row in
                 let body: Data = row["body"]
