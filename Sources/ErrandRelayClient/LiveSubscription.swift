@@ -91,14 +91,17 @@ public final class LiveSubscription: Sendable {
                             throw RelayClientError(.refused(code), refusal?.error.message ?? "the relay closed the live connection")
                         case .binary(let buffer):
                             switch try? LiveFrame(parsing: Array(buffer.readableBytesView)) {
-                            case .envelope(let sequence, let bytes)?:
-                                guard let envelope = try? Envelope(parsing: bytes) else {
+                            case .envelope(let rawSequence, let bytes)?:
+                                guard let envelope = try? Envelope(parsing: bytes), let sequence = Int64(exactly: rawSequence) else {
                                     throw RelayClientError(.protocolViolation, "the relay sent an envelope that does not parse")
                                 }
-                                cursor.value.withLock { $0 = Int64(sequence) }
-                                continuation.yield(.envelope(sequence: Int64(sequence), envelope))
-                            case .caughtUp(let sequence)?:
-                                continuation.yield(.caughtUp(sequence: Int64(sequence)))
+                                cursor.value.withLock { $0 = sequence }
+                                continuation.yield(.envelope(sequence: sequence, envelope))
+                            case .caughtUp(let rawSequence)?:
+                                guard let sequence = Int64(exactly: rawSequence) else {
+                                    throw RelayClientError(.protocolViolation, "the relay sent a sequence number out of range")
+                                }
+                                continuation.yield(.caughtUp(sequence: sequence))
                             default:
                                 throw RelayClientError(.protocolViolation, "the relay sent an unknown live frame")
                             }

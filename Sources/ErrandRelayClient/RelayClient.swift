@@ -184,9 +184,11 @@ public struct RelayClient: Sendable {
                            headers: [("Errand-Claim", ByteEncoding.base64URL(claim))], retry: false)
     }
 
-    /// The host's sealed reply, or nil while there is none.
+    /// The host's sealed reply, or nil while there is none. Not retried: the relay hands the reply
+    /// out once and deletes the slot, so a retry after a lost answer would only find it gone.
     public func takePairingReply(slot: PairingSlotID, claim: SecretBytes) async throws(RelayClientError) -> [UInt8]? {
-        let response = try await send(.GET, "/v1/pairing-slots/\(slot)/reply", headers: [("Errand-Claim", ByteEncoding.base64URL(claim))])
+        let response = try await send(.GET, "/v1/pairing-slots/\(slot)/reply", headers: [("Errand-Claim", ByteEncoding.base64URL(claim))],
+                                      retry: false)
         return response.status == 204 ? nil : response.body
     }
 
@@ -238,8 +240,11 @@ public struct RelayClient: Sendable {
             let response = try await httpClient.execute(request, timeout: timeout)
             status = Int(response.status.code)
             retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }
-            let buffer = try await response.body.collect(upTo: 4 * 1024 * 1024)
+            // Pages are at most about 2 MiB of envelopes (base64 in JSON): 8 MiB is ample.
+            let buffer = try await response.body.collect(upTo: 8 * 1024 * 1024)
             bytes = Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw RelayClientError(.protocolViolation, "the relay's answer is larger than 8 MiB")
         } catch {
             throw RelayClientError(.unreachable, "cannot reach the relay at \(baseURL): \(Self.describe(error))")
         }

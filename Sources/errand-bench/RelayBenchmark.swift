@@ -38,6 +38,7 @@ struct RelayBenchmark: AsyncParsableCommand {
             "ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES": "10000000",
             "ERRAND_RELAY_LIMITS_MAILBOX_MAX_BYTES": "\(1 << 40)",
             "ERRAND_RELAY_LIMITS_MAX_CONNECTIONS": "\(idle + senders + mailboxes + 100)",
+            "ERRAND_RELAY_LIMITS_MAX_LIVE_CONNECTIONS_PER_MAILBOX": "\(idle + 10)",
             "ERRAND_RELAY_STORAGE_DURABILITY": durability,
             "ERRAND_RELAY_LOG_LEVEL": "error",
         ])

@@ -51,6 +51,23 @@ struct LiveDeliveryTests {
         }
     }
 
+    @Test("A mailbox's live connections are capped; the one over the cap is told why")
+    func liveConnectionCap() async throws {
+        try await TestRelay.with({ $0.maximumLiveConnectionsPerMailbox = 1 }) { relay in
+            let owner = try await Owner.register(on: relay)
+            let first = relay.client.subscribe(owner: owner.key)
+            var firstEvents = first.events.makeAsyncIterator()
+            guard case .caughtUp? = try await firstEvents.next() else { Issue.record("expected caught-up"); return }
+            let second = relay.client.subscribe(owner: owner.key)
+            var secondEvents = second.events.makeAsyncIterator()
+            guard case .reconnecting(let error)? = try await secondEvents.next() else { Issue.record("expected a refusal"); return }
+            #expect(error.code == .rateLimited)
+            #expect(error.message.contains("live connections"))
+            first.cancel()
+            second.cancel()
+        }
+    }
+
     @Test("A live connection for someone else's mailbox is refused with a reason")
     func foreignOwnerRefused() async throws {
         try await TestRelay.with { relay in

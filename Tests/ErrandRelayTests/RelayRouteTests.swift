@@ -33,6 +33,21 @@ struct RelayRouteTests {
         }
     }
 
+    @Test("A page stops at about 2 MiB however many envelopes were asked for")
+    func pageByteCap() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            for _ in 0..<40 {
+                _ = try await relay.client.post(sampleEnvelope(size: 60_000), to: owner.mailbox, token: owner.token)
+            }
+            let page = try await relay.client.fetch(owner: owner.key, limit: 100)
+            #expect(page.envelopes.count < 40 && page.envelopes.count >= 30)
+            #expect(page.more)
+            let rest = try await relay.client.fetch(owner: owner.key, after: page.envelopes.last!.sequence, limit: 100)
+            #expect(page.envelopes.count + rest.envelopes.count == 40)
+        }
+    }
+
     @Test("Posting: no token, a malformed token, a wrong token and a revoked token are refused; other devices keep working")
     func postingAuthorisation() async throws {
         try await TestRelay.with { relay in
@@ -127,8 +142,10 @@ struct RelayRouteTests {
             await expectRefusal(.quotaExceeded) { try await relay.client.createDeviceMailbox(for: Ed25519.SecretKey().publicKey, sponsor: host) }
             // Someone without a mailbox cannot sponsor.
             await expectRefusal(.forbidden) { try await relay.client.createDeviceMailbox(for: Ed25519.SecretKey().publicKey, sponsor: Ed25519.SecretKey()) }
-            // The sponsored device owns its mailbox.
+            // The sponsored device owns its mailbox, but cannot sponsor others.
             #expect(try await relay.client.fetch(owner: phone).envelopes.isEmpty)
+            let chained = await expectRefusal(.forbidden) { try await relay.client.createDeviceMailbox(for: Ed25519.SecretKey().publicKey, sponsor: phone) }
+            #expect(chained?.message.contains("only a host") == true)
         }
     }
 

@@ -35,7 +35,7 @@ struct StoreContractTests {
     func makeMailbox(_ store: any RelayStore, token: SendToken = SendToken()) async throws -> (MailboxID, SendToken) {
         let key = Ed25519.SecretKey()
         let id = MailboxID(owner: key.publicKey)
-        #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, now: 100) == .created)
+        #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 1, now: 100) == .created)
         try await store.addSendToken(token.hash, to: id, now: 100)
         return (id, token)
     }
@@ -58,15 +58,30 @@ struct StoreContractTests {
         }
     }
 
-    @Test("Mailboxes: create once, sponsor count, delete cascades", arguments: factories)
+    @Test("Mailboxes: create once, sponsor rules, delete cascades", arguments: factories)
     func mailboxes(_ factory: Factory) async throws {
         try await withStore(factory) { store in
             let (host, token) = try await makeMailbox(store)
-            let key = Ed25519.SecretKey()
-            let device = MailboxID(owner: key.publicKey)
-            #expect(try await store.createMailbox(device, ownerKey: key.publicKey.bytes, sponsor: host, now: 1) == .created)
-            #expect(try await store.createMailbox(device, ownerKey: key.publicKey.bytes, sponsor: host, now: 1) == .existed)
-            #expect(try await store.sponsoredCount(host) == 1)
+            func create(sponsor: MailboxID?, limit: Int = 2) async throws -> (MailboxID, MailboxCreation) {
+                let key = Ed25519.SecretKey()
+                let id = MailboxID(owner: key.publicKey)
+                return (id, try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: sponsor, maximumSponsored: limit, now: 1))
+            }
+            let (device, created) = try await create(sponsor: host)
+            #expect(created == .created)
+            #expect(try await store.createMailbox(device, ownerKey: [], sponsor: host, maximumSponsored: 2, now: 1) == .existed)
+            // A device cannot sponsor; an unknown sponsor cannot either; the limit holds.
+            #expect(try await create(sponsor: device).1 == .sponsorIsDevice)
+            #expect(try await create(sponsor: MailboxID(owner: Ed25519.SecretKey().publicKey)).1 == .sponsorUnknown)
+            #expect(try await create(sponsor: host).1 == .created)
+            #expect(try await create(sponsor: host).1 == .sponsorLimitReached)
+            // Concurrent creations cannot overshoot the limit.
+            let (busyHost, _) = try await makeMailbox(store)
+            let outcomes = try await withThrowingTaskGroup(of: MailboxCreation.self) { group in
+                for _ in 0..<20 { group.addTask { try await create(sponsor: busyHost, limit: 5).1 } }
+                return try await group.reduce(into: [MailboxCreation]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == .created }.count == 5)
             #expect(try await store.storeEnvelope(incoming(host), sendToken: token.hash, quota: Self.quota) == .stored(sequence: 1))
             #expect(try await store.deleteMailbox(host))
             #expect(try await !store.mailboxExists(host))

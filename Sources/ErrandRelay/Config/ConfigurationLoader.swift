@@ -41,6 +41,7 @@ public enum ConfigurationLoader {
         number("limits.posts_per_second_per_mailbox", 0...1_000_000) { $0.postsPerSecondPerMailbox = $1 },
         number("limits.post_burst_per_mailbox", 1...1_000_000) { $0.postBurstPerMailbox = $1 },
         integer("limits.max_connections", 1...1_000_000) { $0.maximumConnections = $1 },
+        integer("limits.max_live_connections_per_mailbox", 1...1_000_000) { $0.maximumLiveConnectionsPerMailbox = $1 },
         integer("limits.idle_timeout_seconds", 1...3600) { $0.idleTimeoutSeconds = $1 },
         integer("limits.websocket_ping_seconds", 1...3600) { $0.webSocketPingSeconds = $1 },
         integer("limits.write_timeout_seconds", 1...3600) { $0.writeTimeoutSeconds = $1 },

@@ -38,7 +38,9 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var postBurstPerMailbox = 400.0
     /// Simultaneous connections (HTTP and WebSocket) before new ones are refused.
     public var maximumConnections = 20_000
-    /// Seconds an HTTP connection may sit idle (also bounds slow senders).
+    /// Live (WebSocket) connections one mailbox may hold at once.
+    public var maximumLiveConnectionsPerMailbox = 16
+    /// Seconds an HTTP connection may sit idle, and the longest a request body may take to arrive.
     public var idleTimeoutSeconds = 60
     /// Seconds between WebSocket pings; a peer that stops answering is disconnected.
     public var webSocketPingSeconds = 30

@@ -36,12 +36,8 @@ final class LiveHub: Sendable {
         subscribers.withLock { $0.values.reduce(0) { $0 + $1.count } }
     }
 
-    /// Ends every subscription (shutdown).
-    func finishAll() {
-        let all = subscribers.withLock { subscribers -> [AsyncStream<Void>.Continuation] in
-            defer { subscribers = [:] }
-            return subscribers.values.flatMap(\.values)
-        }
-        for continuation in all { continuation.finish() }
+    /// Live connections of one mailbox.
+    func connectionCount(of mailbox: MailboxID) -> Int {
+        subscribers.withLock { $0[mailbox]?.count ?? 0 }
     }
 }

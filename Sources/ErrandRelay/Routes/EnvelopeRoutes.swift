@@ -23,6 +23,7 @@ struct EnvelopeRoutes {
     struct AckResponse: Encodable { let deleted: Int }
 
     static let maximumFetch = 500
+    static let maximumPageBytes = 2 * 1024 * 1024
 
     func register(on router: Router<RelayRequestContext>) {
         router.post("/v1/mailboxes/:mailbox/envelopes") { request, context in try await post(request, context) }
@@ -38,7 +39,7 @@ struct EnvelopeRoutes {
         }
         let token: SendToken
         do { token = try SendToken(bearer: bearer) } catch { throw core.refuse(.unauthenticated, error.description) }
-        try core.limitMailbox(mailbox)
+        try core.limitMailbox(mailbox, token: token.hash)
         let bytes = try await core.body(request, limit: core.configuration.maximumEnvelopeBytes)
         let envelope = try core.envelope(bytes)
         let now = core.nowSeconds
@@ -67,11 +68,16 @@ struct EnvelopeRoutes {
         let after = query.get("after", as: Int64.self) ?? 0
         let limit = min(max(query.get("limit", as: Int.self) ?? 100, 1), Self.maximumFetch)
         let stored = try await core.store.envelopes(in: mailbox, after: after, limit: limit + 1)
-        let page = stored.prefix(limit)
+        // At most `limit` envelopes and about 2 MiB per page (always at least one).
+        var bytes = 0
+        let page = stored.prefix(limit).prefix { envelope in
+            defer { bytes += envelope.encoded.count }
+            return bytes == 0 || bytes + envelope.encoded.count <= Self.maximumPageBytes
+        }
         core.metrics.delivered(count: page.count)
         return try json(FetchResponse(
             envelopes: page.map { .init(seq: $0.sequence, envelope: ByteEncoding.base64URL($0.encoded)) },
-            more: stored.count > limit))
+            more: stored.count > page.count))
     }
 
     private func acknowledge(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

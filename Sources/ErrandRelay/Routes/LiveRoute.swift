@@ -17,7 +17,8 @@ import Synchronization
 struct LiveRoute {
     let core: RelayCore
 
-    static let batchSize = 256
+    /// Envelopes read from the store per batch (at most 4 MiB).
+    static let batchSize = 64
     static let authenticationTimeout: Duration = .seconds(10)
 
     private enum ReaderEvent: Sendable {
@@ -107,6 +108,10 @@ struct LiveRoute {
         }
         guard try await core.store.mailboxExists(mailbox) else {
             return try await fail(outbound, .notFound, "mailbox \(mailbox.logPrefix)… does not exist (or was closed)")
+        }
+        guard core.hub.connectionCount(of: mailbox) < core.configuration.maximumLiveConnectionsPerMailbox else {
+            return try await fail(outbound, .rateLimited,
+                                  "mailbox \(mailbox.logPrefix)… already has \(core.configuration.maximumLiveConnectionsPerMailbox) live connections")
         }
         signal.yield(.authenticated(after: max(answer.after ?? 0, 0)))
         while let message = try await messages.next() {

@@ -50,17 +50,20 @@ struct MailboxRoutes {
                 }
             }
         } else {
-            // A device's mailbox, created by the owner it is pairing with.
-            let sponsorMailbox = MailboxID(owner: signer.key)
-            guard try await core.store.mailboxExists(sponsorMailbox) else {
-                throw core.refuse(.forbidden, "the signing key owns no mailbox here, so it cannot create one for another key")
-            }
-            guard try await core.store.sponsoredCount(sponsorMailbox) < core.configuration.maximumSponsoredMailboxes else {
-                throw core.refuse(.quotaExceeded, "this owner already created \(core.configuration.maximumSponsoredMailboxes) device mailboxes; close unused ones")
-            }
-            sponsor = sponsorMailbox
+            // A device's mailbox, created by the host it is pairing with (rules checked by the store).
+            sponsor = MailboxID(owner: signer.key)
         }
-        let result = try await core.store.createMailbox(mailbox, ownerKey: owner.bytes, sponsor: sponsor, now: core.nowSeconds)
+        let result = try await core.store.createMailbox(mailbox, ownerKey: owner.bytes, sponsor: sponsor,
+                                                        maximumSponsored: core.configuration.maximumSponsoredMailboxes, now: core.nowSeconds)
+        switch result {
+        case .created, .existed: break
+        case .sponsorUnknown:
+            throw core.refuse(.forbidden, "the signing key owns no mailbox here, so it cannot create one for another key")
+        case .sponsorIsDevice:
+            throw core.refuse(.forbidden, "a device's mailbox cannot create further mailboxes; only a host's can")
+        case .sponsorLimitReached:
+            throw core.refuse(.quotaExceeded, "this owner already created \(core.configuration.maximumSponsoredMailboxes) device mailboxes; close unused ones")
+        }
         if result == .created {
             core.metrics.mailboxCreated()
             core.logger.info("mailbox created", metadata: ["mailbox": "\(mailbox.logPrefix)", "mailbox.sponsored": "\(sponsor != nil)"])

@@ -12,7 +12,7 @@ struct OperationsRoutes {
     func register(on router: Router<RelayRequestContext>) {
         router.get("/healthz") { _, _ in
             do {
-                _ = try await core.store.statistics()
+                try await core.store.ping()
             } catch {
                 throw core.refuse(.unavailable, "the store does not answer")
             }

@@ -21,10 +21,23 @@ extension RelayCore {
         return slot
     }
 
-    /// The request body, refusing more than `limit` bytes with 413.
+    /// The request body, refusing more than `limit` bytes with 413 and a body that takes longer
+    /// than the idle timeout to arrive (a slow sender must not hold a connection for ever).
     func body(_ request: Request, limit: Int) async throws -> [UInt8] {
+        let deadline = Duration.seconds(configuration.idleTimeoutSeconds)
         do {
-            let buffer = try await request.body.collect(upTo: limit)
+            let buffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await request.body.collect(upTo: limit) }
+                group.addTask {
+                    try await Task.sleep(for: deadline)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let buffer = first else {
+                    throw refuse(.badRequest, "the request body did not arrive within \(configuration.idleTimeoutSeconds) seconds")
+                }
+                return buffer
+            }
             return Array(buffer.readableBytesView)
         } catch is NIOTooManyBytesError {
             throw refuse(.tooLarge, "the body is larger than \(limit) bytes (envelopes are at most \(Envelope.maximumLength))")

@@ -14,7 +14,7 @@ final class RelayCore: Sendable {
     let metrics: RelayMetrics
     let logger: Logger
     let ipLimiter: RateLimiter<String>
-    let mailboxLimiter: RateLimiter<MailboxID>
+    let mailboxLimiter: RateLimiter<MailboxSender>
     private let clock: @Sendable () -> Date
 
     init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger,
@@ -41,18 +41,26 @@ final class RelayCore: Sendable {
     /// Checks an owner-signed request: signature, clock, fresh nonce, and that the signer owns `mailbox`.
     /// - Returns: the verified signature (its key is the owner's).
     func authenticateOwner(of mailbox: MailboxID, request: Request, body: [UInt8]) async throws -> RequestSignature {
-        let signature = try await authenticateSigner(request: request, body: body)
+        // Cheap checks first: nothing is written for a request that cannot be the owner's.
+        let signature = try verifySignature(request: request, body: body)
         guard MailboxID(owner: signature.key) == mailbox else {
             throw refuse(.forbidden, "this key does not own mailbox \(mailbox.logPrefix)…")
         }
         guard try await store.mailboxExists(mailbox) else {
             throw refuse(.notFound, "mailbox \(mailbox.logPrefix)… does not exist (or was closed)")
         }
+        try await recordNonce(signature)
         return signature
     }
 
     /// Checks a signed request's signature, clock and nonce (any signer).
     func authenticateSigner(request: Request, body: [UInt8]) async throws -> RequestSignature {
+        let signature = try verifySignature(request: request, body: body)
+        try await recordNonce(signature)
+        return signature
+    }
+
+    private func verifySignature(request: Request, body: [UInt8]) throws -> RequestSignature {
         let signature: RequestSignature
         do {
             signature = try RequestSignature(
@@ -62,12 +70,15 @@ final class RelayCore: Sendable {
         } catch {
             throw refuse(.unauthenticated, error.description)
         }
+        return signature
+    }
+
+    private func recordNonce(_ signature: RequestSignature) async throws {
         // Nonces are remembered for as long as their timestamp could be accepted.
         let expiresAt = signature.timestamp + Int64(RequestSignature.maximumClockSkew) + 1
         guard try await store.recordNonce(signer: signature.key.bytes, nonce: signature.nonce, expiresAt: expiresAt) else {
             throw refuse(.replayedRequest, "this signed request was already used; sign every request afresh")
         }
-        return signature
     }
 
     /// Per-IP limit for every request.
@@ -77,12 +88,19 @@ final class RelayCore: Sendable {
         }
     }
 
-    /// Per-mailbox limit for posts.
-    func limitMailbox(_ mailbox: MailboxID) throws {
-        if let wait = mailboxLimiter.acquire(mailbox) {
+    /// Per-mailbox limit for posts, per send token: strangers guessing tokens cannot use up the
+    /// mailbox's allowance of its real senders.
+    func limitMailbox(_ mailbox: MailboxID, token: TokenHash) throws {
+        if let wait = mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token)) {
             throw refuse(.rateLimited, "too many envelopes for this mailbox; retry in \(wait) s", retryAfterSeconds: wait)
         }
     }
+}
+
+/// The key of the per-mailbox post limit.
+struct MailboxSender: Hashable, Sendable {
+    let mailbox: MailboxID
+    let token: TokenHash
 }
 
 extension HTTPField.Name {

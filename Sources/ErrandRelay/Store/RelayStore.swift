@@ -16,12 +16,14 @@ public protocol RelayStore: Sendable {
     // MARK: Mailboxes
 
     /// Creates a mailbox owned by `ownerKey` (its id is derived from the key). Creating an
-    /// existing mailbox again succeeds as `.existed`.
-    func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, now: Int64) async throws -> MailboxCreation
+    /// existing mailbox again succeeds as `.existed`. With a `sponsor` (a host creating a
+    /// device's mailbox) the sponsor must exist, must not itself be sponsored, and must have
+    /// created fewer than `maximumSponsored` mailboxes — checked in the same transaction.
+    func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, maximumSponsored: Int, now: Int64) async throws -> MailboxCreation
     /// Whether the mailbox exists.
     func mailboxExists(_ id: MailboxID) async throws -> Bool
-    /// How many mailboxes `sponsor` has created for its devices.
-    func sponsoredCount(_ sponsor: MailboxID) async throws -> Int
+    /// A cheap round trip to the database, for health checks.
+    func ping() async throws
     /// Deletes a mailbox with its envelopes, send tokens and pairing slots; `false` if it did not exist.
     func deleteMailbox(_ id: MailboxID) async throws -> Bool
 
@@ -74,10 +76,16 @@ public protocol RelayStore: Sendable {
     func close() async throws
 }
 
-/// Result of ``RelayStore/createMailbox(_:ownerKey:sponsor:now:)``.
+/// Result of ``RelayStore/createMailbox(_:ownerKey:sponsor:maximumSponsored:now:)``.
 public enum MailboxCreation: Sendable, Equatable {
     case created
     case existed
+    /// The sponsor owns no mailbox here.
+    case sponsorUnknown
+    /// The sponsor's own mailbox was created by a sponsor: devices cannot create mailboxes.
+    case sponsorIsDevice
+    /// The sponsor has created as many mailboxes as it may.
+    case sponsorLimitReached
 }
 
 /// An envelope accepted from a sender, about to be stored.

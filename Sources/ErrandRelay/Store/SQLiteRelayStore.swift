@@ -125,8 +125,18 @@ public final class SQLiteRelayStore: RelayStore {
 
     // MARK: Mailboxes
 
-    public func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, now: Int64) async throws -> MailboxCreation {
+    public func createMailbox(_ id: MailboxID, ownerKey: [UInt8], sponsor: MailboxID?, maximumSponsored: Int, now: Int64) async throws -> MailboxCreation {
         try await writer.write { db in
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE id = ?)", arguments: [Data(id.bytes)]) == true {
+                return .existed
+            }
+            if let sponsor {
+                guard let row = try Row.fetchOne(db, sql: "SELECT sponsor IS NOT NULL AS sponsored FROM mailbox WHERE id = ?",
+                                                 arguments: [Data(sponsor.bytes)]) else { return .sponsorUnknown }
+                if row["sponsored"] as Bool { return .sponsorIsDevice }
+                let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM mailbox WHERE sponsor = ?", arguments: [Data(sponsor.bytes)]) ?? 0
+                if count >= maximumSponsored { return .sponsorLimitReached }
+            }
             try db.execute(
                 sql: "INSERT INTO mailbox (id, owner_key, sponsor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 arguments: [Data(id.bytes), Data(ownerKey), sponsor.map { Data($0.bytes) }, now])
@@ -140,10 +150,8 @@ public final class SQLiteRelayStore: RelayStore {
         }
     }
 
-    public func sponsoredCount(_ sponsor: MailboxID) async throws -> Int {
-        try await pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM mailbox WHERE sponsor = ?", arguments: [Data(sponsor.bytes)]) ?? 0
-        }
+    public func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
     public func deleteMailbox(_ id: MailboxID) async throws -> Bool {
