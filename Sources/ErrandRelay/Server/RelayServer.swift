@@ -31,10 +31,18 @@ public enum RelayServer {
             maxFrameSize: 128 * 1024,
             autoPing: .enabled(timePeriod: .seconds(Int64(configuration.webSocketPingSeconds))),
             closeTimeout: .seconds(10))
-        var server = HTTPServerBuilder.http1WebSocketUpgrade(
-            webSocketRouter: webSocketRouter, configuration: .init(http1: http1, ws: webSocket))
-        if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
-            server = try .tls(server, tlsConfiguration: tlsConfiguration(certificate: certificate, key: key))
+        let webSocketResponder = webSocketRouter.buildResponder()
+        let tls = try configuration.tlsCertificatePath.flatMap { certificate in
+            try configuration.tlsKeyPath.map { key in try tlsConfiguration(certificate: certificate, key: key) }
+        }
+        let firstRequestDeadline = TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds))
+        let server = HTTPServerBuilder { responder in
+            let http = FirstRequestDeadlineChannel(
+                base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
+                                                   configuration: .init(http1: http1, ws: webSocket)),
+                deadline: firstRequestDeadline, maximumHeadBytes: 40 * 1024)
+            if let tls { return try TLSChannel(http, tlsConfiguration: tls) }
+            return http
         }
         return Application(
             router: router,
