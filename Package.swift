@@ -163,13 +163,15 @@ let package = Package(
         ),
 
         // MARK: Tests (one per module)
+        // Helpers shared by the test targets: running programs, scratch folders.
+        .target(name: "ErrandTestSupport", path: "Tests/ErrandTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "ErrandCryptoTests", dependencies: ["ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandProtocolTests", dependencies: ["ErrandProtocol", "ErrandCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "ErrandQRTests", dependencies: ["ErrandQR", "ErrandProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "ErrandQRTests", dependencies: ["ErrandQR", "ErrandProtocol", "ErrandTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ErrandRelayTests",
             dependencies: [
-                "ErrandRelay", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto", "errand-relay",
+                "ErrandRelay", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto", "ErrandTestSupport", "errand-relay",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -181,6 +183,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Runs the built executables as a person would (depends on them so they are built first).
-        .testTarget(name: "ErrandCLITests", dependencies: ["errand", "errand-relay"], swiftSettings: swiftSettings),
+        .testTarget(name: "ErrandCLITests", dependencies: ["errand", "errand-relay", "ErrandTestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,3 +1,4 @@
+import ErrandTestSupport
 import Foundation
 import Testing
 
@@ -28,7 +29,7 @@ struct QRCommandTests {
         let decoded = try run("errand", ["qr", "decode", path("code.png")])
         #expect(decoded.status == 0)
         #expect(decoded.output == text + "\n")
-        let zbar = try run("/usr/bin/env", ["zbarimg", "--quiet", "--raw", path("code.png")])
+        let zbar = try run("zbarimg", ["--quiet", "--raw", path("code.png")])
         #expect(zbar.output.trimmingCharacters(in: .newlines) == text)
     }
 

@@ -1,4 +1,5 @@
 import ErrandQR
+import ErrandTestSupport
 import Foundation
 import Testing
 

@@ -1,44 +1,7 @@
 import ErrandQR
+import ErrandTestSupport
 import Foundation
 import Testing
-
-/// A scratch folder removed when the test's value goes away.
-final class ScratchFolder {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("errand-qr-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-}
-
-struct CommandResult {
-    let status: Int32
-    let output: String
-    let errorOutput: String
-}
-
-/// Runs a system tool (zbarimg, rsvg-convert, cjpeg) and captures what it prints.
-func run(_ tool: String, _ arguments: [String]) throws -> CommandResult {
-    let candidates = ["/usr/bin/\(tool)", "/usr/local/bin/\(tool)", "/opt/homebrew/bin/\(tool)"]
-    let executable = try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
-                                  "\(tool) is not installed; scripts/bootstrap installs it")
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errorOutput = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus,
-                         output: String(decoding: output, as: UTF8.self),
-                         errorOutput: String(decoding: errorOutput, as: UTF8.self))
-}
 
 /// Reads terminal text made by `QRCode.terminalText` back into light/dark pixels, the way a
 /// camera would see the screen: `scale` pixels per module, a generous light margin added.

@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import ErrandCrypto
 import ErrandProtocol
+import ErrandRelay
 import ErrandRelayClient
+import ErrandTestSupport
 import Foundation
 import NIOCore
 import NIOSSL
@@ -13,7 +15,7 @@ import Testing
 struct RelayProcessTests {
     @Test("serve prints 'listening', answers /healthz, and exits cleanly on SIGTERM")
     func serveAndStop() async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         let relay = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"])
         #expect(relay.printed.contains("registration: open"))
         #expect(await RelayClient(baseURL: relay.baseURL).isHealthy())
@@ -25,7 +27,7 @@ struct RelayProcessTests {
 
     @Test("Every acknowledged envelope survives SIGKILL of the relay during a stream of posts")
     func durableAcrossSIGKILL() async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         // Rate limits off: this test floods the relay on purpose.
         let unlimited = ["ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0", "ERRAND_RELAY_LIMITS_POSTS_PER_SECOND_PER_MAILBOX": "0"]
         let first = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
@@ -82,9 +84,9 @@ struct RelayProcessTests {
 
     @Test("invite prints a token that lets exactly one host register on a closed relay")
     func invite() async throws {
-        let folder = try TemporaryFolder()
-        let result = try runCommand(try Executables.url("errand-relay"), ["invite", "--data", folder.path])
-        #expect(result.status == 0, "\(result.error)")
+        let folder = try ScratchFolder()
+        let result = try run("errand-relay", ["invite", "--data", folder.path])
+        #expect(result.status == 0, "\(result.errorOutput)")
         let token = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.count == 43)
         let relay = try await RelayProcess.start(data: folder.path)
@@ -98,7 +100,7 @@ struct RelayProcessTests {
 
     @Test("Config file, environment and flags combine; mistakes are named")
     func configuration() async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         let config = folder.path + "/relay.toml"
         try """
         open_registration = true
@@ -118,34 +120,33 @@ struct RelayProcessTests {
         await expectRefusal(.quotaExceeded) { try await client.post(try Envelope(ciphertext: SecureRandom.bytes(count: 100)), to: mailbox, token: token) }
         await relay.stop()
 
-        let relayBinary = try Executables.url("errand-relay")
-        try "[limits]\nmax_envelop_bytes = 10\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let unknown = try runCommand(relayBinary, ["serve", "--config", config, "--data", folder.path])
+                try "[limits]\nmax_envelop_bytes = 10\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let unknown = try run("errand-relay", ["serve", "--config", config, "--data", folder.path])
         #expect(unknown.status == 1)
-        #expect(unknown.error.contains("errand-relay: error: \(config): unknown setting 'limits.max_envelop_bytes'"))
+        #expect(unknown.errorOutput.contains("errand-relay: error: \(config): unknown setting 'limits.max_envelop_bytes'"))
         try "listen = 8080\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let wrongType = try runCommand(relayBinary, ["serve", "--config", config, "--data", folder.path])
-        #expect(wrongType.error.contains("'listen' must be text"))
+        let wrongType = try run("errand-relay", ["serve", "--config", config, "--data", folder.path])
+        #expect(wrongType.errorOutput.contains("'listen' must be text"))
         try "open_registration = \n".write(toFile: config, atomically: true, encoding: .utf8)
-        let syntax = try runCommand(relayBinary, ["serve", "--config", config, "--data", folder.path])
-        #expect(syntax.error.contains("line 1"))
-        let badEnv = try runCommand(relayBinary, ["serve", "--data", folder.path], environment: ["ERRAND_RELAY_LIMITS_MAX_CONNECTIONS": "many"])
-        #expect(badEnv.error.contains("ERRAND_RELAY_LIMITS_MAX_CONNECTIONS must be a whole number"))
-        let badListen = try runCommand(relayBinary, ["serve", "--data", folder.path, "--listen", "nowhere"])
-        #expect(badListen.error.contains("HOST:PORT"))
+        let syntax = try run("errand-relay", ["serve", "--config", config, "--data", folder.path])
+        #expect(syntax.errorOutput.contains("line 1"))
+        let badEnv = try run("errand-relay", ["serve", "--data", folder.path], environment: ["ERRAND_RELAY_LIMITS_MAX_CONNECTIONS": "many"])
+        #expect(badEnv.errorOutput.contains("ERRAND_RELAY_LIMITS_MAX_CONNECTIONS must be a whole number"))
+        let badListen = try run("errand-relay", ["serve", "--data", folder.path, "--listen", "nowhere"])
+        #expect(badListen.errorOutput.contains("HOST:PORT"))
     }
 
     @Test("TLS from a certificate and key file, checked by a client that trusts only that certificate")
     func tls() async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         let certificate = folder.path + "/cert.pem"
         let key = folder.path + "/key.pem"
-        let made = try runCommand(URL(fileURLWithPath: "/usr/bin/openssl"), [
+        let made = try run("openssl", [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
             "-keyout", key, "-out", certificate,
         ])
-        #expect(made.status == 0, "\(made.error)")
+        #expect(made.status == 0, "\(made.errorOutput)")
         let relay = try await RelayProcess.start(data: folder.path + "/data", arguments: ["--open-registration"],
                                      environment: ["ERRAND_RELAY_TLS_CERTIFICATE": certificate, "ERRAND_RELAY_TLS_KEY": key])
         #expect(relay.baseURL.hasPrefix("https://"))

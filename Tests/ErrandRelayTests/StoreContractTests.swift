@@ -1,6 +1,7 @@
 import ErrandCrypto
 import ErrandProtocol
 import ErrandRelay
+import ErrandTestSupport
 import Foundation
 import Testing
 
@@ -10,7 +11,7 @@ import Testing
 struct StoreContractTests {
     struct Factory: Sendable, CustomTestStringConvertible {
         let name: String
-        let make: @Sendable (TemporaryFolder) async throws -> any RelayStore
+        let make: @Sendable (ScratchFolder) async throws -> any RelayStore
         var testDescription: String { name }
     }
 
@@ -21,7 +22,7 @@ struct StoreContractTests {
     static let quota = MailboxQuota(maximumEnvelopes: 3, maximumBytes: 10_000)
 
     func withStore(_ factory: Factory, _ body: (any RelayStore) async throws -> Void) async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         let store = try await factory.make(folder)
         do {
             try await body(store)
@@ -210,7 +211,7 @@ struct StoreContractTests {
 
     @Test("SQLite commits with synchronous = FULL by default")
     func durability() async throws {
-        let folder = try TemporaryFolder()
+        let folder = try ScratchFolder()
         let store = try SQLiteRelayStore(directory: folder.path)
         #expect(try await store.synchronousMode() == 2)
         try await store.close()

@@ -1,3 +1,4 @@
+import ErrandTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -32,7 +33,7 @@ final class RelayProcess: Sendable {
 
     private init(data: String, arguments: [String], environment: [String: String]) throws {
         let process = Process()
-        process.executableURL = try Executables.url("errand-relay")
+        process.executableURL = try Executables.built("errand-relay")
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", data] + arguments
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
@@ -74,38 +75,6 @@ final class RelayProcess: Sendable {
 struct RelayProcessError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
-}
-
-/// Locates executables `swift build` put next to the test bundle.
-enum Executables {
-    static func url(_ name: String) throws -> URL {
-        var directory = Bundle.main.bundleURL
-        for _ in 0..<5 {
-            let candidate = directory.appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        throw RelayProcessError(message: "\(name) was not found near \(Bundle.main.bundleURL.path); run 'swift build' first")
-    }
-}
-
-/// Runs a command to completion and returns its status and output.
-func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, error: String) {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env.merge(environment) { $1 }
-    process.environment = env
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let error = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
 }
 
 /// What a process printed, appended by its reader thread.

@@ -3,22 +3,13 @@ import ErrandCrypto
 import ErrandProtocol
 import ErrandRelay
 import ErrandRelayClient
+import ErrandTestSupport
 import Foundation
 import Hummingbird
 import Logging
 import NIOHTTP1
 import ServiceLifecycle
 import Testing
-
-/// A scratch folder removed when released.
-final class TemporaryFolder: Sendable {
-    let path: String
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("errand-relay-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 /// A relay running in this process on a free loopback port, with its own SQLite folder.
 struct TestRelay {
@@ -30,10 +21,10 @@ struct TestRelay {
     /// Runs `body` against a fresh relay, then shuts it down gracefully.
     static func with<T: Sendable>(
         _ adjust: (inout RelayConfiguration) -> Void = { _ in },
-        folder: TemporaryFolder? = nil,
+        folder: ScratchFolder? = nil,
         _ body: (TestRelay) async throws -> T
     ) async throws -> T {
-        let folder = try folder ?? TemporaryFolder()
+        let folder = try folder ?? ScratchFolder()
         var configuration = RelayConfiguration()
         configuration.port = 0
         configuration.dataDirectory = folder.path
