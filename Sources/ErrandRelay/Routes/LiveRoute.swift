@@ -6,7 +6,6 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
-import Synchronization
 
 /// `GET /v1/mailboxes/:mailbox/live` (WebSocket): after the in-band challenge
 /// (``LiveAuthentication``) the owner receives every stored envelope after its cursor, a
