@@ -260,12 +260,7 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
     }
 
     private static func validateName(_ name: String) throws(PairingOfferError) {
-        // No control, format (bidi overrides), separator-line/paragraph or surrogate characters:
-        // a name must not be able to disguise itself or move the cursor.
-        let refused: Set<Unicode.GeneralCategory> = [.control, .format, .lineSeparator, .paragraphSeparator, .surrogate]
-        guard !name.isEmpty, name.utf8.count <= maximumNameLength,
-              !name.unicodeScalars.contains(where: { refused.contains($0.properties.generalCategory) })
-        else {
+        guard DeviceName.isAcceptable(name) else {
             throw PairingOfferError(.malformed, "the host name in the pairing code must be 1 to 64 bytes of printable text")
         }
     }
