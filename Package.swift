@@ -130,11 +130,39 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // What host and companion share: the state folder, SQLite state files, relay errors in words.
+        .target(
+            name: "ErrandPeer",
+            dependencies: [
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The host: identity, device registry, pairing, inbox, revocation.
+        .target(
+            name: "ErrandHost",
+            dependencies: [
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The companion: pairing, paired hosts, sessions, outbox.
+        .target(
+            name: "ErrandCompanion",
+            dependencies: [
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executables (argument parsing and wiring only)
         .executableTarget(
             name: "errand",
             dependencies: [
-                "ErrandProtocol", "ErrandQR",
+                "ErrandCrypto", "ErrandProtocol", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandRelayClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -182,5 +210,12 @@ let package = Package(
         ),
         // Runs the built executables as a person would (depends on them so they are built first).
         .testTarget(name: "ErrandCLITests", dependencies: ["errand", "errand-relay", "ErrandTestSupport"], swiftSettings: swiftSettings),
+        // Host and companion libraries against a real relay process.
+        .testTarget(
+            name: "ErrandPeerTests",
+            dependencies: ["ErrandHost", "ErrandCompanion", "ErrandPeer", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto",
+                           "ErrandTestSupport", "errand-relay"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

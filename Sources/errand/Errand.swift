@@ -3,22 +3,28 @@ import Foundation
 
 /// `errand`: the host agent, the companion client and the audit tools in one command.
 @main
-struct Errand: ParsableCommand {
+struct Errand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "errand",
         abstract: "Message your own computer from another device, end-to-end encrypted.",
-        discussion: "Pairing, sending and auditing arrive with the relay and host; today this tool offers "
-            + "the building blocks they use, such as QR codes any phone can scan.",
+        discussion: "A host ('errand host …') runs on the computer; a companion ('errand pair', 'errand hosts') pairs with it by QR code. "
+            + "Every peer command takes --home DIR (default $ERRAND_HOME, else ~/.errand).",
         version: ErrandVersion.current,
-        subcommands: [QRCommand.self]
+        subcommands: [HostCommand.self, PairCommand.self, HostsCommand.self, QRCommand.self]
     )
 
     /// Runs the command, printing failures the way people read them:
     /// `errand: error: …` then `errand: hint: …`, exit status 1.
-    static func main() {
+    static func main() async {
+        // Everything this process creates is private to its user (state files, images of codes).
+        umask(0o077)
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch let error as UserFacingError {
             error.report()
             Foundation.exit(1)

@@ -50,27 +50,11 @@ struct QRCommand: ParsableCommand {
         }
 
         private func terminalStyle() throws -> QRCode.TerminalStyle? {
-            switch terminal {
-            case "auto":
-                let environment = ProcessInfo.processInfo.environment
-                let colour = isatty(STDOUT_FILENO) == 1 && environment["NO_COLOR"] == nil && environment["TERM"] != "dumb"
-                return colour ? .ansiColors : .darkOnLight
-            case "ansi": return .ansiColors
-            case "light-on-dark": return .lightOnDark
-            case "dark-on-light": return .darkOnLight
-            case "none": return nil
-            default:
-                throw UserFacingError("unknown terminal style '\(terminal)'",
-                                      hint: "use one of: auto, ansi, light-on-dark, dark-on-light, none")
-            }
+            try QROutput.terminalStyle(named: terminal)
         }
 
         private func writePrivately(_ bytes: [UInt8], to path: String) throws {
-            do {
-                try OwnerOnlyFile.write(bytes, to: path)
-            } catch {
-                throw UserFacingError(error.description, hint: "check that the folder exists and is writable")
-            }
+            try QROutput.writePrivately(bytes, to: path)
         }
     }
 

@@ -74,13 +74,12 @@ public struct PairingRequest: Sendable {
         }
     }
 
-    /// Opens a request found in the host's pairing slot and checks the companion's signature and
-    /// its proof of the offer secret.
-    /// - Throws: ``PairingError`` `.unreadable` (not sealed to this host: altered code or a third
-    ///   party), `.wrongSecret` (valid keys but no proof of the one-time secret), `.malformed`.
-    public static func open(
-        _ envelope: Envelope, offer: PairingOffer, hostAgreementKey: X25519.SecretKey
-    ) throws(PairingError) -> PairingRequest {
+    /// Opens a request found in the host's pairing slot. Nothing in it is trusted until
+    /// ``UnverifiedPairingRequest/verify(offer:)`` succeeds; a host may still send a signed
+    /// rejection to its ephemeral key.
+    /// - Throws: ``PairingError`` `.unreadable` (not sealed to this host: an altered code or a
+    ///   third party), `.malformed`.
+    public static func unseal(_ envelope: Envelope, hostAgreementKey: X25519.SecretKey) throws(PairingError) -> UnverifiedPairingRequest {
         let unreadable = PairingError(.unreadable, "a pairing request arrived that was not sealed to this computer's key",
                                       hint: "the pairing code was altered, or someone other than your device answered it; start pairing again")
         guard let padded = try? SealedBox.open(envelope.ciphertext, recipient: hostAgreementKey),
@@ -99,20 +98,40 @@ public struct PairingRequest: Sendable {
             throw malformed
         }
         try DeviceName.validate(name)
-        let request = PairingRequest(companionSigningKey: signing, companionAgreementKey: agreement,
+        let claimed = PairingRequest(companionSigningKey: signing, companionAgreementKey: agreement,
                                      companionEphemeralKey: ephemeral, hostSendToken: token, deviceName: name)
-        let transcriptHash = request.transcript(offerURI: offer.uri).hash
-        let body = Array(plain[..<bodyLength])
-        let expected = Self.proof(body: body, transcriptHash: transcriptHash, secret: offer.secret)
+        return UnverifiedPairingRequest(claimed: claimed, body: Array(plain[..<bodyLength]), proof: proof, signature: signature)
+    }
+
+    /// ``unseal(_:hostAgreementKey:)`` then ``UnverifiedPairingRequest/verify(offer:)``.
+    public static func open(_ envelope: Envelope, offer: PairingOffer, hostAgreementKey: X25519.SecretKey) throws(PairingError) -> PairingRequest {
+        try unseal(envelope, hostAgreementKey: hostAgreementKey).verify(offer: offer)
+    }
+}
+
+/// A pairing request that was sealed to this host but whose proof and signature are not yet checked.
+public struct UnverifiedPairingRequest: Sendable {
+    /// What the request claims. Use it only to send a rejection before ``verify(offer:)`` succeeds.
+    public let claimed: PairingRequest
+    let body: [UInt8]
+    let proof: [UInt8]
+    let signature: [UInt8]
+
+    /// Checks the proof of the offer's one-time secret, then the companion's signature.
+    /// - Throws: ``PairingError`` `.wrongSecret` (no proof of this offer's secret: a wrong or
+    ///   altered code, or a third party) or `.malformed` (bad signature).
+    public func verify(offer: PairingOffer) throws(PairingError) -> PairingRequest {
+        let transcriptHash = claimed.transcript(offerURI: offer.uri).hash
+        let expected = PairingRequest.proof(body: body, transcriptHash: transcriptHash, secret: offer.secret)
         guard ConstantTime.equals(expected, proof) else {
             throw PairingError(.wrongSecret, "the device did not prove it read this pairing code (wrong one-time secret or an altered code)",
                                hint: "nothing was registered; start pairing again and scan the new code")
         }
-        guard signing.isValidSignature(signature, for: signatureLabel + transcriptHash + body + proof) else {
+        guard claimed.companionSigningKey.isValidSignature(signature, for: PairingRequest.signatureLabel + transcriptHash + body + proof) else {
             throw PairingError(.malformed, "the pairing request's signature does not verify",
                                hint: "the request was altered in transit; start pairing again")
         }
-        return request
+        return claimed
     }
 }
 
@@ -278,8 +297,13 @@ public struct PairingSessionKeys: Sendable {
             PairingSessionKeys(
                 rootKey: SecretBytes(copying: raw[0..<32]), initiatorHeaderKey: SecretBytes(copying: raw[32..<64]),
                 responderNextHeaderKey: SecretBytes(copying: raw[64..<96]), confirmationKey: SecretBytes(copying: raw[96..<128]),
-                associatedData: associatedDataLabel + transcriptHash)
+                associatedData: associatedData(transcriptHash: transcriptHash))
         }
+    }
+
+    /// `"errand/v1/session" ‖ transcript hash`: what every message of the session is bound to.
+    public static func associatedData(transcriptHash: [UInt8]) -> [UInt8] {
+        associatedDataLabel + transcriptHash
     }
 }
 

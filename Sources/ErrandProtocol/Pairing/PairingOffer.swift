@@ -248,7 +248,9 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
 
     // MARK: Field validation
 
-    private static func validateRelayURL(_ text: String) throws(PairingOfferError) {
+    /// Checks that `text` is a relay address an offer can carry: http(s), a host, no user,
+    /// password, query or fragment, at most 512 bytes.
+    public static func validateRelayURL(_ text: String) throws(PairingOfferError) {
         guard text.utf8.count <= maximumFieldLength,
               let url = URL(string: text),
               let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",

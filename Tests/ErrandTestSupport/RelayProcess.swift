@@ -1,20 +1,18 @@
-import ErrandTestSupport
-import Foundation
+public import Foundation
 import Synchronization
-import Testing
 
 /// A real `errand-relay serve` process on a free loopback port.
-final class RelayProcess: Sendable {
-    let process: Process
+public final class RelayProcess: Sendable {
+    public let process: Process
     private let url = Mutex("")
     private let output: PrintedOutput
 
     /// The relay's base URL, from its listening line.
-    var baseURL: String { url.withLock { $0 } }
+    public var baseURL: String { url.withLock { $0 } }
 
     /// Starts the relay and waits (up to 60 s) for its `listening` line, without blocking a
     /// thread of the shared pool (tests run in parallel on few cores).
-    static func start(data: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> RelayProcess {
+    public static func start(data: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> RelayProcess {
         let relay = try RelayProcess(data: data, arguments: arguments, environment: environment)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -56,11 +54,11 @@ final class RelayProcess: Sendable {
     }
 
     /// What the process printed on stdout so far.
-    var printed: String { output.text.withLock { $0 } }
+    public var printed: String { output.text.withLock { $0 } }
 
     /// Sends `signal` and waits for the process to end; returns its exit status.
     @discardableResult
-    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) async -> Int32 {
+    public func stop(signal: Int32 = 15, timeout: TimeInterval = 20) async -> Int32 {
         kill(process.processIdentifier, signal)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
@@ -72,9 +70,9 @@ final class RelayProcess: Sendable {
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
-struct RelayProcessError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
+public struct RelayProcessError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
 }
 
 /// What a process printed, appended by its reader thread.

@@ -1,0 +1,214 @@
+public import ErrandCrypto
+public import ErrandPeer
+public import ErrandProtocol
+public import Foundation
+import GRDB
+
+/// A host this companion is paired with.
+public struct PairedHost: Sendable, Equatable {
+    public let id: Int64
+    /// Local name, unique on this companion ("studio").
+    public let name: String
+    /// Where to reach its relay.
+    public let relayURL: String
+    public let hostSigningKey: Ed25519.PublicKey
+    public let pairedAt: Int64
+    public let lastHeardAt: Int64?
+
+    public var fingerprint: String { Fingerprint.of(hostSigningKey) }
+    /// The host's mailbox.
+    public var mailbox: MailboxID { MailboxID(owner: hostSigningKey) }
+}
+
+/// What a finished pairing saves, with the first session state.
+public struct NewHost: Sendable {
+    public let name: String
+    public let relayURL: String
+    public let hostSigningKey: Ed25519.PublicKey
+    public let hostAgreementKey: X25519.PublicKey
+    public let auditVerifierKey: String?
+    public let transcriptHash: [UInt8]
+    /// Token for posting to the host's mailbox.
+    public let sendToken: SendToken
+    /// This device's keys for this host (they own this device's mailbox).
+    public let signing: Ed25519.SecretKey
+    public let agreement: X25519.SecretKey
+    public let pairedAt: Int64
+}
+
+/// Credentials and session for talking to one host.
+public struct HostChannel: Sendable {
+    public let host: PairedHost
+    public let sendToken: SendToken
+    public let signing: Ed25519.SecretKey
+    public var session: SecureSession
+}
+
+/// The companion's SQLite state (`companion.sqlite`): its name, paired hosts, sessions,
+/// received messages and the outbox.
+public final class CompanionStore: Sendable {
+    static let fileName = "companion.sqlite"
+    let queue: DatabaseQueue
+
+    public init(directory: StateDirectory) throws(PeerError) {
+        queue = try StateDatabase.open(Self.fileName, in: directory, migrator: Self.migrator)
+    }
+
+    /// Whether `directory` holds a companion.
+    public static func exists(in directory: StateDirectory) -> Bool { directory.contains(fileName) }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: companion settings, hosts, sessions, inbox, outbox") { db in
+            try db.execute(sql: """
+                CREATE TABLE companion_settings (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    device_name TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE TABLE host (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    relay_url TEXT NOT NULL,
+                    host_signing_key BLOB NOT NULL UNIQUE,
+                    host_agreement_key BLOB NOT NULL,
+                    audit_verifier_key TEXT,
+                    transcript_hash BLOB NOT NULL,
+                    send_token BLOB NOT NULL,
+                    signing_seed BLOB NOT NULL,
+                    agreement_secret BLOB NOT NULL,
+                    paired_at INTEGER NOT NULL,
+                    last_heard_at INTEGER
+                );
+                CREATE TABLE session (
+                    host_id INTEGER PRIMARY KEY REFERENCES host(id) ON DELETE CASCADE,
+                    ratchet BLOB NOT NULL
+                );
+                CREATE TABLE inbox (
+                    envelope_id BLOB PRIMARY KEY,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    payload BLOB NOT NULL,
+                    received_at INTEGER NOT NULL
+                );
+                CREATE TABLE outbox (
+                    envelope_id BLOB PRIMARY KEY,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    envelope BLOB NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Settings
+
+    /// This device's name, set at its first pairing.
+    public func deviceName() throws -> String? {
+        try queue.read { db in try String.fetchOne(db, sql: "SELECT device_name FROM companion_settings WHERE id = 1") }
+    }
+
+    public func setDeviceName(_ name: String) throws {
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO companion_settings (id, device_name, created_at) VALUES (1, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET device_name = excluded.device_name
+                """, arguments: [name, Int64(Date().timeIntervalSince1970)])
+        }
+    }
+
+    // MARK: Hosts
+
+    static let hostColumns = "id, name, relay_url, host_signing_key, paired_at, last_heard_at"
+
+    static func host(_ row: Row) throws -> PairedHost {
+        PairedHost(id: row[0], name: row[1], relayURL: row[2], hostSigningKey: try Ed25519.PublicKey(bytes: [UInt8](row[3] as Data)),
+                   pairedAt: row[4], lastHeardAt: row[5])
+    }
+
+    /// Paired hosts, by name.
+    public func hosts() throws -> [PairedHost] {
+        try queue.read { db in try Row.fetchAll(db, sql: "SELECT \(Self.hostColumns) FROM host ORDER BY name").map(Self.host) }
+    }
+
+    /// Saves a new pairing with its first session state. Pairing again with a host already paired
+    /// (same host key) replaces the old pairing; a name taken by another host gets a number.
+    public func addHost(_ new: NewHost, session: DoubleRatchet) throws -> PairedHost {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM host WHERE host_signing_key = ?", arguments: [Data(new.hostSigningKey.bytes)])
+            var name = new.name
+            var suffix = 2
+            while try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM host WHERE name = ?)", arguments: [name]) == true {
+                let tail = "-\(suffix)"
+                var base = new.name
+                while base.utf8.count + tail.utf8.count > DeviceName.maximumLength { base.removeLast() }
+                name = base + tail
+                suffix += 1
+            }
+            try db.execute(sql: """
+                INSERT INTO host (name, relay_url, host_signing_key, host_agreement_key, audit_verifier_key, transcript_hash,
+                                  send_token, signing_seed, agreement_secret, paired_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [name, new.relayURL, Data(new.hostSigningKey.bytes), Data(new.hostAgreementKey.bytes), new.auditVerifierKey,
+                                 Data(new.transcriptHash), Data(new.sendToken.secret.unsafeCopyToArray()),
+                                 Data(new.signing.seed.unsafeCopyToArray()), Data(new.agreement.secret.unsafeCopyToArray()), new.pairedAt])
+            let id = db.lastInsertedRowID
+            try db.execute(sql: "INSERT INTO session (host_id, ratchet) VALUES (?, ?)", arguments: [id, Data(session.serialized.unsafeCopyToArray())])
+            return try Self.host(Row.fetchOne(db, sql: "SELECT \(Self.hostColumns) FROM host WHERE id = ?", arguments: [id])!)
+        }
+    }
+
+    /// The host called `name`, or the only host when `name` is nil.
+    /// - Throws: ``PeerError`` when there is no such host, or several and no name.
+    public func channel(named name: String?) throws -> HostChannel {
+        let hosts = try hosts()
+        let chosen: PairedHost
+        if let name {
+            guard let match = hosts.first(where: { $0.name == name }) else {
+                throw PeerError("no paired host is called \(name)", hint: hosts.isEmpty ? "pair with 'errand pair' first" : "paired hosts: \(hosts.map(\.name).joined(separator: ", "))")
+            }
+            chosen = match
+        } else {
+            guard let only = hosts.first else { throw PeerError("this device is not paired with any host", hint: "pair with 'errand pair' first") }
+            guard hosts.count == 1 else {
+                throw PeerError("this device is paired with several hosts", hint: "choose one with --host (\(hosts.map(\.name).joined(separator: ", ")))")
+            }
+            chosen = only
+        }
+        return try queue.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT h.send_token, h.signing_seed, h.transcript_hash, s.ratchet FROM host h JOIN session s ON s.host_id = h.id WHERE h.id = ?
+                """, arguments: [chosen.id])!
+            let ratchet = try DoubleRatchet(serialized: SecretBytes(copying: [UInt8](row[3] as Data)))
+            return HostChannel(
+                host: chosen, sendToken: try SendToken(secret: SecretBytes(copying: [UInt8](row[0] as Data))),
+                signing: try Ed25519.SecretKey(seed: SecretBytes(copying: [UInt8](row[1] as Data))),
+                session: SecureSession(ratchet: ratchet, associatedData: PairingSessionKeys.associatedData(transcriptHash: [UInt8](row[2] as Data))))
+        }
+    }
+
+    // MARK: Outbox
+
+    /// Saves an envelope to send together with the session state that sealed it.
+    public func enqueue(_ envelope: Envelope, to host: Int64, session: DoubleRatchet) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE host_id = ?", arguments: [Data(session.serialized.unsafeCopyToArray()), host])
+            try db.execute(sql: "INSERT INTO outbox (envelope_id, host_id, envelope, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [Data(envelope.id.bytes), host, Data(envelope.encoded), Int64(Date().timeIntervalSince1970)])
+        }
+    }
+
+    /// Envelopes not yet accepted by the relay, oldest first.
+    public func pending(for host: Int64) throws -> [Envelope] {
+        try queue.read { db in
+            try Data.fetchAll(db, sql: "SELECT envelope FROM outbox WHERE host_id = ? ORDER BY rowid", arguments: [host]).map {
+                try Envelope(parsing: [UInt8]($0))
+            }
+        }
+    }
+
+    /// Removes an envelope the relay accepted.
+    public func sent(_ id: EnvelopeID) throws {
+        try queue.write { db in try db.execute(sql: "DELETE FROM outbox WHERE envelope_id = ?", arguments: [Data(id.bytes)]) }
+    }
+}

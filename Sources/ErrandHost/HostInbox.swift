@@ -1,0 +1,84 @@
+public import ErrandPeer
+public import ErrandProtocol
+public import ErrandRelayClient
+public import Foundation
+
+/// Takes envelopes from the host's mailbox: finds the device whose session opens each one
+/// (the relay does not say who sent it), and stores the payload with the advanced session in
+/// one transaction. Envelopes from revoked or unknown devices are refused and never stored.
+public struct HostInbox: Sendable {
+    /// What became of one envelope.
+    public enum Outcome: Sendable, Equatable {
+        /// Opened and stored, from this device.
+        case received(device: Device, payload: [UInt8])
+        /// Processed before (a redelivery or replay): ignored.
+        case duplicate
+        /// No current device's session opens it: a revoked device, a replay from an old
+        /// chain, or tampering. Nothing stored.
+        case refused(reason: String)
+    }
+
+    public let store: HostStore
+
+    public init(store: HostStore) { self.store = store }
+
+    /// Processes one envelope.
+    public func process(_ envelope: Envelope, now: Date = Date()) throws -> Outcome {
+        if try store.hasReceived(envelope.id) { return .duplicate }
+        var reasons: [String] = []
+        for candidate in try store.activeSessions() {
+            var session = candidate.session
+            do {
+                let payload = try session.open(envelope)
+                guard try store.receive(envelope.id, from: candidate.device.id, payload: payload, session: session.ratchet,
+                                        at: Int64(now.timeIntervalSince1970)) else { return .duplicate }
+                return .received(device: candidate.device, payload: payload)
+            } catch let error as SessionError {
+                if error.code != .undecryptable { reasons.append("\(candidate.device.name): \(error.description)") }
+            }
+        }
+        return .refused(reason: reasons.first ?? "no paired device's session opens it (a revoked device, a replay, or tampering)")
+    }
+
+    /// Fetches everything waiting at the relay, processes it and acknowledges it (refused and
+    /// duplicate envelopes too, so they are not delivered again).
+    public func drain(client: RelayClient, identity: HostIdentity) async throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        var cursor: Int64 = 0
+        while true {
+            let page = try await client.fetch(owner: identity.signing, after: cursor)
+            for item in page.envelopes { outcomes.append(try process(item.envelope)) }
+            if !page.envelopes.isEmpty {
+                _ = try await client.acknowledge(page.envelopes.map(\.envelope.id), owner: identity.signing)
+            }
+            guard page.more, let last = page.envelopes.last else { break }
+            cursor = last.sequence
+        }
+        return outcomes
+    }
+}
+
+/// `errand host revoke`: cuts a device off at the relay and on the host.
+public enum DeviceRevocation {
+    /// Deletes the device's session at once (the host then refuses anything from it), then
+    /// removes its send token at the relay. A relay failure is reported and can be retried by
+    /// revoking again; the local part is never undone.
+    public static func revoke(_ device: Device, host: HostSetup.Host, client: RelayClient, relayURL: String) async throws(PeerError) {
+        do { try host.store.revoke(device.id, at: Int64(Date().timeIntervalSince1970)) } catch {
+            throw PeerError("cannot revoke \(device.name) in the host's store: \(error)")
+        }
+        guard !device.relayTokenRemoved else { return }
+        do {
+            try await client.removeSendToken(device.inboundTokenHash, owner: host.identity.signing)
+        } catch where error.code == .notFound {
+            // Already gone at the relay.
+        } catch {
+            let failure = PeerError(relay: error, relayURL: relayURL, doing: "to remove \(device.name)'s send token")
+            throw PeerError("\(device.name) is revoked on this computer, but " + failure.message,
+                            hint: "run 'errand host revoke' again when the relay is reachable, to cut it off there too")
+        }
+        do { try host.store.markRelayTokenRemoved(device.id) } catch {
+            throw PeerError("cannot record the revocation: \(error)")
+        }
+    }
+}

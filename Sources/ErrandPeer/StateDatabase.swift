@@ -1,0 +1,24 @@
+public import GRDB
+
+/// Opens a peer's SQLite state file: created 0600, WAL, foreign keys on, migrated.
+public enum StateDatabase {
+    /// Opens `name` in `directory` and applies `migrator`.
+    public static func open(_ name: String, in directory: StateDirectory, migrator: DatabaseMigrator) throws(PeerError) -> DatabaseQueue {
+        try directory.prepare()
+        try directory.createPrivateFile(name)
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
+        }
+        do {
+            let queue = try DatabaseQueue(path: directory.file(name), configuration: configuration)
+            try migrator.migrate(queue)
+            return queue
+        } catch {
+            throw PeerError("cannot open the state database \(directory.file(name)): \(error)",
+                            hint: "check that the file is yours and not damaged")
+        }
+    }
+}

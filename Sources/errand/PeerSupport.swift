@@ -1,0 +1,53 @@
+import ArgumentParser
+import ErrandPeer
+import ErrandRelayClient
+import Foundation
+
+/// Options every peer command takes.
+struct PeerOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("State folder (default: $ERRAND_HOME, else ~/.errand).", valueName: "dir"))
+    var home: String?
+
+    @Option(help: ArgumentHelp("Reach the relay at this address instead of the stored one (another node of the same relay).", valueName: "url"))
+    var relay: String?
+
+    var directory: StateDirectory { StateDirectory.resolve(home) }
+}
+
+extension UserFacingError {
+    init(_ error: PeerError) {
+        self.init(error.message, hint: error.hint)
+    }
+}
+
+/// Runs peer work, turning ``PeerError`` into the `errand: error:` / `errand: hint:` form.
+func reportingPeerErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as PeerError {
+        throw UserFacingError(error)
+    }
+}
+
+/// Console output for peer commands: results on stdout (flushed at once, so a script reading a
+/// pipe sees each line as it happens), questions answered on stdin.
+enum Console {
+    static func line(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    /// Asks a yes/no question; only "y" or "yes" is yes. Standard input at its end counts as no.
+    static func confirm(_ question: String) -> Bool {
+        FileHandle.standardOutput.write(Data((question + " [y/N] ").utf8))
+        guard let answer = readLine() else {
+            line("")
+            return false
+        }
+        return ["y", "yes"].contains(answer.trimmingCharacters(in: .whitespaces).lowercased())
+    }
+}
+
+/// A relay client for `url`.
+func relayClient(_ url: String) -> RelayClient {
+    RelayClient(baseURL: url)
+}
