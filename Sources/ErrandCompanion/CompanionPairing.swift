@@ -59,7 +59,7 @@ public struct CompanionPairing: Sendable {
                 throw PeerError("the pairing code is no longer open at the relay: it expired, was cancelled, or was already used",
                                 hint: "start pairing again on the computer ('errand host pair') for a fresh code")
             default:
-                throw PeerError(relay: error, relayURL: relayURL, doing: "to send the pairing request")
+                throw PeerError(relay: error, relayURL: relayURL, doing: "send the pairing request")
             }
         }
         let transcript = request.transcript(offerURI: offer.uri)
@@ -89,7 +89,7 @@ public struct CompanionPairing: Sendable {
             do {
                 try await client.addSendToken(hostToken.hash, owner: signing)
             } catch {
-                let failure = PeerError(relay: error, relayURL: relayURL, doing: "to let \(hostName) write to this device's mailbox")
+                let failure = PeerError(relay: error, relayURL: relayURL, doing: "let \(hostName) write to this device's mailbox")
                 throw PeerError(failure.message, hint: "revoke this device on the computer ('errand host revoke') and pair again")
             }
             let ratchet: DoubleRatchet
@@ -121,6 +121,9 @@ public struct CompanionPairing: Sendable {
                 }
             } catch let error as RelayClientError {
                 switch error.code {
+                case .notFound where Date() >= offer.expiresAt.addingTimeInterval(-2):
+                    throw PeerError("the computer did not answer before the pairing code expired",
+                                    hint: "confirm on the computer sooner, or start pairing again")
                 case .notFound:
                     throw PeerError("the computer closed the pairing code without answering (it could not read this device's request, or the code expired)",
                                     hint: "start pairing again on the computer ('errand host pair')")
@@ -128,7 +131,7 @@ public struct CompanionPairing: Sendable {
                     throw PeerError("another device claimed this pairing code", hint: "start pairing again on the computer for a fresh code")
                 default:
                     if error.isTransient { break }
-                    throw PeerError(relay: error, relayURL: relayURL, doing: "to collect the computer's answer")
+                    throw PeerError(relay: error, relayURL: relayURL, doing: "collect the computer's answer")
                 }
             } catch let error as PeerError {
                 throw error
@@ -184,7 +187,7 @@ public struct CompanionMessenger: Sendable {
                     throw PeerError("\(channel.host.name) no longer accepts messages from this device (it was revoked)",
                                     hint: "pair again with 'errand pair' if this device should have access")
                 }
-                throw PeerError(relay: error, relayURL: client.baseURL, doing: "to deliver a message to \(channel.host.name)")
+                throw PeerError(relay: error, relayURL: client.baseURL, doing: "deliver a message to \(channel.host.name)")
             }
             do { try store.sent(envelope.id) } catch { throw PeerError("cannot update the outbox: \(error)") }
         }

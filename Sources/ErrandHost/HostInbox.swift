@@ -73,7 +73,7 @@ public enum DeviceRevocation {
         } catch where error.code == .notFound {
             // Already gone at the relay.
         } catch {
-            let failure = PeerError(relay: error, relayURL: relayURL, doing: "to remove \(device.name)'s send token")
+            let failure = PeerError(relay: error, relayURL: relayURL, doing: "remove \(device.name)'s send token")
             throw PeerError("\(device.name) is revoked on this computer, but " + failure.message,
                             hint: "run 'errand host revoke' again when the relay is reachable, to cut it off there too")
         }

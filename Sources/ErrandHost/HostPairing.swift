@@ -1,4 +1,4 @@
-public import ErrandCrypto
+import ErrandCrypto
 public import ErrandPeer
 public import ErrandProtocol
 public import ErrandRelayClient
@@ -42,7 +42,7 @@ public struct HostPairing: Sendable {
         do {
             try await client.openPairingSlot(offer.slotID, owner: host.identity.signing, ttl: Int64(lifetime.rounded(.up)))
         } catch {
-            throw PeerError(relay: error, relayURL: relayURL, doing: "to open a pairing slot")
+            throw PeerError(relay: error, relayURL: relayURL, doing: "open a pairing slot")
         }
         // Until an answer is in the slot, any failure closes the slot; after a signed refusal
         // the slot stays so the companion can read why.
@@ -62,7 +62,7 @@ public struct HostPairing: Sendable {
         while Date() < offer.expiresAt {
             let bytes: [UInt8]?
             do { bytes = try await client.pairingRequest(offer.slotID, owner: host.identity.signing) } catch {
-                throw PeerError(relay: error, relayURL: relayURL, doing: "to read the pairing slot")
+                throw PeerError(relay: error, relayURL: relayURL, doing: "read the pairing slot")
             }
             if let bytes {
                 guard let envelope = try? Envelope(parsing: bytes) else {
@@ -116,7 +116,7 @@ public struct HostPairing: Sendable {
             try await client.createDeviceMailbox(for: request.companionSigningKey, sponsor: host.identity.signing)
             try await client.addSendToken(companionToken.hash, owner: host.identity.signing)
         } catch {
-            throw PeerError(relay: error, relayURL: relayURL, doing: "to set up the device's mailbox and token")
+            throw PeerError(relay: error, relayURL: relayURL, doing: "set up the device's mailbox and token")
         }
         let ratchet = DoubleRatchet.responder(sharedSecret: keys.rootKey, headerKey: keys.initiatorHeaderKey,
                                               nextHeaderKey: keys.responderNextHeaderKey, ratchetKeyPair: ratchetKey)
@@ -135,7 +135,7 @@ public struct HostPairing: Sendable {
         } catch {
             try? await client.removeSendToken(companionToken.hash, owner: host.identity.signing)
             try? host.store.forgetDevice(device.id)
-            throw PeerError(relay: error, relayURL: relayURL, doing: "to deliver the pairing reply (nothing was registered)")
+            throw PeerError(relay: error, relayURL: relayURL, doing: "deliver the pairing reply (nothing was registered)")
         }
         return device
     }

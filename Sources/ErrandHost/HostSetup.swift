@@ -32,7 +32,7 @@ public enum HostSetup {
         do {
             try await client.createMailbox(owner: identity.signing, invite: invite)
         } catch {
-            var failure = PeerError(relay: error, relayURL: relayURL, doing: "to register this host's mailbox")
+            var failure = PeerError(relay: error, relayURL: relayURL, doing: "register this host's mailbox")
             if error.code == .unauthenticated || error.code == .forbidden {
                 failure = PeerError(failure.message, hint: "ask the relay's operator for a registration token ('errand-relay invite') and pass it with --invite")
             }
@@ -47,10 +47,10 @@ public enum HostSetup {
 
     /// Loads a host made by ``initialize(directory:relayURL:name:invite:client:)``.
     public static func load(directory: StateDirectory) throws(PeerError) -> Host {
-        try directory.prepare()
         guard directory.contains(HostIdentity.signingFile), directory.contains(HostStore.fileName) else {
             throw PeerError("\(directory.path) holds no host", hint: "run 'errand host init --home \(directory.path) --relay URL' first")
         }
+        try directory.prepare()
         let identity = try HostIdentity.load(from: directory)
         let store = try HostStore(directory: directory)
         let settings: HostSettings?

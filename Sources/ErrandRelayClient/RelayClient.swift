@@ -21,7 +21,17 @@ public struct RelayClient: Sendable {
     /// Per-request timeout.
     public var timeout: TimeAmount = .seconds(30)
 
-    public init(baseURL: String, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "errand.relay-client")) {
+    /// The HTTP client relay clients share unless given one: it does not retry refused
+    /// connections itself (``RelayClient`` retries with its own backoff, so an unreachable relay
+    /// is reported in seconds, not at the request timeout) and gives up connecting after 10 s.
+    public static let sharedHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    public init(baseURL: String, httpClient: HTTPClient = RelayClient.sharedHTTPClient, logger: Logger = Logger(label: "errand.relay-client")) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url

@@ -142,7 +142,10 @@ public struct UnverifiedPairingRequest: Sendable {
 /// `‖ host ratchet X25519 (32) ‖ companion send token (32) ‖ u16 name length ‖ host name ‖
 /// confirmation (32)` with `confirmation = HMAC-SHA256(confirmation key, "errand pairing confirm v1" ‖
 /// transcript hash ‖ body-before-confirmation)`. Then `signature = Ed25519(host key,
-/// "errand pairing reply v1" ‖ transcript hash ‖ everything before it)`.
+/// "errand pairing reply v1" ‖ request binding ‖ everything before it)`, where `request binding =
+/// SHA-256(companion Ed25519 ‖ companion X25519 ‖ companion ephemeral)`. The signature does not
+/// cover the offer URI, so a refusal still verifies when the companion's copy of the code was
+/// altered; an accepted reply is bound to the exact URI by its confirmation.
 public struct PairingReply: Sendable {
     /// What the host decided.
     public enum Outcome: Sendable {
@@ -180,7 +183,7 @@ public struct PairingReply: Sendable {
         case .declined: writer.append(UInt8(2))
         case .rejected: writer.append(UInt8(3))
         }
-        writer.append(hostSigningKey.signature(for: Self.signatureLabel + transcriptHash + writer.bytes))
+        writer.append(hostSigningKey.signature(for: Self.signatureLabel + Self.binding(request) + writer.bytes))
         do {
             return try Envelope(ciphertext: SealedBox.seal(LengthPadding.pad(writer.bytes), to: request.companionEphemeralKey))
         } catch {
@@ -199,10 +202,9 @@ public struct PairingReply: Sendable {
                                   hint: "someone interfered with pairing (possibly the relay); nothing was saved — pair again")
         guard let padded = try? SealedBox.open(envelope.ciphertext, recipient: ephemeralKey),
               let plain = try? LengthPadding.unpad(padded), plain.count > Ed25519.signatureLength else { throw forged }
-        let transcriptHash = request.transcript(offerURI: offer.uri).hash
         let signed = Array(plain[..<(plain.count - Ed25519.signatureLength)])
         let signature = Array(plain[(plain.count - Ed25519.signatureLength)...])
-        guard offer.hostSigningKey.isValidSignature(signature, for: signatureLabel + transcriptHash + signed) else { throw forged }
+        guard offer.hostSigningKey.isValidSignature(signature, for: signatureLabel + binding(request) + signed) else { throw forged }
         var reader = ByteReader(signed)
         let malformed = PairingError(.malformed, "the pairing reply is malformed",
                                      hint: "the computer runs an incompatible version of Errand; update both and pair again")
@@ -220,6 +222,11 @@ public struct PairingReply: Sendable {
         case 3: guard reader.isAtEnd else { throw malformed }; return (PairingReply(.rejected), nil, [])
         default: throw malformed
         }
+    }
+
+    /// `SHA-256(companion Ed25519 ‖ companion X25519 ‖ companion ephemeral)`: which request a reply answers.
+    static func binding(_ request: PairingRequest) -> [UInt8] {
+        SHA256.hash(request.companionSigningKey.bytes + request.companionAgreementKey.bytes + request.companionEphemeralKey.bytes)
     }
 
     /// Checks an accepted reply's key confirmation: the host derived the same session keys.

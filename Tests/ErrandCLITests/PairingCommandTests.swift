@@ -1,0 +1,150 @@
+import ErrandTestSupport
+import Foundation
+import Testing
+
+/// `errand host init|pair|devices|revoke`, `errand pair` and `errand hosts` as separate
+/// processes against a real relay process on loopback.
+@Suite("Pairing commands")
+struct PairingCommandTests {
+    let folder: ScratchFolder
+    let relay: RelayProcess
+
+    init() async throws {
+        folder = try ScratchFolder()
+        relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"])
+    }
+
+    var host: String { folder.path("host") }
+
+    func initHost() async throws {
+        let result = try await runAsync("errand", ["host", "init", "--home", host, "--relay", relay.baseURL, "--name", "studio"])
+        #expect(result.status == 0, "\(result.errorOutput)")
+    }
+
+    /// Starts `errand host pair` and waits until its code exists.
+    func startPairing(_ extra: [String], input: String? = nil) async throws -> RunningProgram {
+        let program = try RunningProgram("errand", ["host", "pair", "--home", host, "--terminal", "none",
+                                                    "--uri-file", folder.path("code.uri"), "--png", folder.path("code.png")] + extra,
+                                         input: input)
+        try await program.waitForOutput(containing: "Waiting for a device")
+        return program
+    }
+
+    func sasLine(_ text: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix("SAS: ") }.map(String.init)
+    }
+
+    @Test("Pairing through the QR image: both sides print the same SAS line; devices and hosts list each other")
+    func pairThroughImage() async throws {
+        try await initHost()
+        let hostPair = try await startPairing(["--yes"])
+        // The URI file and the PNG are private.
+        #expect(try FileManager.default.attributesOfItem(atPath: folder.path("code.png"))[.posixPermissions] as? Int == 0o600)
+        #expect(try FileManager.default.attributesOfItem(atPath: folder.path("code.uri"))[.posixPermissions] as? Int == 0o600)
+        let companion = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--name", "phone", "--yes", "--image", folder.path("code.png")])
+        let hostResult = await hostPair.finish()
+        #expect(companion.status == 0, "\(companion.errorOutput)")
+        #expect(hostResult.status == 0, "\(hostResult.errorOutput)")
+        let hostSAS = try #require(sasLine(hostResult.output))
+        #expect(hostSAS.range(of: #"^SAS: \d{3} \d{3}$"#, options: .regularExpression) != nil)
+        #expect(sasLine(companion.output) == hostSAS)
+        #expect(hostResult.output.contains("Paired with “phone”"))
+        #expect(companion.output.contains("Paired with “studio”"))
+
+        let devices = try await runAsync("errand", ["host", "devices", "--home", host, "--json"])
+        let list = try JSONSerialization.jsonObject(with: Data(devices.output.utf8)) as? [[String: Any]]
+        #expect(list?.count == 1)
+        #expect(list?.first?["name"] as? String == "phone")
+        #expect(list?.first?["revoked"] as? Bool == false)
+        let hosts = try await runAsync("errand", ["hosts", "--home", folder.path("phone")])
+        #expect(hosts.output.contains("studio"))
+        #expect(hosts.output.contains(relay.baseURL))
+
+        // The same code cannot pair another device.
+        let again = try await runAsync("errand", ["pair", "--home", folder.path("other"), "--yes", "--uri-file", folder.path("code.uri")])
+        #expect(again.status == 1)
+        #expect(again.errorOutput.contains("errand: error: the pairing code is no longer open at the relay"))
+
+        // Revocation by name; listing shows it; an unknown device is a clear error.
+        let revoked = try await runAsync("errand", ["host", "revoke", "--home", host, "phone"])
+        #expect(revoked.status == 0, "\(revoked.errorOutput)")
+        let all = try await runAsync("errand", ["host", "devices", "--home", host, "--all"])
+        #expect(all.output.contains("revoked"))
+        let none = try await runAsync("errand", ["host", "devices", "--home", host])
+        #expect(none.output.contains("No devices are paired"))
+        let unknown = try await runAsync("errand", ["host", "revoke", "--home", host, "tablet"])
+        #expect(unknown.status == 1)
+        #expect(unknown.errorOutput.contains("no paired device is called tablet"))
+    }
+
+    @Test("The person at the computer declines, then accepts a second attempt with the URI on standard input")
+    func declineThenAccept() async throws {
+        try await initHost()
+        let declining = try await startPairing([], input: "n\n")
+        let refused = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--name", "phone", "--yes", "--uri-file", folder.path("code.uri")])
+        let hostRefused = await declining.finish()
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("studio declined the pairing"))
+        #expect(hostRefused.status == 1)
+        #expect(hostRefused.output.contains("Does the device show the same SAS? [y/N]"))
+        #expect(hostRefused.errorOutput.contains("declined; nothing was registered"))
+        let noDevices = try await runAsync("errand", ["host", "devices", "--home", host])
+        #expect(noDevices.output.contains("No devices are paired"))
+
+        let accepting = try await startPairing([], input: "y\n")
+        let uri = try String(contentsOfFile: folder.path("code.uri"), encoding: .utf8)
+        let paired = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--name", "phone", "--yes", "-"], input: uri)
+        let hostAccepted = await accepting.finish()
+        #expect(paired.status == 0, "\(paired.errorOutput)")
+        #expect(hostAccepted.status == 0, "\(hostAccepted.errorOutput)")
+        #expect(sasLine(paired.output) == sasLine(hostAccepted.output))
+    }
+
+    @Test("An expired code: the host gives up, the companion says the code expired")
+    func expired() async throws {
+        try await initHost()
+        let hostPair = try await startPairing(["--timeout", "1"])
+        let hostResult = await hostPair.finish()
+        #expect(hostResult.status == 1)
+        #expect(hostResult.errorOutput.contains("no device answered the pairing code before it expired"))
+        try await Task.sleep(for: .seconds(1))
+        let late = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--yes", "--uri-file", folder.path("code.uri")])
+        #expect(late.status == 1)
+        #expect(late.errorOutput.contains("expired"))
+        #expect(!FileManager.default.fileExists(atPath: folder.path("phone/companion.sqlite")))
+    }
+
+    @Test("Mistakes get clear errors: no relay, a second init, no host, a non-code image, an altered code")
+    func mistakes() async throws {
+        let noRelay = try await runAsync("errand", ["host", "init", "--home", host])
+        #expect(noRelay.status == 1)
+        #expect(noRelay.errorOutput.contains("pass --relay URL"))
+        let noHost = try await runAsync("errand", ["host", "pair", "--home", host])
+        #expect(noHost.status == 1)
+        #expect(noHost.errorOutput.contains("holds no host"))
+        try await initHost()
+        let twice = try await runAsync("errand", ["host", "init", "--home", host, "--relay", relay.baseURL])
+        #expect(twice.status == 1)
+        #expect(twice.errorOutput.contains("already holds a host"))
+
+        let notACode = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--yes", "https://example.com"])
+        #expect(notACode.status == 1)
+        #expect(notACode.errorOutput.contains("errand: error:"))
+        #expect(notACode.errorOutput.contains("errand: hint:"))
+        let twoSources = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--yes", "--image", "a.png", "errand://pair?v=1"])
+        #expect(twoSources.status != 0)
+
+        // A code whose host key was swapped (say, by whoever passed it on): nobody gets registered.
+        let hostPair = try await startPairing(["--yes"])
+        let uri = try String(contentsOfFile: folder.path("code.uri"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let swapped = uri.replacingOccurrences(of: #"x=[A-Za-z0-9_-]{43}"#, with: "x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ", options: .regularExpression)
+        #expect(swapped != uri)
+        let tampered = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--yes", "-"], input: swapped)
+        let hostResult = await hostPair.finish()
+        #expect(tampered.status == 1)
+        #expect(hostResult.status == 1)
+        #expect(hostResult.errorOutput.contains("not sealed to this computer's key"))
+        let devices = try await runAsync("errand", ["host", "devices", "--home", host])
+        #expect(devices.output.contains("No devices are paired"))
+    }
+}

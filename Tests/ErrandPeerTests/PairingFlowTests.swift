@@ -1,0 +1,247 @@
+import ErrandCompanion
+import ErrandCrypto
+import ErrandHost
+import ErrandPeer
+import ErrandProtocol
+import ErrandRelayClient
+import ErrandTestSupport
+import Foundation
+import Testing
+
+@Suite("Pairing between host and companion over a real relay")
+struct PairingFlowTests {
+    @Test("Pairing registers the device on both sides with the same SAS; messages flow and are stored once")
+    func pairAndTalk() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let hostPresenter = HostPresenter()
+        let hostSide = world.pairing(host, presenter: hostPresenter)
+        let offer = try await hostPresenter.offer()
+        let companionPresenter = CompanionPresenter()
+        let store = try world.companion("phone")
+        let paired = try await world.companionPairing(store, offer: offer, presenter: companionPresenter).get()
+        let device = try await hostSide.value.get()
+
+        #expect(hostPresenter.sas != nil)
+        #expect(hostPresenter.sas == companionPresenter.sas)
+        #expect(paired.name == "studio")
+        #expect(paired.hostSigningKey == host.identity.signing.publicKey)
+        #expect(device.name == "phone")
+        #expect(try host.store.devices().map(\.name) == ["phone"])
+        #expect(try store.hosts().map(\.name) == ["studio"])
+
+        // Messages go through the relay sealed, arrive in order, and are stored with the session.
+        let messenger = CompanionMessenger(store: store, client: world.client)
+        for text in ["one", "two", "three"] {
+            let (_, delivered) = try await messenger.send(Array(text.utf8), hostName: nil)
+            #expect(delivered)
+        }
+        #expect(try store.pending(for: paired.id).isEmpty)
+        let inbox = HostInbox(store: host.store)
+        let outcomes = try await inbox.drain(client: world.client, identity: host.identity)
+        #expect(outcomes.compactMap { outcome -> String? in
+            if case .received(let from, let payload) = outcome, from.id == device.id { return String(decoding: payload, as: UTF8.self) }
+            return nil
+        } == ["one", "two", "three"])
+        #expect(try host.store.devices().first?.lastSeenAt != nil)
+
+        // A redelivered envelope (relay at-least-once, or a crash before the ack) is not processed twice,
+        // also after the host restarts from its files.
+        let (id, _) = try await messenger.send(Array("four".utf8), hostName: "studio")
+        let page = try await world.client.fetch(owner: host.identity.signing)
+        let envelope = try #require(page.envelopes.first { $0.envelope.id == id }?.envelope)
+        guard case .received(_, let payload) = try inbox.process(envelope) else {
+            Issue.record("the first delivery was not received"); return
+        }
+        #expect(payload == Array("four".utf8))
+        #expect(try inbox.process(envelope) == .duplicate)
+        let reopened = HostInbox(store: try HostStore(directory: host.directory))
+        #expect(try reopened.process(envelope) == .duplicate)
+        #expect(try host.store.inbox().count == 4)
+
+        // The reply direction works once the companion has spoken.
+        var hostSession = try #require(try host.store.activeSessions().first).session
+        var channel = try store.channel(named: "studio")
+        #expect(try channel.session.open(hostSession.seal(Array("done".utf8))) == Array("done".utf8))
+    }
+
+    @Test("State files are private: folder 0700, keys and databases 0600")
+    func privateFiles() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (store, _, _) = try await world.pair(host, companionName: "phone")
+        _ = store
+        for folder in [host.directory.path, world.folder.path("companion-phone")] {
+            #expect(try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int == 0o700)
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder) {
+                let mode = try FileManager.default.attributesOfItem(atPath: folder + "/" + file)[.posixPermissions] as? Int
+                #expect(mode == 0o600, "\(file) has mode \(String(mode ?? 0, radix: 8))")
+            }
+        }
+        // A state folder others can read is refused, not used.
+        chmod(host.directory.path, 0o755)
+        #expect(throws: PeerError.self) { try HostSetup.load(directory: host.directory) }
+    }
+
+    @Test("Revoking one device cuts it off at the relay and on the host; the others keep working")
+    func revoke() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (phone, _, phoneDevice) = try await world.pair(host, companionName: "phone")
+        let (laptop, _, _) = try await world.pair(host, companionName: "laptop")
+        let phoneMessenger = CompanionMessenger(store: phone, client: world.client)
+        let laptopMessenger = CompanionMessenger(store: laptop, client: world.client)
+        // Sent before the revocation, still waiting at the relay.
+        _ = try await phoneMessenger.send(Array("rm -rf later".utf8), hostName: nil)
+
+        try await DeviceRevocation.revoke(phoneDevice, host: host, client: world.client, relayURL: world.relay.baseURL)
+        let tokens = try await world.client.sendTokens(owner: host.identity.signing)
+        #expect(!tokens.contains(phoneDevice.inboundTokenHash))
+        #expect(tokens.count == 1)
+
+        let refusal = await #expect(throws: PeerError.self) { try await phoneMessenger.send(Array("after".utf8), hostName: nil) }
+        #expect(refusal?.message.contains("revoked") == true)
+        _ = try await laptopMessenger.send(Array("still here".utf8), hostName: nil)
+
+        let outcomes = try await HostInbox(store: host.store).drain(client: world.client, identity: host.identity)
+        #expect(outcomes.count == 2)
+        guard case .refused = outcomes[0] else { Issue.record("the revoked device's queued message was not refused: \(outcomes[0])"); return }
+        guard case .received(let from, let payload) = outcomes[1] else { Issue.record("the laptop's message was not received"); return }
+        #expect(from.name == "laptop")
+        #expect(payload == Array("still here".utf8))
+        #expect(try host.store.inbox().count == 1)
+        let listed = try host.store.devices(includeRevoked: true)
+        #expect(listed.first { $0.name == "phone" }?.isRevoked == true)
+        #expect(listed.first { $0.name == "phone" }?.relayTokenRemoved == true)
+        #expect(try host.store.devices().map(\.name) == ["laptop"])
+    }
+
+    @Test("Wrong secret: the host rejects with a signed answer, the companion says so, nothing is registered")
+    func wrongSecret() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter()
+        let hostSide = world.pairing(host, presenter: presenter)
+        let offer = try await presenter.offer()
+        let forged = try altered(offer, "t", to: ByteEncoding.base64URL(SecureRandom.bytes(count: 16)))
+        let store = try world.companion("phone")
+        let companionError = await world.companionPairing(store, offer: forged).failure
+        let hostError = await hostSide.value.failure
+        #expect(companionError?.message.contains("rejected this device") == true, "\(String(describing: companionError))")
+        #expect(hostError?.message.contains("did not prove") == true, "\(String(describing: hostError))")
+        #expect(presenter.timesAsked == 0)
+        #expect(try host.store.devices(includeRevoked: true).isEmpty)
+        #expect(try store.hosts().isEmpty)
+        #expect(try await world.client.sendTokens(owner: host.identity.signing).isEmpty)
+    }
+
+    @Test("The host declines: both sides say so, nothing is registered")
+    func declined() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter(.decline)
+        let hostSide = world.pairing(host, presenter: presenter)
+        let offer = try await presenter.offer()
+        let store = try world.companion("phone")
+        let companionError = await world.companionPairing(store, offer: offer).failure
+        let hostError = await hostSide.value.failure
+        #expect(companionError?.message.contains("declined") == true)
+        #expect(hostError?.message.contains("declined") == true)
+        #expect(try host.store.devices(includeRevoked: true).isEmpty)
+        #expect(try store.hosts().isEmpty)
+    }
+
+    @Test("A code with another host key (tampered): the host cannot read the request and closes the slot")
+    func tamperedOffer() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter()
+        let hostSide = world.pairing(host, presenter: presenter)
+        let offer = try await presenter.offer()
+        let swapped = try altered(offer, "x", to: ByteEncoding.base64URL(X25519.SecretKey().publicKey.bytes))
+        let store = try world.companion("phone")
+        let companionError = await world.companionPairing(store, offer: swapped).failure
+        let hostError = await hostSide.value.failure
+        #expect(hostError?.message.contains("not sealed to this computer") == true, "\(String(describing: hostError))")
+        #expect(companionError?.message.contains("closed the pairing code") == true, "\(String(describing: companionError))")
+        #expect(try host.store.devices(includeRevoked: true).isEmpty)
+        #expect(try store.hosts().isEmpty)
+    }
+
+    @Test("A third party on the slot: the real device is told the code was used; the host refuses the intruder")
+    func thirdParty() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter()
+        let hostSide = world.pairing(host, presenter: presenter)
+        let offer = try await presenter.offer()
+        // Someone who learned the slot id (the relay, say) but not the secret answers first.
+        let intruder = Ed25519.SecretKey()
+        let guess = try altered(offer, "t", to: ByteEncoding.base64URL(SecureRandom.bytes(count: 16)))
+        let request = PairingRequest(companionSigningKey: intruder.publicKey, companionAgreementKey: X25519.SecretKey().publicKey,
+                                     companionEphemeralKey: X25519.SecretKey().publicKey, hostSendToken: SendToken(), deviceName: "evil")
+        try await world.client.putPairingRequest(try request.sealed(for: guess, signer: intruder), slot: offer.slotID, claim: .random(count: 32))
+
+        let store = try world.companion("phone")
+        let companionError = await world.companionPairing(store, offer: offer).failure
+        #expect(companionError?.message.contains("already used by another device") == true, "\(String(describing: companionError))")
+        let hostError = await hostSide.value.failure
+        #expect(hostError?.message.contains("did not prove") == true)
+        #expect(presenter.timesAsked == 0)
+        #expect(try host.store.devices(includeRevoked: true).isEmpty)
+        #expect(try store.hosts().isEmpty)
+    }
+
+    @Test("A used code cannot pair a second device")
+    func reusedOffer() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter()
+        let hostSide = world.pairing(host, presenter: presenter)
+        let offer = try await presenter.offer()
+        _ = try await world.companionPairing(try world.companion("phone"), offer: offer).get()
+        _ = try await hostSide.value.get()
+        let second = try world.companion("other")
+        let error = await world.companionPairing(second, offer: offer, name: "other").failure
+        #expect(error?.message.contains("no longer open") == true, "\(String(describing: error))")
+        #expect(try host.store.devices().map(\.name) == ["phone"])
+        #expect(try second.hosts().isEmpty)
+    }
+
+    @Test("Timeouts: nobody answers the host; the host never answers the companion")
+    func timeouts() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let hostError = await world.pairing(host, lifetime: 1, presenter: HostPresenter()).value.failure
+        #expect(hostError?.message.contains("no device answered") == true)
+
+        let hanging = HostPresenter(.hang)
+        let hostSide = world.pairing(host, lifetime: 2, presenter: hanging)
+        let offer = try await hanging.offer()
+        let store = try world.companion("phone")
+        let companionError = await world.companionPairing(store, offer: offer, grace: 0.5).failure
+        #expect(companionError?.message.contains("did not answer before the pairing code expired") == true, "\(String(describing: companionError))")
+        hostSide.cancel()
+        #expect(try store.hosts().isEmpty)
+    }
+
+    @Test("The relay unreachable: a clear error, nothing saved")
+    func unreachable() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let presenter = HostPresenter()
+        let hostSide = world.pairing(host, lifetime: 3, presenter: presenter)
+        let offer = try await presenter.offer()
+        let store = try world.companion("phone")
+        let error = await world.companionPairing(store, offer: offer, relayURL: "http://127.0.0.1:9").failure
+        #expect(error?.message.contains("cannot reach the relay") == true, "\(String(describing: error))")
+        #expect(try store.hosts().isEmpty)
+        _ = await hostSide.value
+        let initError = await #expect(throws: PeerError.self) {
+            try await HostSetup.initialize(directory: StateDirectory(path: world.folder.path("nowhere")), relayURL: "http://127.0.0.1:9",
+                                           name: "x", invite: nil, client: RelayClient(baseURL: "http://127.0.0.1:9"))
+        }
+        #expect(initError?.message.contains("cannot reach the relay") == true)
+        #expect(!FileManager.default.fileExists(atPath: world.folder.path("nowhere/identity.key")))
+    }
+}
