@@ -245,3 +245,69 @@ struct PairingFlowTests {
         #expect(!FileManager.default.fileExists(atPath: world.folder.path("nowhere/identity.key")))
     }
 }
+
+@Suite("Receiving is crash-safe and exactly-once")
+struct ReceivingTests {
+    @Test("A crash before the commit replays cleanly; after the commit a redelivery is a duplicate; tampering changes nothing")
+    func crashSafety() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (store, _, _) = try await world.pair(host, companionName: "phone")
+        let messenger = CompanionMessenger(store: store, client: world.client)
+        _ = try await messenger.send(Array("first".utf8), hostName: nil)
+        _ = try await messenger.send(Array("second".utf8), hostName: nil)
+        let envelopes = try await world.client.fetch(owner: host.identity.signing).envelopes.map(\.envelope)
+        #expect(envelopes.count == 2)
+
+        // The host decrypts the first message in memory and "crashes" before storing anything.
+        var inMemory = try #require(try host.store.activeSessions().first).session
+        #expect(try inMemory.open(envelopes[0]) == Array("first".utf8))
+
+        // A tampered copy is refused and leaves the stored session as it was.
+        var bytes = envelopes[0].ciphertext
+        bytes[bytes.count - 5] ^= 0x40
+        let inbox = HostInbox(store: try HostStore(directory: host.directory))
+        guard case .refused = try inbox.process(try Envelope(id: EnvelopeID.random(), ciphertext: bytes)) else {
+            Issue.record("a tampered envelope was not refused"); return
+        }
+
+        // After the restart both messages are processed from the stored state, in order.
+        for (envelope, text) in zip(envelopes, ["first", "second"]) {
+            guard case .received(_, let payload) = try inbox.process(envelope) else { Issue.record("\(text) not received"); return }
+            #expect(payload == Array(text.utf8))
+        }
+        // Stored but not acknowledged, then delivered again: processed once only.
+        let restarted = HostInbox(store: try HostStore(directory: host.directory))
+        let redelivered = try await restarted.drain(client: world.client, identity: host.identity)
+        #expect(redelivered == [.duplicate, .duplicate])
+        #expect(try host.store.inbox().map { String(decoding: $0.payload, as: UTF8.self) } == ["first", "second"])
+        #expect(try await world.client.fetch(owner: host.identity.signing).envelopes.isEmpty)
+
+        // The session is still in step: the next message opens.
+        _ = try await messenger.send(Array("third".utf8), hostName: nil)
+        let next = try await restarted.drain(client: world.client, identity: host.identity)
+        guard case .received(_, let payload) = next.first else { Issue.record("third not received"); return }
+        #expect(payload == Array("third".utf8))
+    }
+
+    @Test("A message the relay could not take stays in the outbox with its session state and goes later")
+    func outbox() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (store, paired, _) = try await world.pair(host, companionName: "phone")
+        // The relay is down: the message is sealed and kept, not lost.
+        let down = CompanionMessenger(store: store, client: RelayClient(baseURL: "http://127.0.0.1:9"))
+        let (_, delivered) = try await down.send(Array("while offline".utf8), hostName: nil)
+        #expect(!delivered)
+        #expect(try store.pending(for: paired.id).count == 1)
+        // Back online: the next send flushes the queue in order.
+        let up = CompanionMessenger(store: store, client: world.client)
+        _ = try await up.send(Array("back".utf8), hostName: nil)
+        #expect(try store.pending(for: paired.id).isEmpty)
+        let outcomes = try await HostInbox(store: host.store).drain(client: world.client, identity: host.identity)
+        #expect(outcomes.compactMap { outcome -> String? in
+            if case .received(_, let payload) = outcome { return String(decoding: payload, as: UTF8.self) }
+            return nil
+        } == ["while offline", "back"])
+    }
+}
