@@ -116,6 +116,33 @@ struct PairingFlowTests {
         #expect(try host.store.devices().map(\.name) == ["laptop"])
     }
 
+    @Test("One companion pairs with two hosts and reaches each by name, with separate keys")
+    func severalHosts() async throws {
+        let world = try await PeerWorld.start()
+        let studio = try await world.makeHost("studio")
+        let laptop = try await world.makeHost("laptop")
+        let store = try world.companion("phone")
+        for host in [studio, laptop] {
+            let presenter = HostPresenter()
+            let hostSide = world.pairing(host, presenter: presenter)
+            _ = try await world.companionPairing(store, offer: try await presenter.offer()).get()
+            _ = try await hostSide.value.get()
+        }
+        #expect(try store.hosts().map(\.name) == ["laptop", "studio"])
+        // The device uses different keys with each host: the relay cannot link the two pairings.
+        let keys = try [studio, laptop].map { try $0.store.devices()[0].signingKey }
+        #expect(keys[0] != keys[1])
+        let messenger = CompanionMessenger(store: store, client: world.client)
+        #expect(throws: PeerError.self) { try store.channel(named: nil) }
+        _ = try await messenger.send(Array("to studio".utf8), hostName: "studio")
+        _ = try await messenger.send(Array("to laptop".utf8), hostName: "laptop")
+        for (host, text) in [(studio, "to studio"), (laptop, "to laptop")] {
+            let outcomes = try await HostInbox(store: host.store).drain(client: world.client, identity: host.identity)
+            guard outcomes.count == 1, case .received(_, let payload) = outcomes[0] else { Issue.record("\(text): \(outcomes)"); continue }
+            #expect(payload == Array(text.utf8))
+        }
+    }
+
     @Test("Wrong secret: the host rejects with a signed answer, the companion says so, nothing is registered")
     func wrongSecret() async throws {
         let world = try await PeerWorld.start()
