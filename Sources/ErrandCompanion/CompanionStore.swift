@@ -1,7 +1,7 @@
 public import ErrandCrypto
 public import ErrandPeer
 public import ErrandProtocol
-public import Foundation
+import Foundation
 import GRDB
 
 /// A host this companion is paired with.
@@ -136,14 +136,8 @@ public final class CompanionStore: Sendable {
     public func addHost(_ new: NewHost, session: DoubleRatchet) throws -> PairedHost {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM host WHERE host_signing_key = ?", arguments: [Data(new.hostSigningKey.bytes)])
-            var name = new.name
-            var suffix = 2
-            while try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM host WHERE name = ?)", arguments: [name]) == true {
-                let tail = "-\(suffix)"
-                var base = new.name
-                while base.utf8.count + tail.utf8.count > DeviceName.maximumLength { base.removeLast() }
-                name = base + tail
-                suffix += 1
+            let name = try DeviceName.unique(new.name) { candidate in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM host WHERE name = ?)", arguments: [candidate]) == true
             }
             try db.execute(sql: """
                 INSERT INTO host (name, relay_url, host_signing_key, host_agreement_key, audit_verifier_key, transcript_hash,

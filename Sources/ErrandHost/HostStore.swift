@@ -1,7 +1,7 @@
 public import ErrandCrypto
 public import ErrandPeer
 public import ErrandProtocol
-public import Foundation
+import Foundation
 import GRDB
 
 /// What `errand host init` recorded.
@@ -164,14 +164,8 @@ public final class HostStore: Sendable {
     /// number ("phone-2").
     public func addDevice(_ device: NewDevice, session: DoubleRatchet) throws -> Device {
         try queue.write { db in
-            var name = device.name
-            var suffix = 2
-            while try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM device WHERE name = ? AND revoked_at IS NULL)", arguments: [name]) == true {
-                let tail = "-\(suffix)"
-                var base = device.name
-                while base.utf8.count + tail.utf8.count > DeviceName.maximumLength { base.removeLast() }
-                name = base + tail
-                suffix += 1
+            let name = try DeviceName.unique(device.name) { candidate in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM device WHERE name = ? AND revoked_at IS NULL)", arguments: [candidate]) == true
             }
             try db.execute(sql: """
                 INSERT INTO device (name, signing_key, agreement_key, transcript_hash, inbound_token_hash, outbound_token, policy, paired_at)

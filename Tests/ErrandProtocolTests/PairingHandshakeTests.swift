@@ -177,5 +177,12 @@ struct PairingHandshakeTests {
         #expect(!DeviceName.isAcceptable(String(repeating: "a", count: 65)))
         #expect(!DeviceName.isAcceptable("phone\u{202E}evil"))
         #expect(!DeviceName.isAcceptable("two\nlines"))
+        // A taken name gets the next free number, shortened so it stays within 64 bytes.
+        let taken: Set<String> = ["phone", "phone-2"]
+        #expect(DeviceName.unique("phone") { taken.contains($0) } == "phone-3")
+        #expect(DeviceName.unique("tablet") { taken.contains($0) } == "tablet")
+        let long = String(repeating: "é", count: 32)
+        let numbered = DeviceName.unique(long) { $0 == long }
+        #expect(numbered.hasSuffix("-2") && numbered.utf8.count <= 64 && DeviceName.isAcceptable(numbered))
     }
 }

@@ -38,15 +38,21 @@ public enum Executables {
     }
 }
 
-/// Runs `program` (see ``Executables/resolve(_:)``) to completion, feeding it `input`.
-public func run(_ program: String, _ arguments: [String], input: String? = nil,
-                environment: [String: String] = [:]) throws -> CommandResult {
+/// A process for `program` (see ``Executables/resolve(_:)``) with this environment plus `environment`.
+func configuredProcess(_ program: String, _ arguments: [String], environment: [String: String]) throws -> Process {
     let process = Process()
     process.executableURL = try Executables.resolve(program)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { $1 }
     process.environment = env
+    return process
+}
+
+/// Runs `program` (see ``Executables/resolve(_:)``) to completion, feeding it `input`.
+public func run(_ program: String, _ arguments: [String], input: String? = nil,
+                environment: [String: String] = [:]) throws -> CommandResult {
+    let process = try configuredProcess(program, arguments, environment: environment)
     let out = Pipe()
     let err = Pipe()
     let stdin = Pipe()

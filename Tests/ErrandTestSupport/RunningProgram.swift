@@ -13,12 +13,7 @@ public final class RunningProgram: Sendable {
     /// Starts `program` (see ``Executables/resolve(_:)``); `input`, when given, is written to its
     /// standard input and the input is then closed.
     public init(_ program: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws {
-        let process = Process()
-        process.executableURL = try Executables.resolve(program)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { $1 }
-        process.environment = env
+        let process = try configuredProcess(program, arguments, environment: environment)
         let out = Pipe(), err = Pipe(), stdin = Pipe()
         process.standardOutput = out
         process.standardError = err

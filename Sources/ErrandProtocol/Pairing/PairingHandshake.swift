@@ -326,6 +326,20 @@ public enum DeviceName {
             && !name.unicodeScalars.contains(where: { refused.contains($0.properties.generalCategory) })
     }
 
+    /// The first of `name`, `name-2`, `name-3`, … (shortened to fit) that `isTaken` says is free.
+    public static func unique(_ name: String, isTaken: (String) throws -> Bool) rethrows -> String {
+        var candidate = name
+        var number = 2
+        while try isTaken(candidate) {
+            let tail = "-\(number)"
+            var base = name
+            while base.utf8.count + tail.utf8.count > maximumLength { base.removeLast() }
+            candidate = base + tail
+            number += 1
+        }
+        return candidate
+    }
+
     /// - Throws: ``PairingError`` `.malformed` saying what is wrong with the name.
     public static func validate(_ name: String) throws(PairingError) {
         guard isAcceptable(name) else {
