@@ -157,7 +157,7 @@ EXPECTED = {
     "initiatorHeaderKey": "30acc76f6eb249afdb6c7ce3be699d750dda0e441bc34593ef43d5f750089be6",
     "responderNextHeaderKey": "368bdca7b908d2f8f6331d57202bca69ea291c616ae1997517c0491b0191c6b3",
     "confirmationKey": "1e721ab52f35b04b8fabd28c7c7e43e3147b741498d2a3505d050e8814ef1635",
-    "firstMessage": "01303132333435363738393a3b3c3d3e3f0101010101010101010101010101010101010101010101011492556edec273aaeb21805a6a4185d4cd13ba362c3bee6051795277968227c65fb46424ca1cfb0fc3105fb80b30acf6bb3aa5d86733c4262d80318e706b6afab778f8e082e20688f5b8c3ddbc287099d2bf3dd8c9987439ea33921ddfa8aa115c452a2cb49b217bfaf3b510a922be82d1e459255904026fb999f6f9ac18d44fb311f44b8eac9b1f8eaab53cb15c6bb0e6a956f410edc56bc34f335cd160001a2af73a908cf4880fb1444e8a868005cb78122759171803bf9db5f78f5978bc1d906931749e2ddc7f3e2984e04480eb8eed3a10e02188e782b980d7da3a39a58d985cdbf4c7bef675294081086f3ec046be743f6c72d61bc94d2e128a56a756a21108c49e551894831c1fc997ff8390a6c51d4169dfc44a38c0d91e37e5ef92bb7df3be49bddd2f930defabc2e0205bc496fe4172e04a2b611f8937399c372ea4e863420fd3c02539",
+    "firstMessage": "01303132333435363738393a3b3c3d3e3f0101010101010101010101010101010101010101010101011492556edec273aaeb21805a6a4185d4cd13ba362c3bee6051795277968227c65fb46424ca1cfb0f98f42dcf6fdf9a3bd59eb1fc3cd2515a2d80318e706b6afab778f8e082e20688f5b8c3ddbc287099d2bf3dd8c9987439ea33921ddfa8aa115c452a2cb49b217bfaf3b510a922be82d1e459255904026fb999f6f9ac18d44fb311f44b8eac9b1f8eaab53cb15c6bb0e6a956f410edc56bc34f335cd160001a2af73a908cf4880fb1444e8a868005cb78122759171803bf9db5f78f5978bc1d906931749e2ddc7f3e2984e04480eb8eed3a10e02188e782b980d7da3a39a58d985cdbf4c7bef675294081086f3ec046be743f6c72d61bc94d2e128a56a756a21108c49e551894831c1fc997ff8390a6c51d4169dfc44a38c0d91e37e5ef92bb7df3be49bddd2f930defabc2e0205bc496fe4172e04a2b61c728e5fcac3047e8b2b35835d9c67043",
 }
 
 
@@ -186,10 +186,11 @@ def compute():
     message_key = hmac_sha256(chain_key, b"\x01")
     header = x25519_public(COMPANION_RATCHET) + struct.pack(">II", 0, 0)
     header_nonce = b"\x01" * 24
-    encrypted_header = header_nonce + xchacha20poly1305_seal(hka, header_nonce, header, ad)
+    message_ad = ad + ENVELOPE_ID
+    encrypted_header = header_nonce + xchacha20poly1305_seal(hka, header_nonce, header, message_ad)
     body_keys = hkdf(message_key, b"\x00" * 32, b"errand/v1/ratchet-message", 56)
     padded = b"hello" + b"\x80" + b"\x00" * (256 - 6)
-    ciphertext = xchacha20poly1305_seal(body_keys[:32], body_keys[32:], padded, ad + encrypted_header)
+    ciphertext = xchacha20poly1305_seal(body_keys[:32], body_keys[32:], padded, message_ad + encrypted_header)
     envelope = b"\x01" + ENVELOPE_ID + encrypted_header + ciphertext
 
     return {

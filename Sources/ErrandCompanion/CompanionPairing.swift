@@ -160,13 +160,17 @@ public struct CompanionMessenger: Sendable {
     /// Seals `payload` for the host, queues it, and tries to deliver the host's whole outbox.
     /// - Returns: the envelope id and whether the outbox is now empty.
     public func send(_ payload: [UInt8], hostName: String?) async throws(PeerError) -> (EnvelopeID, delivered: Bool) {
-        var channel: HostChannel
-        do { channel = try store.channel(named: hostName) } catch let error as PeerError { throw error } catch {
-            throw PeerError("cannot read this device's pairing: \(error)")
-        }
         let envelope: Envelope
-        do { envelope = try channel.session.seal(payload) } catch { throw PeerError(error.description) }
-        do { try store.enqueue(envelope, to: channel.host.id, session: channel.session.ratchet) } catch {
+        let channel: HostChannel
+        do {
+            let host = try store.host(named: hostName)
+            envelope = try store.sealAndEnqueue(payload, to: host)
+            channel = try store.channel(named: host.name)
+        } catch let error as PeerError {
+            throw error
+        } catch let error as SessionError {
+            throw PeerError(error.description)
+        } catch {
             throw PeerError("cannot save the message: \(error)")
         }
         let delivered = try await flush(channel)

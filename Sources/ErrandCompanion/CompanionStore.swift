@@ -144,51 +144,71 @@ public final class CompanionStore: Sendable {
                                   send_token, signing_seed, agreement_secret, paired_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [name, new.relayURL, Data(new.hostSigningKey.bytes), Data(new.hostAgreementKey.bytes), new.auditVerifierKey,
-                                 Data(new.transcriptHash), Data(new.sendToken.secret.unsafeCopyToArray()),
-                                 Data(new.signing.seed.unsafeCopyToArray()), Data(new.agreement.secret.unsafeCopyToArray()), new.pairedAt])
+                                 Data(new.transcriptHash), Data(), Data(), Data(), new.pairedAt])
             let id = db.lastInsertedRowID
-            try db.execute(sql: "INSERT INTO session (host_id, ratchet) VALUES (?, ?)", arguments: [id, Data(session.serialized.unsafeCopyToArray())])
+            try new.sendToken.secret.withWipedData { token in
+                try new.signing.seed.withWipedData { seed in
+                    try new.agreement.secret.withWipedData { agreement in
+                        try db.execute(sql: "UPDATE host SET send_token = ?, signing_seed = ?, agreement_secret = ? WHERE id = ?",
+                                       arguments: [token, seed, agreement, id])
+                    }
+                }
+            }
+            try session.serialized.withWipedData { state in
+                try db.execute(sql: "INSERT INTO session (host_id, ratchet) VALUES (?, ?)", arguments: [id, state])
+            }
             return try Self.host(Row.fetchOne(db, sql: "SELECT \(Self.hostColumns) FROM host WHERE id = ?", arguments: [id])!)
         }
     }
 
     /// The host called `name`, or the only host when `name` is nil.
     /// - Throws: ``PeerError`` when there is no such host, or several and no name.
-    public func channel(named name: String?) throws -> HostChannel {
+    public func host(named name: String?) throws -> PairedHost {
         let hosts = try hosts()
-        let chosen: PairedHost
         if let name {
             guard let match = hosts.first(where: { $0.name == name }) else {
                 throw PeerError("no paired host is called \(name)", hint: hosts.isEmpty ? "pair with 'errand pair' first" : "paired hosts: \(hosts.map(\.name).joined(separator: ", "))")
             }
-            chosen = match
-        } else {
-            guard let only = hosts.first else { throw PeerError("this device is not paired with any host", hint: "pair with 'errand pair' first") }
-            guard hosts.count == 1 else {
-                throw PeerError("this device is paired with several hosts", hint: "choose one with --host (\(hosts.map(\.name).joined(separator: ", ")))")
-            }
-            chosen = only
+            return match
         }
-        return try queue.read { db in
-            let row = try Row.fetchOne(db, sql: """
-                SELECT h.send_token, h.signing_seed, h.transcript_hash, s.ratchet FROM host h JOIN session s ON s.host_id = h.id WHERE h.id = ?
-                """, arguments: [chosen.id])!
-            let ratchet = try DoubleRatchet(serialized: SecretBytes(copying: [UInt8](row[3] as Data)))
-            return HostChannel(
-                host: chosen, sendToken: try SendToken(secret: SecretBytes(copying: [UInt8](row[0] as Data))),
-                signing: try Ed25519.SecretKey(seed: SecretBytes(copying: [UInt8](row[1] as Data))),
-                session: SecureSession(ratchet: ratchet, associatedData: PairingSessionKeys.associatedData(transcriptHash: [UInt8](row[2] as Data))))
+        guard let only = hosts.first else { throw PeerError("this device is not paired with any host", hint: "pair with 'errand pair' first") }
+        guard hosts.count == 1 else {
+            throw PeerError("this device is paired with several hosts", hint: "choose one with --host (\(hosts.map(\.name).joined(separator: ", ")))")
         }
+        return only
+    }
+
+    /// Credentials and session for the host called `name` (see ``host(named:)``).
+    public func channel(named name: String?) throws -> HostChannel {
+        let host = try host(named: name)
+        return try queue.read { db in try Self.channel(db, host) }
+    }
+
+    static func channel(_ db: Database, _ host: PairedHost) throws -> HostChannel {
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT h.send_token, h.signing_seed, h.transcript_hash, s.ratchet FROM host h JOIN session s ON s.host_id = h.id WHERE h.id = ?
+            """, arguments: [host.id])
+        guard let row = try rows.next() else { throw PeerError("the pairing with \(host.name) has no session", hint: "pair again with 'errand pair'") }
+        return HostChannel(
+            host: host, sendToken: try SendToken(secret: row.secret(at: 0)), signing: try Ed25519.SecretKey(seed: row.secret(at: 1)),
+            session: SecureSession(ratchet: try DoubleRatchet(serialized: row.secret(at: 3)),
+                                   associatedData: PairingSessionKeys.associatedData(transcriptHash: [UInt8](row[2] as Data))))
     }
 
     // MARK: Outbox
 
-    /// Saves an envelope to send together with the session state that sealed it.
-    public func enqueue(_ envelope: Envelope, to host: Int64, session: DoubleRatchet) throws {
+    /// Seals `payload` for `host` and queues the envelope, reading and saving the session in one
+    /// write transaction so that two senders never seal with the same message key.
+    public func sealAndEnqueue(_ payload: [UInt8], to host: PairedHost) throws -> Envelope {
         try queue.write { db in
-            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE host_id = ?", arguments: [Data(session.serialized.unsafeCopyToArray()), host])
+            var channel = try Self.channel(db, host)
+            let envelope = try channel.session.seal(payload)
+            try channel.session.ratchet.serialized.withWipedData { state in
+                try db.execute(sql: "UPDATE session SET ratchet = ? WHERE host_id = ?", arguments: [state, host.id])
+            }
             try db.execute(sql: "INSERT INTO outbox (envelope_id, host_id, envelope, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [Data(envelope.id.bytes), host, Data(envelope.encoded), Int64(Date().timeIntervalSince1970)])
+                           arguments: [Data(envelope.id.bytes), host.id, Data(envelope.encoded), Int64(Date().timeIntervalSince1970)])
+            return envelope
         }
     }
 

@@ -22,22 +22,26 @@ public struct HostInbox: Sendable {
 
     public init(store: HostStore) { self.store = store }
 
-    /// Processes one envelope.
+    /// Processes one envelope: finding the session that opens it, storing the payload and saving
+    /// the advanced session happen in one write transaction, so two processes never act on the
+    /// same session state and a crash leaves either everything or nothing.
     public func process(_ envelope: Envelope, now: Date = Date()) throws -> Outcome {
-        if try store.hasReceived(envelope.id) { return .duplicate }
-        var reasons: [String] = []
-        for candidate in try store.activeSessions() {
-            var session = candidate.session
-            do {
-                let payload = try session.open(envelope)
-                guard try store.receive(envelope.id, from: candidate.device.id, payload: payload, session: session.ratchet,
-                                        at: Int64(now.timeIntervalSince1970)) else { return .duplicate }
+        try store.write { db in
+            if try HostStore.hasReceived(db, envelope.id) { return .duplicate }
+            var reasons: [String] = []
+            for candidate in try HostStore.activeSessions(db) {
+                var session = candidate.session
+                let payload: [UInt8]
+                do { payload = try session.open(envelope) } catch let error as SessionError {
+                    if error.code != .undecryptable { reasons.append("\(candidate.device.name): \(error.description)") }
+                    continue
+                }
+                try HostStore.storeReceived(db, envelope.id, from: candidate.device.id, payload: payload, session: session.ratchet,
+                                            at: Int64(now.timeIntervalSince1970))
                 return .received(device: candidate.device, payload: payload)
-            } catch let error as SessionError {
-                if error.code != .undecryptable { reasons.append("\(candidate.device.name): \(error.description)") }
             }
+            return .refused(reason: reasons.first ?? "no paired device's session opens it (a revoked device, a replay, or tampering)")
         }
-        return .refused(reason: reasons.first ?? "no paired device's session opens it (a revoked device, a replay, or tampering)")
     }
 
     /// Fetches everything waiting at the relay, processes it and acknowledges it (refused and

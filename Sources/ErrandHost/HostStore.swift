@@ -171,11 +171,14 @@ public final class HostStore: Sendable {
                 INSERT INTO device (name, signing_key, agreement_key, transcript_hash, inbound_token_hash, outbound_token, policy, paired_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [name, Data(device.signingKey.bytes), Data(device.agreementKey.bytes), Data(device.transcriptHash),
-                                 Data(device.inboundTokenHash.bytes), Data(device.outboundToken.secret.unsafeCopyToArray()),
-                                 Self.defaultPolicy, device.pairedAt])
+                                 Data(device.inboundTokenHash.bytes), nil, Self.defaultPolicy, device.pairedAt])
+            try device.outboundToken.secret.withWipedData { token in
+                try db.execute(sql: "UPDATE device SET outbound_token = ? WHERE id = ?", arguments: [token, db.lastInsertedRowID])
+            }
             let id = db.lastInsertedRowID
-            try db.execute(sql: "INSERT INTO session (device_id, ratchet) VALUES (?, ?)",
-                           arguments: [id, Data(session.serialized.unsafeCopyToArray())])
+            try session.serialized.withWipedData { state in
+                try db.execute(sql: "INSERT INTO session (device_id, ratchet) VALUES (?, ?)", arguments: [id, state])
+            }
             return try Self.device(Row.fetchOne(db, sql: "SELECT \(Self.deviceColumns) FROM device WHERE id = ?", arguments: [id])!)
         }
     }
@@ -208,39 +211,43 @@ public final class HostStore: Sendable {
 
     /// Sessions of all devices that are not revoked.
     public func activeSessions() throws -> [DeviceSession] {
-        try queue.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT \(Self.deviceColumns.split(separator: ",").map { "d.\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")),
-                       s.ratchet, d.transcript_hash
-                FROM device d JOIN session s ON s.device_id = d.id WHERE d.revoked_at IS NULL ORDER BY d.id
-                """).map { row in
-                let ratchet = try DoubleRatchet(serialized: SecretBytes(copying: [UInt8](row[9] as Data)))
-                let transcriptHash = [UInt8](row[10] as Data)
-                return DeviceSession(device: try Self.device(row),
-                                     session: SecureSession(ratchet: ratchet, associatedData: PairingSessionKeys.associatedData(transcriptHash: transcriptHash)))
-            }
-        }
+        try queue.read { db in try Self.activeSessions(db) }
     }
 
-    /// Whether an envelope was already processed.
-    public func hasReceived(_ id: EnvelopeID) throws -> Bool {
-        try queue.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM inbox WHERE envelope_id = ?)", arguments: [Data(id.bytes)]) ?? false
+    static func activeSessions(_ db: Database) throws -> [DeviceSession] {
+        let columns = deviceColumns.split(separator: ",").map { "d.\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT \(columns), s.ratchet, d.transcript_hash
+            FROM device d JOIN session s ON s.device_id = d.id WHERE d.revoked_at IS NULL ORDER BY d.id
+            """)
+        var sessions: [DeviceSession] = []
+        while let row = try rows.next() {
+            let ratchet = try DoubleRatchet(serialized: row.secret(at: 9))
+            let transcriptHash = [UInt8](row[10] as Data)
+            sessions.append(DeviceSession(device: try device(row), session: SecureSession(
+                ratchet: ratchet, associatedData: PairingSessionKeys.associatedData(transcriptHash: transcriptHash))))
         }
+        return sessions
     }
 
-    /// Stores a received payload and the session state that opened it in one transaction.
-    /// - Returns: false (and changes nothing) when the envelope was already received.
-    public func receive(_ id: EnvelopeID, from device: Int64, payload: [UInt8], session: DoubleRatchet, at time: Int64) throws -> Bool {
-        try queue.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO inbox (envelope_id, device_id, payload, received_at) VALUES (?, ?, ?, ?)",
-                           arguments: [Data(id.bytes), device, Data(payload), time])
-            guard db.changesCount == 1 else { return false }
-            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE device_id = ?", arguments: [Data(session.serialized.unsafeCopyToArray()), device])
-            guard db.changesCount == 1 else { throw PeerError("the device's session was deleted while a message was being processed") }
-            try db.execute(sql: "UPDATE device SET last_seen_at = ? WHERE id = ?", arguments: [time, device])
-            return true
+    /// Runs `body` in one write transaction (taken with the write lock at once).
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        try queue.write(body)
+    }
+
+    static func hasReceived(_ db: Database, _ id: EnvelopeID) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM inbox WHERE envelope_id = ?)", arguments: [Data(id.bytes)]) ?? false
+    }
+
+    /// Stores a received payload with the session state that opened it (inside the caller's transaction).
+    static func storeReceived(_ db: Database, _ id: EnvelopeID, from device: Int64, payload: [UInt8], session: DoubleRatchet, at time: Int64) throws {
+        try db.execute(sql: "INSERT INTO inbox (envelope_id, device_id, payload, received_at) VALUES (?, ?, ?, ?)",
+                       arguments: [Data(id.bytes), device, Data(payload), time])
+        try session.serialized.withWipedData { state in
+            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE device_id = ?", arguments: [state, device])
         }
+        guard db.changesCount == 1 else { throw PeerError("the device's session was deleted while a message was being processed") }
+        try db.execute(sql: "UPDATE device SET last_seen_at = ? WHERE id = ?", arguments: [time, device])
     }
 
     /// Received payloads, oldest first.

@@ -1,6 +1,10 @@
 public import GRDB
 
 /// Opens a peer's SQLite state file: created 0600, WAL, foreign keys on, migrated.
+///
+/// GRDB begins write transactions as `IMMEDIATE`: a write takes the database's write lock when it
+/// begins, so a read-modify-write of a session (decrypt or encrypt, then save) inside one
+/// `write` is never interleaved with another process's.
 public enum StateDatabase {
     /// Opens `name` in `directory` and applies `migrator`.
     public static func open(_ name: String, in directory: StateDirectory, migrator: DatabaseMigrator) throws(PeerError) -> DatabaseQueue {

@@ -75,6 +75,9 @@ struct HostCommand: AsyncParsableCommand {
 
         func run() async throws {
             let style = try QROutput.terminalStyle(named: terminal)
+            if yes {
+                Console.warn("--yes accepts whichever device answers the code first, without comparing the SAS; anyone who sees the code could pair")
+            }
             let device = try await reportingPeerErrors {
                 let host = try HostSetup.load(directory: peer.directory)
                 let relay = peer.relay ?? host.settings.relayURL

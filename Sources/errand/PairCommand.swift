@@ -69,6 +69,9 @@ struct PairCommand: AsyncParsableCommand {
             }
             return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
+        if uri != "-" {
+            Console.warn("a pairing URI on the command line is visible to other users of this machine while it runs; prefer --image, --uri-file or '-'")
+        }
         if uri == "-" {
             return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }

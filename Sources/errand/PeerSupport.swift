@@ -36,6 +36,11 @@ enum Console {
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 
+    /// `errand: warning: …` on standard error.
+    static func warn(_ text: String) {
+        FileHandle.standardError.write(Data("errand: warning: \(text)\n".utf8))
+    }
+
     /// Asks a yes/no question; only "y" or "yes" is yes. Standard input at its end counts as no.
     static func confirm(_ question: String) -> Bool {
         FileHandle.standardOutput.write(Data((question + " [y/N] ").utf8))

@@ -145,7 +145,8 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
 
     /// Parses an offer URI and checks that it has not expired at `now`.
     ///
-    /// Unknown parameters are ignored (they still count for the SAS, which covers the exact URI).
+    /// Unknown parameters are dropped: ``uri`` re-encodes the known ones in canonical order, and
+    /// that canonical URI is what the SAS and the pairing proof cover on both sides.
     /// - Throws: ``PairingOfferError``: `.notAnOffer`, `.malformed`, `.unsupportedVersion`,
     ///   `.expired` — each with a message and a hint a person can act on. Errors never
     ///   contain the secret.

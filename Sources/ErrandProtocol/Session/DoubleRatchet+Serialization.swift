@@ -11,7 +11,8 @@ extension DoubleRatchet {
     /// skipped count (u32) ‖ count × (HK (32) ‖ N (u32) ‖ MK (32))`, where `opt(x)` is `0x00`
     /// or `0x01 ‖ x`. It holds secrets: keep it only in owner-only storage.
     public var serialized: SecretBytes {
-        var writer = ByteWriter()
+        var writer = ByteWriter(capacity: 400 + skipped.count * 68)
+        defer { writer.wipe() }
         writer.append(Self.magic)
         writer.append(Self.formatVersion)
         writer.append(sendingKeyPair.secret)
@@ -31,9 +32,7 @@ extension DoubleRatchet {
             writer.append(entry.number)
             writer.append(entry.messageKey)
         }
-        var bytes = writer.bytes
-        defer { for index in bytes.indices { bytes[index] = 0 } }
-        return SecretBytes(copying: bytes)
+        return SecretBytes(copying: writer.bytes)
     }
 
     /// Restores a state written by ``serialized``.
@@ -66,7 +65,10 @@ extension DoubleRatchet {
         }
         guard reader.isAtEnd else { throw malformed }
         var remoteKey: X25519.PublicKey?
-        if let remote { remoteKey = try? X25519.PublicKey(bytes: remote.unsafeCopyToArray()) }
+        if let remote {
+            guard let key = try? X25519.PublicKey(bytes: remote.unsafeCopyToArray()) else { throw malformed }
+            remoteKey = key
+        }
         self.init(
             sendingKeyPair: dh, remoteKey: remoteKey, rootKey: root, sendingChain: sendingChain,
             receivingChain: receivingChain, sendingHeaderKey: sendingHeaderKey, receivingHeaderKey: receivingHeaderKey,

@@ -145,11 +145,17 @@ public struct DoubleRatchet: Sendable {
         let body = Array(message[Self.encryptedHeaderLength...])
         let bodyData = associatedData + encryptedHeader
 
-        // A key kept for a message that arrived late?
-        for (index, entry) in skipped.enumerated() {
-            guard let header = Self.openHeader(encryptedHeader, key: entry.headerKey, associatedData: associatedData),
-                  header.number == entry.number else { continue }
-            let plaintext = try Self.openBody(body, messageKey: entry.messageKey, associatedData: bodyData)
+        // A key kept for a message that arrived late? Each distinct header key is tried once
+        // (a few at most), then the message number is looked up.
+        var headerKeys: [SecretBytes] = []
+        for entry in skipped where !headerKeys.contains(where: { $0 === entry.headerKey || $0.constantTimeEquals(entry.headerKey) }) {
+            headerKeys.append(entry.headerKey)
+        }
+        for headerKey in headerKeys {
+            guard let header = Self.openHeader(encryptedHeader, key: headerKey, associatedData: associatedData),
+                  let index = skipped.firstIndex(where: { $0.number == header.number && $0.headerKey.constantTimeEquals(headerKey) })
+            else { continue }
+            let plaintext = try Self.openBody(body, messageKey: skipped[index].messageKey, associatedData: bodyData)
             skipped.remove(at: index)
             return plaintext
         }

@@ -2,7 +2,8 @@ import ErrandCrypto
 
 /// One end of a paired session: a ``DoubleRatchet`` plus the associated data every message is
 /// bound to. Payloads are padded (``LengthPadding``) before encryption and travel as the
-/// ciphertext of an ``Envelope`` with a fresh random id.
+/// ciphertext of an ``Envelope`` with a fresh random id. The envelope id is part of the associated
+/// data, so a ciphertext cannot be re-sent under another id (receivers deduplicate by id).
 public struct SecureSession: Sendable {
     /// Ratchet plus padding overhead: the largest payload one envelope can carry.
     public static let maximumPayloadLength: Int = {
@@ -16,7 +17,7 @@ public struct SecureSession: Sendable {
 
     /// The ratchet state; persist ``DoubleRatchet/serialized`` after every call that changes it.
     public private(set) var ratchet: DoubleRatchet
-    /// `"errand/v1/session" ‖ pairing transcript hash`.
+    /// `"errand/v1/session" ‖ pairing transcript hash`; each message adds its envelope id.
     public let associatedData: [UInt8]
 
     public init(ratchet: DoubleRatchet, associatedData: [UInt8]) {
@@ -32,7 +33,7 @@ public struct SecureSession: Sendable {
         guard payload.count <= Self.maximumPayloadLength else {
             throw SessionError(.tooLarge, "a message of \(payload.count) bytes does not fit in one envelope (at most \(Self.maximumPayloadLength)); split it into parts")
         }
-        let message = try ratchet.encrypt(LengthPadding.pad(payload), associatedData: associatedData, randomness: randomness)
+        let message = try ratchet.encrypt(LengthPadding.pad(payload), associatedData: associatedData + envelopeID.bytes, randomness: randomness)
         return try! Envelope(id: envelopeID, ciphertext: message)
     }
 
@@ -41,7 +42,7 @@ public struct SecureSession: Sendable {
     ///   or `.malformed` when the padding is wrong.
     public mutating func open(_ envelope: Envelope, randomness: some RatchetRandomness = SystemRatchetRandomness()) throws(SessionError) -> [UInt8] {
         var next = ratchet
-        let padded = try next.decrypt(envelope.ciphertext, associatedData: associatedData, randomness: randomness)
+        let padded = try next.decrypt(envelope.ciphertext, associatedData: associatedData + envelope.id.bytes, randomness: randomness)
         guard let payload = try? LengthPadding.unpad(padded) else {
             throw SessionError(.malformed, "the message's padding is invalid")
         }

@@ -4,6 +4,15 @@ import ErrandCrypto
 struct ByteWriter {
     private(set) var bytes: [UInt8] = []
 
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    /// Zeroes the buffer in place (for writers that held secrets).
+    mutating func wipe() {
+        bytes.withUnsafeMutableBytes { buffer in
+            for index in buffer.indices { buffer[index] = 0 }
+        }
+    }
+
     mutating func append(_ value: UInt8) { bytes.append(value) }
 
     mutating func append(_ value: UInt16) {
