@@ -139,12 +139,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The host: identity, device registry, pairing, inbox, revocation.
+        // The host: identity, device registry, pairing, inbox, revocation, configuration, task runner, agent loop.
         .target(
             name: "ErrandHost",
             dependencies: [
                 "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -98,6 +98,33 @@ public final class CompanionStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v2: task cache, replies") { db in
+            try db.execute(sql: """
+                CREATE TABLE task (
+                    id TEXT PRIMARY KEY,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    request TEXT NOT NULL,
+                    device TEXT,
+                    position INTEGER,
+                    status TEXT NOT NULL,
+                    exit_code INTEGER,
+                    output BLOB NOT NULL DEFAULT x'',
+                    truncated INTEGER NOT NULL DEFAULT 0,
+                    reason TEXT,
+                    output_bytes INTEGER,
+                    output_digest TEXT,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
+                CREATE TABLE reply (
+                    request TEXT PRIMARY KEY,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    body TEXT NOT NULL,
+                    complete INTEGER NOT NULL,
+                    received_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 
@@ -200,16 +227,18 @@ public final class CompanionStore: Sendable {
     /// Seals `payload` for `host` and queues the envelope, reading and saving the session in one
     /// write transaction so that two senders never seal with the same message key.
     public func sealAndEnqueue(_ payload: [UInt8], to host: PairedHost) throws -> Envelope {
-        try queue.write { db in
-            var channel = try Self.channel(db, host)
-            let envelope = try channel.session.seal(payload)
-            try channel.session.ratchet.serialized.withWipedData { state in
-                try db.execute(sql: "UPDATE session SET ratchet = ? WHERE host_id = ?", arguments: [state, host.id])
-            }
-            try db.execute(sql: "INSERT INTO outbox (envelope_id, host_id, envelope, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [Data(envelope.id.bytes), host.id, Data(envelope.encoded), Int64(Date().timeIntervalSince1970)])
-            return envelope
+        try queue.write { db in try Self.sealAndEnqueue(db, payload, to: host) }
+    }
+
+    static func sealAndEnqueue(_ db: Database, _ payload: [UInt8], to host: PairedHost) throws -> Envelope {
+        var channel = try Self.channel(db, host)
+        let envelope = try channel.session.seal(payload)
+        try channel.session.ratchet.serialized.withWipedData { state in
+            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE host_id = ?", arguments: [state, host.id])
         }
+        try db.execute(sql: "INSERT INTO outbox (envelope_id, host_id, envelope, created_at) VALUES (?, ?, ?, ?)",
+                       arguments: [Data(envelope.id.bytes), host.id, Data(envelope.encoded), Int64(Date().timeIntervalSince1970)])
+        return envelope
     }
 
     /// Envelopes not yet accepted by the relay, oldest first.

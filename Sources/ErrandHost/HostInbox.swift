@@ -2,6 +2,7 @@ public import ErrandPeer
 public import ErrandProtocol
 public import ErrandRelayClient
 public import Foundation
+import GRDB
 
 /// Takes envelopes from the host's mailbox: finds the device whose session opens each one
 /// (the relay does not say who sent it), and stores the payload with the advanced session in
@@ -26,6 +27,12 @@ public struct HostInbox: Sendable {
     /// the advanced session happen in one write transaction, so two processes never act on the
     /// same session state and a crash leaves either everything or nothing.
     public func process(_ envelope: Envelope, now: Date = Date()) throws -> Outcome {
+        try process(envelope, now: now, handle: nil)
+    }
+
+    /// As ``process(_:now:)``; `handle` runs inside the same transaction with the opened payload,
+    /// so what it records (a task) exists exactly when the envelope counts as received.
+    func process(_ envelope: Envelope, now: Date, handle: ((Database, Device, [UInt8]) throws -> Void)?) throws -> Outcome {
         try store.write { db in
             if try HostStore.hasReceived(db, envelope.id) { return .duplicate }
             var reasons: [String] = []
@@ -38,6 +45,7 @@ public struct HostInbox: Sendable {
                 }
                 try HostStore.storeReceived(db, envelope.id, from: candidate.device.id, payload: payload, session: session.ratchet,
                                             at: Int64(now.timeIntervalSince1970))
+                try handle?(db, candidate.device, payload)
                 return .received(device: candidate.device, payload: payload)
             }
             return .refused(reason: reasons.first ?? "no paired device's session opens it (a revoked device, a replay, or tampering)")

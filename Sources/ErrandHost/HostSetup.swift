@@ -42,6 +42,11 @@ public enum HostSetup {
         let settings = HostSettings(relayURL: relayURL, name: name, createdAt: Int64(Date().timeIntervalSince1970))
         try identity.save(to: directory)
         do { try store.saveSettings(settings) } catch { throw PeerError("cannot save the host's settings: \(error)") }
+        try HostConfiguration.writeTemplate(in: directory)
+        do {
+            try FileManager.default.createDirectory(atPath: ActionCatalog(directory: directory).folder, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch { throw PeerError("cannot create the actions folder: \(error.localizedDescription)") }
         return Host(directory: directory, settings: settings, identity: identity, store: store)
     }
 

@@ -98,6 +98,44 @@ public final class HostStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v2: tasks, execution log, outbox, action policy") { db in
+            try db.execute(sql: """
+                ALTER TABLE device ADD COLUMN actions TEXT NOT NULL DEFAULT '*';
+                CREATE TABLE task (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    device_id INTEGER NOT NULL REFERENCES device(id),
+                    request TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    exit_code INTEGER,
+                    output BLOB NOT NULL DEFAULT x'',
+                    truncated INTEGER NOT NULL DEFAULT 0,
+                    reason TEXT,
+                    created_at INTEGER NOT NULL,
+                    started_at INTEGER,
+                    finished_at INTEGER
+                );
+                CREATE INDEX task_by_status ON task (status);
+                CREATE TABLE execution_log (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at INTEGER NOT NULL,
+                    device TEXT NOT NULL,
+                    task TEXT NOT NULL,
+                    executor TEXT NOT NULL,
+                    what TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    exit_code INTEGER,
+                    output_bytes INTEGER NOT NULL,
+                    output_digest TEXT NOT NULL
+                );
+                CREATE TABLE outbox (
+                    envelope_id BLOB PRIMARY KEY,
+                    device_id INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,
+                    envelope BLOB NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 
@@ -187,6 +225,7 @@ public final class HostStore: Sendable {
     public func forgetDevice(_ id: Int64) throws {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM inbox WHERE device_id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM task WHERE device_id = ?", arguments: [id])
             try db.execute(sql: "DELETE FROM device WHERE id = ?", arguments: [id])
         }
     }
@@ -196,6 +235,7 @@ public final class HostStore: Sendable {
     public func revoke(_ id: Int64, at time: Int64) throws {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM session WHERE device_id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM outbox WHERE device_id = ?", arguments: [id])
             try db.execute(sql: "UPDATE device SET revoked_at = COALESCE(revoked_at, ?), outbound_token = NULL WHERE id = ?", arguments: [time, id])
         }
     }

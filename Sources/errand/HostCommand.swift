@@ -11,7 +11,7 @@ struct HostCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "host",
         abstract: "Set up this computer as a host, pair devices with it, and manage them.",
-        subcommands: [Init.self, Pair.self, Devices.self, Revoke.self]
+        subcommands: [Init.self, Pair.self, Run.self, Devices.self, Revoke.self, Policy.self, Log.self]
     )
 
     struct Init: AsyncParsableCommand {

@@ -1,0 +1,111 @@
+public import ErrandPeer
+public import ErrandProtocol
+public import ErrandRelayClient
+import Foundation
+
+/// The companion's side of the conversation: send tasks and requests through the outbox, take
+/// the host's messages from this device's mailbox, and wait for what a command needs.
+public struct CompanionConversation: Sendable {
+    public let store: CompanionStore
+    public let host: PairedHost
+    public let client: RelayClient
+
+    /// - Parameter relayURL: reach the relay here instead of the address stored at pairing.
+    public init(store: CompanionStore, hostName: String?, relayURL: String? = nil) throws(PeerError) {
+        self.store = store
+        do { host = try store.host(named: hostName) } catch let error as PeerError { throw error } catch {
+            throw PeerError("cannot read this device's pairings: \(error)")
+        }
+        client = RelayClient(baseURL: relayURL ?? host.relayURL)
+    }
+
+    /// Queues a task and tries to deliver the outbox.
+    /// - Returns: whether the relay has it now (false: it waits in the outbox, sent by the next command).
+    public func send(_ request: TaskRequest) async throws(PeerError) -> Bool {
+        do { _ = try store.sendTask(request, to: host) } catch { throw Self.describe(error, doing: "queue the task") }
+        return try await flush()
+    }
+
+    /// Queues a message (cancel, list actions, sync) and tries to deliver the outbox.
+    public func send(_ message: ConversationMessage) async throws(PeerError) -> Bool {
+        do { _ = try store.sendMessage(message, to: host) } catch { throw Self.describe(error, doing: "queue the message") }
+        return try await flush()
+    }
+
+    /// Posts the outbox in order; false when the relay cannot be reached (it stays queued).
+    public func flush() async throws(PeerError) -> Bool {
+        let channel: HostChannel
+        do { channel = try store.channel(named: host.name) } catch { throw Self.describe(error, doing: "read the pairing") }
+        return try await CompanionMessenger(store: store, client: client).flush(channel)
+    }
+
+    /// Takes everything waiting in this device's mailbox, applies it, and acknowledges it.
+    /// - Returns: the messages applied, in order.
+    @discardableResult
+    public func receive() async throws(PeerError) -> [ConversationMessage] {
+        let channel: HostChannel
+        do { channel = try store.channel(named: host.name) } catch { throw Self.describe(error, doing: "read the pairing") }
+        var applied: [ConversationMessage] = []
+        var cursor: Int64 = 0
+        while true {
+            let page: RelayClient.Page
+            do { page = try await client.fetch(owner: channel.signing, after: cursor) } catch {
+                throw PeerError(relay: error, relayURL: client.baseURL, doing: "fetch messages from \(host.name)")
+            }
+            for item in page.envelopes {
+                if let message = try? store.receive(item.envelope, from: host) { applied.append(message) }
+            }
+            if !page.envelopes.isEmpty {
+                do { _ = try await client.acknowledge(page.envelopes.map(\.envelope.id), owner: channel.signing) } catch {
+                    throw PeerError(relay: error, relayURL: client.baseURL, doing: "acknowledge messages from \(host.name)")
+                }
+            }
+            guard page.more, let last = page.envelopes.last else { break }
+            cursor = last.sequence
+        }
+        return applied
+    }
+
+    /// Waits, receiving live, until `done` holds or `timeout` passes; `onMessage` sees each message.
+    /// - Returns: whether `done` held.
+    public func wait(timeout: Duration, until done: @Sendable () throws -> Bool,
+                     onMessage: @Sendable (ConversationMessage) -> Void = { _ in }) async throws(PeerError) -> Bool {
+        for message in try await receive() { onMessage(message) }
+        if (try? done()) == true { return true }
+        let channel: HostChannel
+        do { channel = try store.channel(named: host.name) } catch { throw Self.describe(error, doing: "read the pairing") }
+        let subscription = client.subscribe(owner: channel.signing)
+        defer { subscription.cancel() }
+        let deadline = ContinuousClock.now + timeout
+        let watchdog = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            subscription.cancel()
+        }
+        defer { watchdog.cancel() }
+        do {
+            for try await event in subscription.events {
+                switch event {
+                case .envelope(_, let envelope):
+                    if let message = try? store.receive(envelope, from: host) { onMessage(message) }
+                    try? await subscription.acknowledge([envelope.id])
+                    if (try? done()) == true { return true }
+                case .caughtUp:
+                    _ = try? await flush()
+                    if (try? done()) == true { return true }
+                case .reconnecting:
+                    _ = try? await flush()
+                }
+                if ContinuousClock.now >= deadline { break }
+            }
+        } catch let error as RelayClientError {
+            throw PeerError(relay: error, relayURL: client.baseURL, doing: "listen for messages from \(host.name)")
+        } catch {}
+        return (try? done()) == true
+    }
+
+    static func describe(_ error: any Error, doing action: String) -> PeerError {
+        if let error = error as? PeerError { return error }
+        if let error = error as? SessionError { return PeerError("could not \(action): \(error.description)") }
+        return PeerError("could not \(action): \(error)")
+    }
+}

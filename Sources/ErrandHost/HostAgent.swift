@@ -1,0 +1,338 @@
+import ErrandPeer
+public import ErrandProtocol
+public import ErrandRelayClient
+import ErrandCrypto
+import Foundation
+import GRDB
+import Synchronization
+
+/// `errand host run`: stays connected to the relay, takes tasks from paired devices, runs them
+/// under each device's policy and streams progress and results back, encrypted to the sender.
+public actor HostAgent {
+    let host: HostSetup.Host
+    let configuration: HostConfiguration
+    let client: RelayClient
+    let catalog: ActionCatalog
+    let inbox: HostInbox
+    let log: @Sendable (String) -> Void
+    private var running: [String: TaskProcess] = [:]
+    private var flushing = false
+
+    /// - Parameter log: receives one line per thing that happens (never payloads or secrets).
+    public init(host: HostSetup.Host, configuration: HostConfiguration, client: RelayClient, log: @escaping @Sendable (String) -> Void) {
+        self.host = host
+        self.configuration = configuration
+        self.client = client
+        self.catalog = ActionCatalog(directory: host.directory)
+        self.inbox = HostInbox(store: host.store)
+        self.log = log
+    }
+
+    /// A stable id for the host's one conversation (handed to the agent command).
+    public var conversationID: String { String(host.identity.mailbox.description.prefix(16)) }
+
+    /// Runs until the surrounding task is cancelled. Tasks still running then are stopped and
+    /// reported as interrupted at the next start.
+    public func run() async throws {
+        for task in try host.store.interruptRunning(at: Self.now) {
+            log("task \(task.id.prefix(8)) was interrupted by a stop of the host")
+            await notify(task.deviceID, TaskEvent(task: task.id, status: .interrupted, reason: task.reason))
+        }
+        await startQueued()
+        await flushOutbox()
+        let retry = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                await self?.flushOutbox()
+            }
+        }
+        defer {
+            retry.cancel()
+            for process in running.values { process.cancel() }
+        }
+        let subscription = client.subscribe(owner: host.identity.signing)
+        defer { subscription.cancel() }
+        for try await event in subscription.events {
+            switch event {
+            case .envelope(_, let envelope):
+                await receive(envelope)
+                try? await subscription.acknowledge([envelope.id])
+            case .caughtUp:
+                log("connected to \(client.baseURL); waiting for tasks")
+            case .reconnecting(let error):
+                log("relay connection lost (\(error.message)); reconnecting")
+            }
+        }
+    }
+
+    /// What a received message asks for once its transaction has committed.
+    private enum FollowUp: Sendable {
+        case notify(Int64, TaskEvent)
+        case cancel(Int64, String)
+        case actions(Int64, String)
+        case history(Int64, String, Int64)
+    }
+
+    /// Processes one envelope (public for tests that drive the agent without a live connection).
+    public func receive(_ envelope: Envelope) async {
+        let recorded = Mutex<[FollowUp]>([])
+        let outcome: HostInbox.Outcome
+        do {
+            outcome = try inbox.process(envelope, now: Date()) { db, device, payload in
+                let followUps = try self.record(db, device: device, payload: payload)
+                recorded.withLock { $0 = followUps }
+            }
+        } catch {
+            log("could not process envelope \(envelope.id.description.prefix(8)): \(error)")
+            return
+        }
+        switch outcome {
+        case .duplicate: log("envelope \(envelope.id.description.prefix(8)) was already processed; ignored")
+        case .refused(let reason): log("refused an envelope: \(reason)")
+        case .received(let device, _): log("message from \(device.name)")
+        }
+        for followUp in recorded.withLock({ $0 }) {
+            switch followUp {
+            case .notify(let device, let event): await notify(device, event)
+            case .cancel(let device, let task): await cancel(task, from: device)
+            case .actions(let device, let request): await send(.actions(request: request, actions: catalog.list()), to: device)
+            case .history(let device, let request, let after): await sendHistory(to: device, request: request, after: after)
+            }
+        }
+        await startQueued()
+    }
+
+    /// Inside the receive transaction: records a task (queued, or refused by policy).
+    nonisolated private func record(_ db: Database, device: Device, payload: [UInt8]) throws -> [FollowUp] {
+        let message: ConversationMessage
+        do { message = try ConversationMessage(decoding: payload) } catch {
+            log("\(device.name) sent something that is not a conversation message: \(error)")
+            return []
+        }
+        switch message {
+        case .task(let request):
+            let now = Self.now
+            if let refusal = try refusal(of: request, device: device, db: db) {
+                guard try HostStore.insertTask(db, request, device: device.id, status: .refused, reason: refusal, at: now) else { return [] }
+                try db.execute(sql: "UPDATE task SET finished_at = ? WHERE id = ?", arguments: [now, request.task])
+                if let row = try Row.fetchOne(db, sql: "SELECT \(HostStore.taskColumns) FROM task t JOIN device d ON d.id = t.device_id WHERE t.id = ?",
+                                              arguments: [request.task]) {
+                    try HostStore.log(db, try HostStore.task(row), at: now)
+                }
+                log("refused task \(request.task.prefix(8)) from \(device.name): \(refusal)")
+                return [.notify(device.id, TaskEvent(task: request.task, status: .refused, reason: refusal))]
+            }
+            guard try HostStore.insertTask(db, request, device: device.id, status: .queued, reason: nil, at: now) else { return [] }
+            log("queued task \(request.task.prefix(8)) from \(device.name): \(request.executor.rawValue)")
+            return [.notify(device.id, TaskEvent(task: request.task, status: .queued))]
+        case .cancel(let task): return [.cancel(device.id, task)]
+        case .listActions(let request): return [.actions(device.id, request)]
+        case .sync(let request, let after): return [.history(device.id, request, after)]
+        case .event, .actions, .history:
+            log("\(device.name) sent a host-to-device message; ignored")
+            return []
+        }
+    }
+
+    nonisolated private func refusal(of request: TaskRequest, device: Device, db: Database) throws -> String? {
+        guard UUID(uuidString: request.task) != nil else { return "the task id is not a UUID" }
+        let policy = try HostStore.policy(db, of: device.id)
+        guard policy.executors.contains(request.executor) else {
+            return "this device may not use the \(request.executor.rawValue) executor (grant it with 'errand host policy')"
+        }
+        switch request.executor {
+        case .agent:
+            if configuration.agentCommand.isEmpty { return "no agent command is configured on the host (agent.command in config.toml)" }
+            if (request.text ?? "").isEmpty { return "the task has no text" }
+        case .shell:
+            if (request.text ?? "").isEmpty { return "the shell task has no command" }
+        case .action:
+            guard let name = request.action else { return "the task names no action" }
+            guard policy.allows(request) else { return "this device may not run the action \(name)" }
+            do { _ = try catalog.executable(named: name) } catch { return error.message }
+        }
+        return nil
+    }
+
+    // MARK: Running
+
+    private func startQueued() async {
+        guard let queued = try? host.store.queuedTasks() else { return }
+        for task in queued where running.count < configuration.concurrency {
+            guard running[task.id] == nil, (try? host.store.start(task.id, at: Self.now)) == true else { continue }
+            do {
+                let process = try launch(task)
+                running[task.id] = process
+                log("running task \(task.id.prefix(8)): \(task.request.executor.rawValue)")
+                await notify(task.deviceID, TaskEvent(task: task.id, status: .running))
+                Task { await self.follow(task, process) }
+            } catch {
+                let reason = "could not start: \(error)"
+                try? host.store.finish(task.id, status: .failed, exitCode: nil, output: [], truncated: false, reason: reason, at: Self.now)
+                await notify(task.deviceID, TaskEvent(task: task.id, status: .failed, reason: reason))
+            }
+        }
+    }
+
+    private func launch(_ task: TaskRecord) throws -> TaskProcess {
+        var environment = configuration.environment
+        let inherited = ProcessInfo.processInfo.environment
+        environment["PATH"] = inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        environment["HOME"] = inherited["HOME"] ?? NSHomeDirectory()
+        environment["LANG"] = inherited["LANG"] ?? "C.UTF-8"
+        environment["TERM"] = "dumb"
+        environment["ERRAND_TASK"] = task.id
+        environment["ERRAND_CONVERSATION"] = conversationID
+        environment["ERRAND_DEVICE"] = task.deviceName
+        let executable: String
+        var arguments: [String]
+        var input: [UInt8]? = nil
+        switch task.request.executor {
+        case .agent:
+            let text = task.request.text ?? ""
+            let substituted = configuration.agentCommand.map { part in
+                part.replacingOccurrences(of: "{conversation}", with: conversationID).replacingOccurrences(of: "{task}", with: task.id)
+            }
+            executable = try Self.resolve(substituted[0], path: environment["PATH"]!)
+            arguments = Array(substituted.dropFirst())
+            if configuration.agentInput == .argument {
+                if arguments.contains(where: { $0.contains("{text}") }) {
+                    arguments = arguments.map { $0.replacingOccurrences(of: "{text}", with: text) }
+                } else {
+                    arguments.append(text)
+                }
+            } else {
+                input = Array(text.utf8)
+            }
+        case .action:
+            executable = try catalog.executable(named: task.request.action ?? "")
+            arguments = task.request.arguments ?? []
+        case .shell:
+            executable = "/bin/sh"
+            arguments = ["-c", task.request.text ?? ""]
+        }
+        return try TaskProcess(executable: executable, arguments: arguments, input: input, environment: environment,
+                               workingDirectory: configuration.resolvedWorkingDirectory,
+                               timeout: .seconds(configuration.timeoutSeconds), outputCap: configuration.outputCapBytes)
+    }
+
+    static func resolve(_ command: String, path: String) throws -> String {
+        if command.contains("/") { return (command as NSString).expandingTildeInPath }
+        for folder in path.split(separator: ":") {
+            let candidate = "\(folder)/\(command)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw PeerError("the agent command \(command) is not on the PATH")
+    }
+
+    /// Streams a running task's output to its device in batches and records the result.
+    private func follow(_ task: TaskRecord, _ process: TaskProcess) async {
+        var output: [UInt8] = []
+        var pending: [UInt8] = []
+        var pendingOffset = 0
+        var lastFlush = ContinuousClock.now
+        var truncated = false
+        for await event in process.events {
+            switch event {
+            case .output(let chunk):
+                if chunk == TaskProcess.truncationMarker { truncated = true }
+                output += chunk
+                pending += chunk
+                if pending.count >= ConversationMessage.eventOutputLimit || ContinuousClock.now - lastFlush > .milliseconds(150) {
+                    await sendOutput(task, &pending, &pendingOffset)
+                    lastFlush = ContinuousClock.now
+                }
+            case .finished(let status, let exitCode, let reason):
+                await sendOutput(task, &pending, &pendingOffset)
+                running[task.id] = nil
+                try? host.store.finish(task.id, status: status, exitCode: exitCode, output: output, truncated: truncated, reason: reason, at: Self.now)
+                log("task \(task.id.prefix(8)) \(status.rawValue)\(exitCode.map { " (exit \($0))" } ?? "")")
+                await notify(task.deviceID, TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
+                                                     outputBytes: output.count, outputDigest: ByteEncoding.hex(SHA256.hash(output))))
+                await startQueued()
+            }
+        }
+    }
+
+    private func sendOutput(_ task: TaskRecord, _ pending: inout [UInt8], _ offset: inout Int) async {
+        while !pending.isEmpty {
+            let piece = Array(pending.prefix(ConversationMessage.eventOutputLimit))
+            pending.removeFirst(piece.count)
+            await notify(task.deviceID, TaskEvent(task: task.id, status: .running, output: String(decoding: piece, as: UTF8.self), offset: offset))
+            offset += piece.count
+        }
+    }
+
+    private func cancel(_ task: String, from device: Int64) async {
+        // Any paired device may cancel: they all belong to the person who owns the host.
+        guard let record = try? host.store.task(task) else { return }
+        if (try? host.store.cancelQueued(task, at: Self.now)) == true {
+            log("task \(task.prefix(8)) cancelled before it started")
+            await notify(record.deviceID, TaskEvent(task: task, status: .cancelled, reason: "cancelled before it started"))
+        } else if let process = running[task] {
+            log("cancelling task \(task.prefix(8))")
+            process.cancel()
+        }
+    }
+
+    // MARK: Sending
+
+    private func notify(_ device: Int64, _ event: TaskEvent) async {
+        await send(.event(event), to: device)
+    }
+
+    private func sendHistory(to device: Int64, request: String, after: Int64) async {
+        guard let tasks = try? host.store.conversation(after: after) else { return }
+        let entries = tasks.map { task in
+            ConversationEntry(position: task.position, task: task.id, device: task.deviceName, request: task.request, status: task.status,
+                              exitCode: task.exitCode, output: String(decoding: task.output.prefix(ConversationMessage.historyOutputLimit), as: UTF8.self),
+                              truncated: task.truncated || task.output.count > ConversationMessage.historyOutputLimit,
+                              createdAt: task.createdAt, finishedAt: task.finishedAt)
+        }
+        // Several messages when the history is long; each stays well inside one envelope.
+        var batch: [ConversationEntry] = []
+        var size = 0
+        for entry in entries {
+            let entrySize = entry.output.utf8.count + entry.request.summary.utf8.count + 400
+            if size + entrySize > 40_000, !batch.isEmpty {
+                await send(.history(request: request, entries: batch, complete: false), to: device)
+                batch = []
+                size = 0
+            }
+            batch.append(entry)
+            size += entrySize
+        }
+        await send(.history(request: request, entries: batch, complete: true), to: device)
+    }
+
+    private func send(_ message: ConversationMessage, to device: Int64) async {
+        do {
+            guard try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now) != nil else { return }
+        } catch {
+            log("could not seal a message for device \(device): \(error)")
+            return
+        }
+        await flushOutbox()
+    }
+
+    /// Posts what waits in the outbox, in order; what fails stays for the next try.
+    func flushOutbox() async {
+        guard !flushing else { return }
+        flushing = true
+        defer { flushing = false }
+        guard let pending = try? host.store.pendingOutbox() else { return }
+        var blocked: Set<Int64> = []
+        for item in pending where !blocked.contains(item.device) {
+            do {
+                _ = try await client.post(item.envelope, to: item.mailbox, token: item.token)
+                try? host.store.sent(item.envelope.id)
+            } catch {
+                // Keep order per device: later messages wait for this one.
+                blocked.insert(item.device)
+                if !error.isTransient { log("the relay refused a message for device \(item.device): \(error.message)") }
+            }
+        }
+    }
+
+    static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+}

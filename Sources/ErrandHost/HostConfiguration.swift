@@ -1,0 +1,144 @@
+public import ErrandPeer
+public import ErrandProtocol
+import Foundation
+import TOMLKit
+
+/// The host's executors and limits, from `H/config.toml` (written with comments by `host init`).
+public struct HostConfiguration: Sendable, Equatable {
+    /// How the agent receives the task text.
+    public enum AgentInput: String, Sendable {
+        case stdin, argument
+    }
+
+    /// The agent command and its arguments; `{conversation}`, `{task}` and (with `argument`
+    /// input) `{text}` are replaced. Empty: no agent configured.
+    public var agentCommand: [String] = []
+    public var agentInput: AgentInput = .stdin
+    /// Tasks running at once.
+    public var concurrency = 2
+    /// Seconds before a task is stopped (SIGTERM, then SIGKILL 2 s later).
+    public var timeoutSeconds = 600
+    /// Output bytes kept and sent per task; more is cut with a marker.
+    public var outputCapBytes = 1024 * 1024
+    /// Where tasks run (`~` is the user's home).
+    public var workingDirectory = "~"
+    /// Extra environment variables for tasks (besides PATH, HOME, LANG, TERM=dumb and ERRAND_*).
+    public var environment: [String: String] = [:]
+    /// Executors a newly paired device may use.
+    public var defaultExecutors: [Executor] = [.agent, .action]
+
+    public init() {}
+
+    static let fileName = "config.toml"
+
+    /// The commented file `host init` writes.
+    static let template = """
+        # Errand host configuration. Changes apply when 'errand host run' starts.
+
+        [agent]
+        # The local agent command (an AI CLI or any program) and its arguments. These are replaced:
+        # {conversation} (one id for the host's whole conversation, to continue it), {task} (this
+        # task's id) and, with input = "argument", {text} (the task text; appended when absent).
+        # Empty: 'agent' tasks are refused.
+        command = []
+        # How the agent gets the task text: "stdin" or "argument".
+        input = "stdin"
+
+        [tasks]
+        # Tasks running at the same time; more wait in the queue.
+        concurrency = 2
+        # A task still running after this many seconds is stopped (SIGTERM, then SIGKILL).
+        timeout_seconds = 600
+        # Output kept and sent back per task, in bytes; beyond it the output is cut with a marker.
+        output_cap_bytes = 1048576
+        # Where tasks run ("~" is your home folder).
+        working_directory = "~"
+
+        [tasks.environment]
+        # Variables given to every task, besides PATH, HOME, LANG, TERM=dumb and ERRAND_TASK,
+        # ERRAND_CONVERSATION, ERRAND_DEVICE. Nothing else from the host's environment is passed.
+        # EXAMPLE = "value"
+
+        [policy]
+        # Executors a newly paired device may use: "agent", "action", "shell". Change one device
+        # with 'errand host policy DEVICE --executors …'. "shell" runs any command: grant it with care.
+        default_executors = ["agent", "action"]
+
+        """
+
+    /// Reads `config.toml` from `directory` (defaults when it is missing).
+    /// - Throws: ``PeerError`` naming the file and the line or key that is wrong.
+    public static func load(from directory: StateDirectory) throws(PeerError) -> HostConfiguration {
+        let path = directory.file(fileName)
+        guard FileManager.default.fileExists(atPath: path) else { return HostConfiguration() }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw PeerError("cannot read \(path): \(error.localizedDescription)")
+        }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
+            throw PeerError("\(path): line \(error.source.begin.line): \(error.description)", hint: "fix the file; see the comments 'errand host init' wrote in it")
+        } catch {
+            throw PeerError("\(path) is not valid TOML")
+        }
+        var configuration = HostConfiguration()
+        func fail(_ key: String, _ expected: String) -> PeerError {
+            PeerError("\(path): '\(key)' must be \(expected)")
+        }
+        for section in table.keys {
+            guard let sectionTable = table[section]?.table else { throw PeerError("\(path): unknown setting '\(section)'") }
+            for key in sectionTable.keys {
+                let value = sectionTable[key]!
+                switch (section, key) {
+                case ("agent", "command"):
+                    guard let array = value.array, let strings = Optional(array.compactMap { $0.string }), strings.count == array.count else {
+                        throw fail("agent.command", "an array of strings")
+                    }
+                    configuration.agentCommand = strings
+                case ("agent", "input"):
+                    guard let input = value.string.flatMap(AgentInput.init(rawValue:)) else { throw fail("agent.input", "\"stdin\" or \"argument\"") }
+                    configuration.agentInput = input
+                case ("tasks", "concurrency"):
+                    guard let number = value.int, (1...64).contains(number) else { throw fail("tasks.concurrency", "an integer from 1 to 64") }
+                    configuration.concurrency = number
+                case ("tasks", "timeout_seconds"):
+                    guard let number = value.int, (1...86_400).contains(number) else { throw fail("tasks.timeout_seconds", "an integer from 1 to 86400") }
+                    configuration.timeoutSeconds = number
+                case ("tasks", "output_cap_bytes"):
+                    guard let number = value.int, (1024...(64 << 20)).contains(number) else { throw fail("tasks.output_cap_bytes", "an integer from 1024 to 67108864") }
+                    configuration.outputCapBytes = number
+                case ("tasks", "working_directory"):
+                    guard let folder = value.string else { throw fail("tasks.working_directory", "a string") }
+                    configuration.workingDirectory = folder
+                case ("tasks", "environment"):
+                    guard let variables = value.table else { throw fail("tasks.environment", "a table of strings") }
+                    for name in variables.keys {
+                        guard let text = variables[name]?.string else { throw fail("tasks.environment.\(name)", "a string") }
+                        configuration.environment[name] = text
+                    }
+                case ("policy", "default_executors"):
+                    guard let array = value.array else { throw fail("policy.default_executors", "an array of \"agent\", \"action\", \"shell\"") }
+                    let executors = array.compactMap { $0.string.flatMap(Executor.init(rawValue:)) }
+                    guard executors.count == array.count else { throw fail("policy.default_executors", "an array of \"agent\", \"action\", \"shell\"") }
+                    configuration.defaultExecutors = executors
+                default:
+                    throw PeerError("\(path): unknown setting '\(section).\(key)'", hint: "see the comments 'errand host init' wrote in the file")
+                }
+            }
+        }
+        return configuration
+    }
+
+    /// Writes the commented template unless a configuration exists.
+    static func writeTemplate(in directory: StateDirectory) throws(PeerError) {
+        let path = directory.file(fileName)
+        guard !FileManager.default.fileExists(atPath: path) else { return }
+        do { try Data(template.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw PeerError("cannot write \(path): \(error.localizedDescription)")
+        }
+        chmod(path, 0o600)
+    }
+
+    /// The working directory with `~` expanded.
+    public var resolvedWorkingDirectory: String { (workingDirectory as NSString).expandingTildeInPath }
+}

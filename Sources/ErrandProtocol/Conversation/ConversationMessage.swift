@@ -1,0 +1,219 @@
+import Foundation
+
+/// What runs a task on the host.
+public enum Executor: String, Codable, Sendable, CaseIterable {
+    /// The configured local agent command gets the text.
+    case agent
+    /// A named executable from the host's actions folder, with arguments.
+    case action
+    /// A command line run by `/bin/sh` (only when the device's policy grants it).
+    case shell
+}
+
+/// Where a task is in its life.
+public enum TaskStatus: String, Codable, Sendable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled, timedOut, interrupted, refused
+
+    /// Whether the task has ended.
+    public var isFinal: Bool {
+        switch self {
+        case .queued, .running: false
+        default: true
+        }
+    }
+}
+
+/// A task a companion asks the host to run.
+public struct TaskRequest: Codable, Sendable, Equatable {
+    /// The task id the companion chose (a UUID, lowercase).
+    public let task: String
+    public let executor: Executor
+    /// The agent's text, or the shell command line.
+    public let text: String?
+    /// The action's name.
+    public let action: String?
+    /// The action's arguments.
+    public let arguments: [String]?
+
+    public init(task: String, executor: Executor, text: String? = nil, action: String? = nil, arguments: [String]? = nil) {
+        self.task = task
+        self.executor = executor
+        self.text = text
+        self.action = action
+        self.arguments = arguments
+    }
+
+    /// One line saying what the task runs ("agent: tidy notes", "action: backup --dry-run").
+    public var summary: String {
+        switch executor {
+        case .agent: "agent: \(text ?? "")"
+        case .shell: "shell: \(text ?? "")"
+        case .action: "action: " + ([action ?? ""] + (arguments ?? [])).joined(separator: " ")
+        }
+    }
+}
+
+/// News about a task from the host: a status change, a piece of output, or the result.
+public struct TaskEvent: Codable, Sendable, Equatable {
+    public let task: String
+    public let status: TaskStatus
+    /// Output produced since the previous event (standard output and error, merged, as UTF-8 with
+    /// invalid bytes replaced).
+    public let output: String?
+    /// Byte offset of `output` in the task's whole output.
+    public let offset: Int?
+    /// Exit status of a finished process.
+    public let exitCode: Int32?
+    /// Why a task was refused or failed to start, or how it ended.
+    public let reason: String?
+    /// The output passed the host's cap and was cut (the rest was dropped, with a marker).
+    public let truncated: Bool?
+    /// Total output bytes and their SHA-256 (hex), on the final event.
+    public let outputBytes: Int?
+    public let outputDigest: String?
+
+    public init(task: String, status: TaskStatus, output: String? = nil, offset: Int? = nil, exitCode: Int32? = nil,
+                reason: String? = nil, truncated: Bool? = nil, outputBytes: Int? = nil, outputDigest: String? = nil) {
+        self.task = task
+        self.status = status
+        self.output = output
+        self.offset = offset
+        self.exitCode = exitCode
+        self.reason = reason
+        self.truncated = truncated
+        self.outputBytes = outputBytes
+        self.outputDigest = outputDigest
+    }
+}
+
+/// An action the host offers.
+public struct ActionInfo: Codable, Sendable, Equatable {
+    public let name: String
+    public let description: String
+    public init(name: String, description: String) {
+        self.name = name
+        self.description = description
+    }
+}
+
+/// One task of the host's persistent conversation, as any paired device may read it.
+public struct ConversationEntry: Codable, Sendable, Equatable {
+    /// Position in the conversation (increasing).
+    public let position: Int64
+    public let task: String
+    /// The device that sent it (its name on the host).
+    public let device: String
+    public let request: TaskRequest
+    public let status: TaskStatus
+    public let exitCode: Int32?
+    /// The output (the first `ConversationMessage.historyOutputLimit` bytes).
+    public let output: String
+    public let truncated: Bool
+    /// Unix seconds.
+    public let createdAt: Int64
+    public let finishedAt: Int64?
+
+    public init(position: Int64, task: String, device: String, request: TaskRequest, status: TaskStatus, exitCode: Int32?,
+                output: String, truncated: Bool, createdAt: Int64, finishedAt: Int64?) {
+        self.position = position
+        self.task = task
+        self.device = device
+        self.request = request
+        self.status = status
+        self.exitCode = exitCode
+        self.output = output
+        self.truncated = truncated
+        self.createdAt = createdAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// The application messages of a session, as JSON objects with a `type` member.
+///
+/// Companion → host: `task`, `cancel`, `listActions`, `sync`. Host → companion: `event`,
+/// `actions`, `history`. See `docs/protocol.md`, "Conversation messages".
+public enum ConversationMessage: Sendable, Equatable {
+    case task(TaskRequest)
+    case cancel(task: String)
+    case listActions(request: String)
+    /// Asks for the conversation after `after` (a position).
+    case sync(request: String, after: Int64)
+    case event(TaskEvent)
+    case actions(request: String, actions: [ActionInfo])
+    /// Part of the conversation; `complete` is false when more entries follow in another message.
+    case history(request: String, entries: [ConversationEntry], complete: Bool)
+
+    /// Output bytes of one task carried in a history entry.
+    public static let historyOutputLimit = 4096
+    /// Output bytes carried by one event (well inside one envelope).
+    public static let eventOutputLimit = 16 * 1024
+
+    /// The JSON bytes.
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding these value types cannot fail.
+        return Array(try! encoder.encode(Wire(self)))
+    }
+
+    /// Parses JSON bytes.
+    /// - Throws: ``ConversationError`` for anything that is not a known message.
+    public init(decoding bytes: [UInt8]) throws(ConversationError) {
+        do {
+            self = try JSONDecoder().decode(Wire.self, from: Data(bytes)).message
+        } catch let error as ConversationError {
+            throw error
+        } catch {
+            throw ConversationError("not a conversation message: \(error)")
+        }
+    }
+
+    private struct Wire: Codable {
+        let message: ConversationMessage
+        init(_ message: ConversationMessage) { self.message = message }
+
+        enum Key: String, CodingKey {
+            case type, task, request, after, event, actions, entries, complete
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            switch try container.decode(String.self, forKey: .type) {
+            case "task": message = .task(try container.decode(TaskRequest.self, forKey: .task))
+            case "cancel": message = .cancel(task: try container.decode(String.self, forKey: .task))
+            case "listActions": message = .listActions(request: try container.decode(String.self, forKey: .request))
+            case "sync": message = .sync(request: try container.decode(String.self, forKey: .request), after: try container.decode(Int64.self, forKey: .after))
+            case "event": message = .event(try container.decode(TaskEvent.self, forKey: .event))
+            case "actions": message = .actions(request: try container.decode(String.self, forKey: .request),
+                                               actions: try container.decode([ActionInfo].self, forKey: .actions))
+            case "history": message = .history(request: try container.decode(String.self, forKey: .request),
+                                               entries: try container.decode([ConversationEntry].self, forKey: .entries),
+                                               complete: try container.decode(Bool.self, forKey: .complete))
+            case let other: throw ConversationError("unknown message type \"\(other)\"")
+            }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            switch message {
+            case .task(let request): try container.encode("task", forKey: .type); try container.encode(request, forKey: .task)
+            case .cancel(let task): try container.encode("cancel", forKey: .type); try container.encode(task, forKey: .task)
+            case .listActions(let request): try container.encode("listActions", forKey: .type); try container.encode(request, forKey: .request)
+            case .sync(let request, let after):
+                try container.encode("sync", forKey: .type); try container.encode(request, forKey: .request); try container.encode(after, forKey: .after)
+            case .event(let event): try container.encode("event", forKey: .type); try container.encode(event, forKey: .event)
+            case .actions(let request, let actions):
+                try container.encode("actions", forKey: .type); try container.encode(request, forKey: .request); try container.encode(actions, forKey: .actions)
+            case .history(let request, let entries, let complete):
+                try container.encode("history", forKey: .type); try container.encode(request, forKey: .request)
+                try container.encode(entries, forKey: .entries); try container.encode(complete, forKey: .complete)
+            }
+        }
+    }
+}
+
+/// A session payload that is not a conversation message this version understands.
+public struct ConversationError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
