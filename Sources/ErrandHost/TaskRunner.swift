@@ -81,7 +81,7 @@ final class TaskProcess: Sendable {
         }
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL after 2 s) and reports it as cancelled.
+    /// Stops the process and its children (SIGTERM, then SIGKILL after 2 s); reported as cancelled.
     func cancel() { Self.stop(process, reason: .cancelled, stopReason) }
 
     private static func stop(_ process: Process, reason: TaskStatus, _ stopReason: StopReason) {
@@ -91,11 +91,13 @@ final class TaskProcess: Sendable {
             return true
         }
         guard first, process.isRunning else { return }
-        let pid = process.processIdentifier
-        kill(pid, SIGTERM)
+        // The task runs in a process group of its own (Foundation starts it so): signal the whole
+        // group, so that children (a shell's commands) stop too and release the output pipe.
+        let group = -process.processIdentifier
+        kill(group, SIGTERM)
         Thread.detachNewThread {
             Thread.sleep(forTimeInterval: 2)
-            if process.isRunning { kill(pid, SIGKILL) }
+            kill(group, SIGKILL)
         }
     }
 }

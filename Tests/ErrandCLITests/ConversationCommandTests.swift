@@ -1,0 +1,244 @@
+import ErrandTestSupport
+import Foundation
+import Testing
+
+/// A relay, a host with an agent script and actions, and a paired companion — all real processes.
+final class Journey: @unchecked Sendable {
+    let folder: ScratchFolder
+    var relay: RelayProcess
+    var hostAgent: RunningProgram?
+    var host: String { folder.path("host") }
+    var phone: String { folder.path("phone") }
+
+    /// Sets everything up; `config` replaces lines of the host's config.toml (key → value).
+    init(config: [String: String] = [:]) async throws {
+        folder = try ScratchFolder()
+        relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"])
+        try await expectSuccess(["host", "init", "--home", host, "--relay", relay.baseURL, "--name", "studio"])
+        // An agent that echoes its input line by line, with pauses, so streaming can be seen in order.
+        try write(folder.path("agent.sh"), """
+            #!/bin/sh
+            echo "agent started for $ERRAND_DEVICE in conversation $ERRAND_CONVERSATION"
+            while IFS= read -r line || [ -n "$line" ]; do echo "step: $line"; sleep 0.2; done
+            echo "agent finished"
+            """)
+        try write(host + "/actions/greet", "#!/bin/sh\n# description: Greets whoever is named\necho \"hello, $1 and $2\"\n")
+        try write(host + "/actions/nap", "#!/bin/sh\n# description: Sleeps for a while\necho napping\nsleep \"${1:-30}\"\necho awake\n")
+        try write(host + "/actions/chatty", "#!/bin/sh\n# description: Prints a lot\nhead -c 5000 /dev/zero | tr '\\0' x\necho\n")
+        try write(host + "/actions/touch", "#!/bin/sh\n# description: Leaves a mark\ntouch \"$1\"\n")
+        var settings = ["command": "[\"\(folder.path("agent.sh"))\"]"]
+        settings.merge(config) { $1 }
+        var text = try String(contentsOfFile: host + "/config.toml", encoding: .utf8)
+        for (key, value) in settings {
+            text = text.replacingOccurrences(of: #"(?m)^\#(key) = .*$"#, with: "\(key) = \(value)", options: .regularExpression)
+        }
+        try text.write(toFile: host + "/config.toml", atomically: true, encoding: .utf8)
+        try await pair(phone, name: "phone")
+    }
+
+    func write(_ path: String, _ text: String) throws {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o700)
+    }
+
+    func pair(_ home: String, name: String) async throws {
+        let pairing = try RunningProgram("errand", ["host", "pair", "--home", host, "--terminal", "none", "--png", folder.path("\(name).png"), "--yes"])
+        try await pairing.waitForOutput(containing: "Waiting for a device")
+        try await expectSuccess(["pair", "--home", home, "--name", name, "--yes", "--image", folder.path("\(name).png")])
+        #expect(await pairing.finish().status == 0)
+    }
+
+    func startHost() async throws {
+        let agent = try RunningProgram("errand", ["host", "run", "--home", host, "--relay", relay.baseURL])
+        try await agent.waitForOutput(containing: "waiting for tasks")
+        hostAgent = agent
+    }
+
+    func stopHost() async {
+        guard let agent = hostAgent else { return }
+        kill(agent.process.processIdentifier, SIGTERM)
+        _ = await agent.finish(timeout: 20)
+        hostAgent = nil
+    }
+
+    @discardableResult
+    func errand(_ arguments: [String], input: String? = nil) async throws -> CommandResult {
+        try await runAsync("errand", arguments, input: input)
+    }
+
+    @discardableResult
+    func expectSuccess(_ arguments: [String]) async throws -> CommandResult {
+        let result = try await errand(arguments)
+        #expect(result.status == 0, "errand \(arguments.joined(separator: " ")): \(result.errorOutput)")
+        return result
+    }
+
+    /// `errand send --wait --json …` from `home`, decoded.
+    func sendAndWait(_ arguments: [String], home: String? = nil) async throws -> [String: Any] {
+        let result = try await errand(["send", "--home", home ?? phone, "--wait", "--json", "--timeout", "60"] + arguments)
+        let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        return try #require(object, "no JSON from send: \(result.output) \(result.errorOutput)")
+    }
+
+    deinit { if let agent = hostAgent { kill(agent.process.processIdentifier, SIGKILL) } }
+}
+
+@Suite("Tasks from a companion to the host agent, end to end")
+struct ConversationCommandTests {
+    @Test("Text goes to the agent; its output streams back in order; history and the host's log record it")
+    func agentTask() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        let streamed = try await journey.errand(["send", "--home", journey.phone, "--wait", "first line\nsecond line\nthird line"])
+        #expect(streamed.status == 0, "\(streamed.errorOutput)")
+        let lines = streamed.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("agent started for phone in conversation ") == true)
+        #expect(Array(lines.dropFirst()) == ["step: first line", "step: second line", "step: third line", "agent finished"])
+        #expect(streamed.errorOutput.contains("succeeded (exit 0)"))
+
+        let result = try await journey.sendAndWait(["one more"])
+        #expect(result["status"] as? String == "succeeded")
+        #expect(result["exitCode"] as? Int == 0)
+        #expect((result["output"] as? String)?.contains("step: one more") == true)
+        let task = try #require(result["task"] as? String)
+
+        let history = try await journey.expectSuccess(["history", "--home", journey.phone, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [String: Any]
+        #expect(object?["synced"] as? Bool == true)
+        let tasks = object?["tasks"] as? [[String: Any]]
+        #expect(tasks?.count == 2)
+        #expect(tasks?.last?["task"] as? String == task)
+        let log = try await journey.expectSuccess(["host", "log", "--home", journey.host, "--json"])
+        let entries = try JSONSerialization.jsonObject(with: Data(log.output.utf8)) as? [[String: Any]]
+        #expect(entries?.count == 2)
+        #expect(entries?.last?["task"] as? String == task)
+        #expect(entries?.last?["device"] as? String == "phone")
+        #expect((entries?.last?["outputSHA256"] as? String)?.count == 64)
+    }
+
+    @Test("Actions: listed with descriptions, run with arguments; unknown actions are refused")
+    func actions() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        let listed = try await journey.expectSuccess(["actions", "--home", journey.phone])
+        #expect(listed.output.contains("greet"))
+        #expect(listed.output.contains("Greets whoever is named"))
+        let result = try await journey.sendAndWait(["--action", "greet", "Ada", "Grace"])
+        #expect(result["status"] as? String == "succeeded")
+        #expect(result["output"] as? String == "hello, Ada and Grace\n")
+        let unknown = try await journey.sendAndWait(["--action", "format-disk"])
+        #expect(unknown["status"] as? String == "refused")
+        #expect((unknown["reason"] as? String)?.contains("no action called format-disk") == true)
+    }
+
+    @Test("Shell is refused by default — nothing runs — and works once the device is granted it")
+    func shellPolicy() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        let mark = journey.folder.path("shell-ran")
+        let refused = try await journey.sendAndWait(["--shell", "touch \(mark)"])
+        #expect(refused["status"] as? String == "refused")
+        #expect(!FileManager.default.fileExists(atPath: mark))
+        try await journey.expectSuccess(["host", "policy", "--home", journey.host, "phone", "--executors", "agent,action,shell"])
+        let allowed = try await journey.sendAndWait(["--shell", "touch \(mark) && echo made"])
+        #expect(allowed["status"] as? String == "succeeded")
+        #expect(FileManager.default.fileExists(atPath: mark))
+    }
+
+    @Test("Cancel a long task; a task past the timeout is stopped; output past the cap is cut with a marker")
+    func limits() async throws {
+        let journey = try await Journey(config: ["timeout_seconds": "2", "output_cap_bytes": "1024"])
+        try await journey.startHost()
+        let sent = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "nap", "30"])
+        let task = sent.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await Task.sleep(for: .milliseconds(500))
+        let cancelled = try await journey.expectSuccess(["cancel", "--home", journey.phone, task])
+        #expect(cancelled.output.contains("cancelled"), "\(cancelled.output)")
+
+        let slow = try await journey.sendAndWait(["--action", "nap", "30"])
+        #expect(slow["status"] as? String == "timedOut")
+        #expect((slow["output"] as? String)?.contains("napping") == true)
+
+        let chatty = try await journey.sendAndWait(["--action", "chatty"])
+        #expect(chatty["truncated"] as? Bool == true)
+        let output = try #require(chatty["output"] as? String)
+        #expect(output.hasPrefix(String(repeating: "x", count: 1024)))
+        #expect(output.contains("output truncated"))
+        #expect(output.utf8.count < 1200)
+    }
+
+    @Test("Host restarted mid-task: the running task is reported interrupted, the queued one still runs")
+    func restart() async throws {
+        let journey = try await Journey(config: ["concurrency": "1"])
+        try await journey.startHost()
+        let long = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "nap", "30"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let queued = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "greet", "a", "b"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await journey.hostAgent!.waitForOutput(containing: "queued task \(queued.prefix(8))")
+        await journey.stopHost()
+        try await journey.startHost()
+        let first = try await journey.errand(["follow", "--home", journey.phone, "--json", "--timeout", "30", long])
+        #expect((try JSONSerialization.jsonObject(with: Data(first.output.utf8)) as? [String: Any])?["status"] as? String == "interrupted", "\(first.output)")
+        let second = try await journey.errand(["follow", "--home", journey.phone, "--json", "--timeout", "30", queued])
+        let result = try JSONSerialization.jsonObject(with: Data(second.output.utf8)) as? [String: Any]
+        #expect(result?["status"] as? String == "succeeded")
+        #expect(result?["output"] as? String == "hello, a and b\n")
+    }
+
+    @Test("Offline: a task sent while the host is down runs when it is back; the result waits for the companion")
+    func hostOffline() async throws {
+        let journey = try await Journey()
+        let sent = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "greet", "x", "y"])
+        let task = sent.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await journey.startHost()
+        try await journey.hostAgent!.waitForOutput(containing: "task \(task.prefix(8)) succeeded")
+        await journey.stopHost()
+        // The companion was away the whole time: the result is waiting at the relay.
+        let followed = try await journey.errand(["follow", "--home", journey.phone, "--json", task])
+        let result = try JSONSerialization.jsonObject(with: Data(followed.output.utf8)) as? [String: Any]
+        #expect(result?["status"] as? String == "succeeded")
+        #expect(result?["output"] as? String == "hello, x and y\n")
+    }
+
+    @Test("Relay down at send time: the task waits in the outbox and goes when the relay is back")
+    func relayDown() async throws {
+        let journey = try await Journey()
+        await journey.relay.stop()
+        let sent = try await journey.errand(["send", "--home", journey.phone, "--action", "greet", "p", "q"])
+        #expect(sent.status == 0)
+        #expect(sent.errorOutput.contains("outbox"))
+        let task = sent.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let status = try await journey.errand(["status", "--home", journey.phone, "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any])?["outbox"] as? Int == 1)
+        // The relay comes back (same data, a new port): the next command delivers the outbox.
+        journey.relay = try await RelayProcess.start(data: journey.folder.path("relay"), arguments: ["--open-registration"])
+        try await journey.startHost()
+        let followed = try await journey.errand(["follow", "--home", journey.phone, "--relay", journey.relay.baseURL, "--json", "--timeout", "30", task])
+        let result = try JSONSerialization.jsonObject(with: Data(followed.output.utf8)) as? [String: Any]
+        #expect(result?["status"] as? String == "succeeded", "\(followed.output) \(followed.errorOutput)")
+    }
+
+    @Test("A revoked device is refused and nothing it sends runs; two companions share one conversation")
+    func devices() async throws {
+        let journey = try await Journey()
+        let laptop = journey.folder.path("laptop")
+        try await journey.pair(laptop, name: "laptop")
+        try await journey.startHost()
+        let fromPhone = try await journey.sendAndWait(["--action", "greet", "from", "phone"])
+        #expect(fromPhone["status"] as? String == "succeeded")
+        let history = try await journey.expectSuccess(["history", "--home", laptop, "--json"])
+        let tasks = (try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [String: Any])?["tasks"] as? [[String: Any]]
+        #expect(tasks?.count == 1)
+        #expect(tasks?.first?["device"] as? String == "phone")
+        #expect(tasks?.first?["output"] as? String == "hello, from and phone\n")
+
+        try await journey.expectSuccess(["host", "revoke", "--home", journey.host, "phone"])
+        let mark = journey.folder.path("revoked-ran")
+        let refused = try await journey.errand(["send", "--home", journey.phone, "--action", "touch", mark])
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("revoked"))
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!FileManager.default.fileExists(atPath: mark))
+        let fromLaptop = try await journey.sendAndWait(["--action", "greet", "still", "fine"], home: laptop)
+        #expect(fromLaptop["status"] as? String == "succeeded")
+    }
+}
