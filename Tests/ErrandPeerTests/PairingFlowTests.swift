@@ -338,3 +338,36 @@ struct ReceivingTests {
         } == ["while offline", "back"])
     }
 }
+
+@Suite("The host agent runs each task exactly once")
+struct ExactlyOnceTests {
+    @Test("A redelivered or replayed envelope never runs its task twice")
+    func duplicateEnvelope() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (store, paired, _) = try await world.pair(host, companionName: "phone")
+        let counter = world.folder.path("runs")
+        let action = host.directory.file("actions/count")
+        try "#!/bin/sh\n# description: Counts its runs\necho run >> \"$1\"\n".write(toFile: action, atomically: true, encoding: .utf8)
+        chmod(action, 0o700)
+        let agent = HostAgent(host: host, configuration: HostConfiguration(), client: world.client) { _ in }
+
+        let task = UUID().uuidString.lowercased()
+        _ = try store.sendTask(TaskRequest(task: task, executor: .action, action: "count", arguments: [counter]), to: paired)
+        #expect(try await CompanionMessenger(store: store, client: world.client).flush(store.channel(named: nil)))
+        let envelope = try #require(try await world.client.fetch(owner: host.identity.signing).envelopes.first?.envelope)
+        await agent.receive(envelope)
+        await agent.receive(envelope)
+        // The relay (or anyone) replays the same ciphertext under a fresh envelope id: it does not open.
+        await agent.receive(try Envelope(id: .random(), ciphertext: envelope.ciphertext))
+        for _ in 0..<200 where try host.store.task(task)?.status.isFinal != true { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(try host.store.task(task)?.status == .succeeded)
+        // A restarted agent sees it as processed too.
+        let restarted = HostAgent(host: try HostSetup.load(directory: host.directory), configuration: HostConfiguration(), client: world.client) { _ in }
+        await restarted.receive(envelope)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try String(contentsOfFile: counter, encoding: .utf8) == "run\n")
+        #expect(try host.store.conversation().count == 1)
+        #expect(try host.store.executionLog().count == 1)
+    }
+}
