@@ -125,15 +125,16 @@ extension CompanionStore {
     static func apply(_ db: Database, _ message: ConversationMessage, host: Int64, at now: Int64) throws {
         switch message {
         case .event(let event):
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, length(output) FROM task WHERE id = ? AND host_id = ?", arguments: [event.task, host]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT status, output FROM task WHERE id = ? AND host_id = ?", arguments: [event.task, host]) else {
                 return
             }
             let current = TaskStatus(rawValue: row[0]) ?? .queued
-            let length: Int = row[1]
+            let stored: Data = row[1]
             // Output arrives in order; a repeated piece (offset already covered) is skipped.
-            if let output = event.output, let offset = event.offset, offset == length {
-                try db.execute(sql: "UPDATE task SET output = output || ?, updated_at = ? WHERE id = ?",
-                               arguments: [Data(output.utf8), now, event.task])
+            // (Counted in bytes: SQLite's length() would count characters of a concatenation.)
+            if let output = event.output, let offset = event.offset, offset == stored.count {
+                try db.execute(sql: "UPDATE task SET output = ?, updated_at = ? WHERE id = ?",
+                               arguments: [stored + Data(output.utf8), now, event.task])
             }
             // A final status is never replaced by an earlier one arriving late.
             guard !current.isFinal else { return }

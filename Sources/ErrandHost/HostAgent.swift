@@ -17,6 +17,7 @@ public actor HostAgent {
     let log: @Sendable (String) -> Void
     private var running: [String: TaskProcess] = [:]
     private var flushing = false
+    private var flushAgain = false
 
     /// - Parameter log: receives one line per thing that happens (never payloads or secrets).
     public init(host: HostSetup.Host, configuration: HostConfiguration, client: RelayClient, log: @escaping @Sendable (String) -> Void) {
@@ -52,6 +53,18 @@ public actor HostAgent {
         }
         let subscription = client.subscribe(owner: host.identity.signing)
         defer { subscription.cancel() }
+        var failure: (any Error)?
+        do { try await listen(subscription) } catch { failure = error }
+        // Stopping: post what is still queued (results of tasks that just ended) from a task that
+        // is not cancelled, for at most a few seconds.
+        let last = Task { await self.flushOutbox() }
+        let limit = Task { try? await Task.sleep(for: .seconds(5)); last.cancel() }
+        await last.value
+        limit.cancel()
+        if let failure { throw failure }
+    }
+
+    private func listen(_ subscription: LiveSubscription) async throws {
         for try await event in subscription.events {
             switch event {
             case .envelope(_, let envelope):
@@ -243,24 +256,45 @@ public actor HostAgent {
                     lastFlush = ContinuousClock.now
                 }
             case .finished(let status, let exitCode, let reason):
-                await sendOutput(task, &pending, &pendingOffset)
+                await sendOutput(task, &pending, &pendingOffset, final: true)
                 running[task.id] = nil
                 try? host.store.finish(task.id, status: status, exitCode: exitCode, output: output, truncated: truncated, reason: reason, at: Self.now)
-                log("task \(task.id.prefix(8)) \(status.rawValue)\(exitCode.map { " (exit \($0))" } ?? "")")
                 await notify(task.deviceID, TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
                                                      outputBytes: output.count, outputDigest: ByteEncoding.hex(SHA256.hash(output))))
+                log("task \(task.id.prefix(8)) \(status.rawValue)\(exitCode.map { " (exit \($0))" } ?? "")")
                 await startQueued()
             }
         }
     }
 
-    private func sendOutput(_ task: TaskRecord, _ pending: inout [UInt8], _ offset: inout Int) async {
+    /// Sends pending output in pieces cut at UTF-8 character boundaries (an incomplete character
+    /// at the end waits for the next call unless `final`). Offsets count the bytes of the text
+    /// sent, so the companion can tell a repeated piece from a new one.
+    private func sendOutput(_ task: TaskRecord, _ pending: inout [UInt8], _ offset: inout Int, final: Bool = false) async {
         while !pending.isEmpty {
-            let piece = Array(pending.prefix(ConversationMessage.eventOutputLimit))
-            pending.removeFirst(piece.count)
-            await notify(task.deviceID, TaskEvent(task: task.id, status: .running, output: String(decoding: piece, as: UTF8.self), offset: offset))
-            offset += piece.count
+            let length = Self.characterBoundary(in: pending, atMost: ConversationMessage.eventOutputLimit, final: final)
+            guard length > 0 else { return }
+            let text = String(decoding: pending.prefix(length), as: UTF8.self)
+            pending.removeFirst(length)
+            await notify(task.deviceID, TaskEvent(task: task.id, status: .running, output: text, offset: offset))
+            offset += text.utf8.count
         }
+    }
+
+    /// The longest prefix of `bytes`, at most `limit` long, that does not end inside a UTF-8
+    /// character (all of it when `final` and it fits).
+    static func characterBoundary(in bytes: [UInt8], atMost limit: Int, final: Bool) -> Int {
+        if bytes.count <= limit && final { return bytes.count }
+        var end = min(bytes.count, limit)
+        // Step back over continuation bytes to the start of the last character…
+        var start = end
+        while start > 0 && start > end - 4 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
+        guard start > 0 else { return end }
+        let lead = bytes[start - 1]
+        let size = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+        // …and leave it out when it is not complete within the prefix.
+        if (start - 1) + size > end { end = start - 1 }
+        return end
     }
 
     private func cancel(_ task: String, from device: Int64) async {
@@ -315,23 +349,32 @@ public actor HostAgent {
         await flushOutbox()
     }
 
-    /// Posts what waits in the outbox, in order; what fails stays for the next try.
+    /// Posts what waits in the outbox, in order; what fails stays for the next try. A call made
+    /// while a flush is under way makes that flush go round once more, so nothing queued is left
+    /// behind until the retry timer.
     func flushOutbox() async {
-        guard !flushing else { return }
+        guard !flushing else {
+            flushAgain = true
+            return
+        }
         flushing = true
         defer { flushing = false }
-        guard let pending = try? host.store.pendingOutbox() else { return }
-        var blocked: Set<Int64> = []
-        for item in pending where !blocked.contains(item.device) {
-            do {
-                _ = try await client.post(item.envelope, to: item.mailbox, token: item.token)
-                try? host.store.sent(item.envelope.id)
-            } catch {
-                // Keep order per device: later messages wait for this one.
-                blocked.insert(item.device)
-                if !error.isTransient { log("the relay refused a message for device \(item.device): \(error.message)") }
+        repeat {
+            flushAgain = false
+            guard let pending = try? host.store.pendingOutbox() else { return }
+            var blocked: Set<Int64> = []
+            for item in pending where !blocked.contains(item.device) {
+                do {
+                    _ = try await client.post(item.envelope, to: item.mailbox, token: item.token)
+                    try? host.store.sent(item.envelope.id)
+                } catch {
+                    // Keep order per device: later messages wait for this one.
+                    blocked.insert(item.device)
+                    if !error.isTransient { log("the relay refused a message for device \(item.device): \(error.message)") }
+                }
             }
-        }
+            if !blocked.isEmpty { return }
+        } while flushAgain
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }

@@ -19,8 +19,8 @@ final class Journey: @unchecked Sendable {
         try write(folder.path("agent.sh"), """
             #!/bin/sh
             echo "agent started for $ERRAND_DEVICE in conversation $ERRAND_CONVERSATION"
-            while IFS= read -r line || [ -n "$line" ]; do echo "step: $line"; sleep 0.2; done
-            echo "agent finished"
+            while IFS= read -r line || [ -n "$line" ]; do echo "step: $line …"; sleep 0.2; done
+            echo "agent finished ✓"
             """)
         try write(host + "/actions/greet", "#!/bin/sh\n# description: Greets whoever is named\necho \"hello, $1 and $2\"\n")
         try write(host + "/actions/nap", "#!/bin/sh\n# description: Sleeps for a while\necho napping\nsleep \"${1:-30}\"\necho awake\n")
@@ -93,13 +93,14 @@ struct ConversationCommandTests {
         #expect(streamed.status == 0, "\(streamed.errorOutput)")
         let lines = streamed.output.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("agent started for phone in conversation ") == true)
-        #expect(Array(lines.dropFirst()) == ["step: first line", "step: second line", "step: third line", "agent finished"])
+        // Multi-byte characters in every piece: the stream must stay whole and in order.
+        #expect(Array(lines.dropFirst()) == ["step: first line …", "step: second line …", "step: third line …", "agent finished ✓"])
         #expect(streamed.errorOutput.contains("succeeded (exit 0)"))
 
         let result = try await journey.sendAndWait(["one more"])
         #expect(result["status"] as? String == "succeeded")
         #expect(result["exitCode"] as? Int == 0)
-        #expect((result["output"] as? String)?.contains("step: one more") == true)
+        #expect((result["output"] as? String)?.hasSuffix("step: one more …\nagent finished ✓\n") == true)
         let task = try #require(result["task"] as? String)
 
         let history = try await journey.expectSuccess(["history", "--home", journey.phone, "--json"])

@@ -1,6 +1,6 @@
 import ErrandCompanion
 import ErrandCrypto
-import ErrandHost
+@testable import ErrandHost
 import ErrandPeer
 import ErrandProtocol
 import ErrandRelayClient
@@ -74,8 +74,10 @@ struct PairingFlowTests {
         for folder in [host.directory.path, world.folder.path("companion-phone")] {
             #expect(try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int == 0o700)
             for file in try FileManager.default.contentsOfDirectory(atPath: folder) {
-                let mode = try FileManager.default.attributesOfItem(atPath: folder + "/" + file)[.posixPermissions] as? Int
-                #expect(mode == 0o600, "\(file) has mode \(String(mode ?? 0, radix: 8))")
+                let attributes = try FileManager.default.attributesOfItem(atPath: folder + "/" + file)
+                let mode = attributes[.posixPermissions] as? Int
+                let expected = attributes[.type] as? FileAttributeType == .typeDirectory ? 0o700 : 0o600
+                #expect(mode == expected, "\(file) has mode \(String(mode ?? 0, radix: 8))")
             }
         }
         // A state folder others can read is refused, not used.
@@ -369,5 +371,21 @@ struct ExactlyOnceTests {
         #expect(try String(contentsOfFile: counter, encoding: .utf8) == "run\n")
         #expect(try host.store.conversation().count == 1)
         #expect(try host.store.executionLog().count == 1)
+    }
+}
+
+@Suite("Output pieces end on character boundaries")
+struct OutputPieceTests {
+    @Test("A piece never ends inside a UTF-8 character unless it is the last")
+    func boundaries() {
+        let text = Array("aé€😀".utf8)  // 1, 2, 3 and 4 bytes
+        #expect(HostAgent.characterBoundary(in: text, atMost: 100, final: true) == 10)
+        #expect(HostAgent.characterBoundary(in: text, atMost: 100, final: false) == 10)
+        #expect(HostAgent.characterBoundary(in: text, atMost: 2, final: false) == 1)
+        #expect(HostAgent.characterBoundary(in: text, atMost: 5, final: false) == 3)
+        #expect(HostAgent.characterBoundary(in: text, atMost: 6, final: false) == 6)
+        #expect(HostAgent.characterBoundary(in: text, atMost: 9, final: false) == 6)
+        #expect(HostAgent.characterBoundary(in: Array(text.prefix(8)), atMost: 100, final: false) == 6)
+        #expect(HostAgent.characterBoundary(in: Array(text.prefix(8)), atMost: 100, final: true) == 8)
     }
 }
