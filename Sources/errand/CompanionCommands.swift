@@ -28,6 +28,9 @@ final class TaskFollower: Sendable {
     let json: Bool
     let printed = Mutex(0)
     let lastStatus = Mutex<TaskStatus?>(nil)
+    /// On a terminal: one live line (spinner, status, elapsed time) instead of status lines.
+    let live = isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+    let started = ContinuousClock.now
 
     init(conversation: CompanionConversation, task: String, json: Bool) {
         self.conversation = conversation
@@ -43,12 +46,15 @@ final class TaskFollower: Sendable {
                 defer { count = cached.output.count }
                 return cached.output.count > count ? Array(cached.output[count...]) : []
             }
-            if !fresh.isEmpty { FileHandle.standardOutput.write(Data(fresh)) }
+            if !fresh.isEmpty {
+                if live { clearLiveLine() }
+                FileHandle.standardOutput.write(Data(fresh))
+            }
             let changed = lastStatus.withLock { previous -> Bool in
                 defer { previous = cached.status }
                 return previous != cached.status
             }
-            if changed && !cached.status.isFinal { status("\(cached.status.rawValue)…") }
+            if changed && !cached.status.isFinal && !live { status("\(cached.status.rawValue)…") }
         }
         return cached.status.isFinal
     }
@@ -57,11 +63,39 @@ final class TaskFollower: Sendable {
         FileHandle.standardError.write(Data("errand: \(task.prefix(8)) \(text)\n".utf8))
     }
 
+    func clearLiveLine() {
+        FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
+    }
+
+    /// Redraws the live line every 100 ms until cancelled.
+    func spin() async {
+        let frames = Array("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+        var frame = 0
+        while !Task.isCancelled {
+            let state = lastStatus.withLock { $0 }?.rawValue ?? "sent"
+            let elapsed = Double((ContinuousClock.now - started) / .milliseconds(100)) / 10
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(frames[frame % frames.count]) \(task.prefix(8)) \(state) \(String(format: "%.1f", elapsed))s".utf8))
+            frame += 1
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        clearLiveLine()
+    }
+
     /// Waits for the end (or `timeout`), then reports it; the exit status follows the task's.
     func finish(timeout: Int) async throws -> Int32 {
-        let done = try await reportingPeerErrors {
-            try await conversation.wait(timeout: .seconds(timeout), until: { try self.update() })
+        let spinner = live && !json ? Task { await spin() } : nil
+        let done: Bool
+        do {
+            done = try await reportingPeerErrors {
+                try await conversation.wait(timeout: .seconds(timeout), until: { try self.update() })
+            }
+        } catch {
+            spinner?.cancel()
+            _ = await spinner?.value
+            throw error
         }
+        spinner?.cancel()
+        _ = await spinner?.value
         guard let cached = try conversation.store.task(task) else { throw UserFacingError("unknown task \(task)") }
         if json {
             var object: [String: Any] = ["task": cached.id, "host": conversation.host.name, "status": cached.status.rawValue,
