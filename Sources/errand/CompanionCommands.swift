@@ -103,7 +103,7 @@ final class TaskFollower: Sendable {
                                          "exitCode": cached.exitCode.map { Int($0) as Any } ?? NSNull(), "request": cached.request.summary]
             if let reason = cached.reason { object["reason"] = reason }
             if !done { object["waiting"] = "no result within \(timeout) s; follow it later with 'errand follow \(cached.id)'" }
-            Console.line(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            try Console.json(object, pretty: false)
         } else if done {
             if cached.output.last != UInt8(ascii: "\n") && !cached.output.isEmpty { Console.line("") }
             let exit = cached.exitCode.map { " (exit \($0))" } ?? ""
@@ -254,7 +254,7 @@ struct HistoryCommand: AsyncParsableCommand {
                  "truncated": task.truncated, "createdAt": task.createdAt, "position": task.position.map { $0 as Any } ?? NSNull()]
             }
             let object: [String: Any] = ["host": conversation.host.name, "synced": synced, "tasks": objects]
-            Console.line(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            try Console.json(object)
             return
         }
         guard !tasks.isEmpty else { Console.line("The conversation with \(conversation.host.name) is empty."); return }
@@ -289,7 +289,7 @@ struct ActionsCommand: AsyncParsableCommand {
         }
         if json {
             let objects = actions.map { ["name": $0.name, "description": $0.description] }
-            Console.line(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            try Console.json(objects)
         } else if actions.isEmpty {
             Console.line("\(conversation.host.name) offers no actions (executables in its actions folder).")
         } else {
@@ -314,7 +314,7 @@ struct StatusCommand: AsyncParsableCommand {
         if json {
             let object: [String: Any] = ["host": host.name, "relay": conversation.client.baseURL, "relayReachable": reachable,
                                          "hostLastHeardAt": host.lastHeardAt.map { $0 as Any } ?? NSNull(), "outbox": pending]
-            Console.line(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            try Console.json(object, pretty: false)
             return
         }
         Console.line("host:       \(host.name) (fingerprint \(host.fingerprint))")

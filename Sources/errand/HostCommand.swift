@@ -145,8 +145,7 @@ struct HostCommand: AsyncParsableCommand {
                     object["revokedAt"] = device.revokedAt ?? NSNull()
                     return object
                 }
-                let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
-                Console.line(String(decoding: data, as: UTF8.self))
+                try Console.json(objects)
                 return
             }
             guard !devices.isEmpty else {

@@ -64,7 +64,7 @@ extension HostCommand {
                      "status": entry.status, "exitCode": entry.exitCode.map { Int($0) as Any } ?? NSNull(),
                      "outputBytes": entry.outputBytes, "outputSHA256": entry.outputDigest]
                 }
-                Console.line(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                try Console.json(objects)
                 return
             }
             guard !entries.isEmpty else { Console.line("No tasks have run on this host yet."); return }

@@ -122,8 +122,7 @@ struct HostsCommand: AsyncParsableCommand {
                 ["name": host.name, "fingerprint": host.fingerprint, "relay": host.relayURL, "pairedAt": host.pairedAt,
                  "lastHeardAt": host.lastHeardAt ?? NSNull()]
             }
-            let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
-            Console.line(String(decoding: data, as: UTF8.self))
+            try Console.json(objects)
             return
         }
         guard !hosts.isEmpty else {

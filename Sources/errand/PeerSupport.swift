@@ -36,6 +36,12 @@ enum Console {
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 
+    /// A JSON value on one line (`pretty: false`, for scripts reading lines) or indented, keys sorted.
+    static func json(_ value: Any, pretty: Bool = true) throws {
+        let options: JSONSerialization.WritingOptions = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+        line(String(decoding: try JSONSerialization.data(withJSONObject: value, options: options), as: UTF8.self))
+    }
+
     /// `errand: warning: …` on standard error.
     static func warn(_ text: String) {
         FileHandle.standardError.write(Data("errand: warning: \(text)\n".utf8))
