@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ErrandCrypto", targets: ["ErrandCrypto"]),
         .library(name: "ErrandProtocol", targets: ["ErrandProtocol"]),
         .library(name: "ErrandQR", targets: ["ErrandQR"]),
+        .library(name: "ErrandTransparency", targets: ["ErrandTransparency"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -130,6 +131,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The transparency log's pure parts: RFC 9162 Merkle hashing and proofs, C2SP signed notes and checkpoints.
+        .target(name: "ErrandTransparency", dependencies: ["ErrandCrypto"], swiftSettings: swiftSettings),
+
         // What host and companion share: the state folder, SQLite state files, relay errors in words.
         .target(
             name: "ErrandPeer",
@@ -194,6 +198,7 @@ let package = Package(
         .target(name: "ErrandTestSupport", path: "Tests/ErrandTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "ErrandCryptoTests", dependencies: ["ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandProtocolTests", dependencies: ["ErrandProtocol", "ErrandCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ErrandTransparencyTests", dependencies: ["ErrandTransparency", "ErrandCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ErrandQRTests", dependencies: ["ErrandQR", "ErrandProtocol", "ErrandTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ErrandRelayTests",
