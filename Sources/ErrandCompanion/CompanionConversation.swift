@@ -52,11 +52,19 @@ public struct CompanionConversation: Sendable {
             do { page = try await client.fetch(owner: channel.signing, after: cursor) } catch {
                 throw PeerError(relay: error, relayURL: client.baseURL, doing: "fetch messages from \(host.name)")
             }
+            var handled: [EnvelopeID] = []
             for item in page.envelopes {
-                if let message = try? store.receive(item.envelope, from: host) { applied.append(message) }
+                do {
+                    if let message = try store.receive(item.envelope, from: host) { applied.append(message) }
+                    handled.append(item.envelope.id)
+                } catch is SessionError {
+                    handled.append(item.envelope.id)  // cannot be opened: drop it
+                } catch {
+                    // A local failure (the database): keep it at the relay for the next time.
+                }
             }
-            if !page.envelopes.isEmpty {
-                do { _ = try await client.acknowledge(page.envelopes.map(\.envelope.id), owner: channel.signing) } catch {
+            if !handled.isEmpty {
+                do { _ = try await client.acknowledge(handled, owner: channel.signing) } catch {
                     throw PeerError(relay: error, relayURL: client.baseURL, doing: "acknowledge messages from \(host.name)")
                 }
             }
@@ -86,8 +94,12 @@ public struct CompanionConversation: Sendable {
             for try await event in subscription.events {
                 switch event {
                 case .envelope(_, let envelope):
-                    if let message = try? store.receive(envelope, from: host) { onMessage(message) }
-                    try? await subscription.acknowledge([envelope.id])
+                    do {
+                        if let message = try store.receive(envelope, from: host) { onMessage(message) }
+                        try? await subscription.acknowledge([envelope.id])
+                    } catch is SessionError {
+                        try? await subscription.acknowledge([envelope.id])
+                    } catch {}
                     if (try? done()) == true { return true }
                 case .caughtUp:
                     _ = try? await flush()

@@ -75,9 +75,15 @@ extension CompanionStore {
         }
     }
 
-    /// The largest conversation position cached for `host`.
+    /// Where a sync should start: before the first task cached as not yet finished, else after the last one.
     public func lastPosition(for host: Int64) throws -> Int64 {
-        try queue.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(position) FROM task WHERE host_id = ?", arguments: [host]) ?? 0 }
+        try queue.read { db in
+            if let open = try Int64.fetchOne(db, sql: "SELECT MIN(position) FROM task WHERE host_id = ? AND position IS NOT NULL AND status IN ('queued', 'running')",
+                                               arguments: [host]) {
+                return open - 1
+            }
+            return try Int64.fetchOne(db, sql: "SELECT MAX(position) FROM task WHERE host_id = ?", arguments: [host]) ?? 0
+        }
     }
 
     /// The reply to a request (actions or history), once it is complete.
@@ -150,7 +156,7 @@ extension CompanionStore {
         case .history(let request, let entries, let complete):
             for entry in entries {
                 let json = String(decoding: try JSONEncoder().encode(entry.request), as: UTF8.self)
-                let existing = try Row.fetchOne(db, sql: "SELECT device FROM task WHERE id = ?", arguments: [entry.task])
+                let existing = try Row.fetchOne(db, sql: "SELECT status FROM task WHERE id = ? AND host_id = ?", arguments: [entry.task, host])
                 if existing == nil {
                     try db.execute(sql: """
                         INSERT INTO task (id, host_id, request, device, position, status, exit_code, output, truncated, created_at, updated_at)
@@ -158,9 +164,16 @@ extension CompanionStore {
                         """, arguments: [entry.task, host, json, entry.device, entry.position, entry.status.rawValue, entry.exitCode,
                                          Data(entry.output.utf8), entry.truncated, entry.createdAt, now])
                 } else {
-                    // This device's own task: keep its full output, take the host's position and status.
-                    try db.execute(sql: "UPDATE task SET position = ?, status = ?, exit_code = COALESCE(?, exit_code), updated_at = ? WHERE id = ?",
-                                   arguments: [entry.position, entry.status.rawValue, entry.exitCode, now, entry.task])
+                    // Known here: keep this device's full output and any final status already
+                    // received (a history snapshot may be older than the last event).
+                    let known = TaskStatus(rawValue: existing?[0] ?? "") ?? .queued
+                    let status = known.isFinal ? known : entry.status
+                    let output: Data? = known.isFinal ? nil : Data(entry.output.utf8)
+                    try db.execute(sql: """
+                        UPDATE task SET position = ?, status = ?, exit_code = COALESCE(exit_code, ?), updated_at = ?,
+                                        output = CASE WHEN device IS NOT NULL AND ? IS NOT NULL THEN ? ELSE output END
+                        WHERE id = ? AND host_id = ?
+                        """, arguments: [entry.position, status.rawValue, entry.exitCode, now, output, output, entry.task, host])
                 }
             }
             let previous = try String.fetchOne(db, sql: "SELECT body FROM reply WHERE request = ?", arguments: [request]).map { Int($0) ?? 0 } ?? 0

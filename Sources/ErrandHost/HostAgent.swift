@@ -32,9 +32,12 @@ public actor HostAgent {
     /// A stable id for the host's one conversation (handed to the agent command).
     public var conversationID: String { String(host.identity.mailbox.description.prefix(16)) }
 
-    /// Runs until the surrounding task is cancelled. Tasks still running then are stopped and
-    /// reported as interrupted at the next start.
+    /// Runs until the surrounding task is cancelled. Tasks still running then are stopped
+    /// (SIGTERM to their process groups, SIGKILL 2 s later) and reported as interrupted.
+    /// - Throws: ``PeerError`` when another agent already runs on this state folder.
     public func run() async throws {
+        let lock = try HostLock(directory: host.directory)
+        defer { lock.release() }
         for task in try host.store.interruptRunning(at: Self.now) {
             log("task \(task.id.prefix(8)) was interrupted by a stop of the host")
             await notify(task.deviceID, TaskEvent(task: task.id, status: .interrupted, reason: task.reason))
@@ -47,16 +50,17 @@ public actor HostAgent {
                 await self?.flushOutbox()
             }
         }
-        defer {
-            retry.cancel()
-            for process in running.values { process.cancel() }
-        }
         let subscription = client.subscribe(owner: host.identity.signing)
-        defer { subscription.cancel() }
         var failure: (any Error)?
         do { try await listen(subscription) } catch { failure = error }
-        // Stopping: post what is still queued (results of tasks that just ended) from a task that
-        // is not cancelled, for at most a few seconds.
+        subscription.cancel()
+        stopping = true
+        // Stopping, from tasks that are not cancelled: stop running tasks and let them report,
+        // then post what is still queued — a few seconds at most.
+        let finish = Task { await self.stopRunningTasks() }
+        await finish.value
+        retry.cancel()
+        _ = await retry.value
         let last = Task { await self.flushOutbox() }
         let limit = Task { try? await Task.sleep(for: .seconds(5)); last.cancel() }
         await last.value
@@ -64,12 +68,20 @@ public actor HostAgent {
         if let failure { throw failure }
     }
 
+    private var stopping = false
+
+    private func stopRunningTasks() async {
+        for process in running.values { process.stop(.hostStopping) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !running.isEmpty && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+    }
+
     private func listen(_ subscription: LiveSubscription) async throws {
         for try await event in subscription.events {
             switch event {
             case .envelope(_, let envelope):
-                await receive(envelope)
-                try? await subscription.acknowledge([envelope.id])
+                // Not acknowledged when it could not be processed (a database error): it comes again.
+                if await receive(envelope) { try? await subscription.acknowledge([envelope.id]) }
             case .caughtUp:
                 log("connected to \(client.baseURL); waiting for tasks")
             case .reconnecting(let error):
@@ -87,7 +99,10 @@ public actor HostAgent {
     }
 
     /// Processes one envelope (public for tests that drive the agent without a live connection).
-    public func receive(_ envelope: Envelope) async {
+    /// - Returns: whether it was dealt with for good (received, duplicate or refused), so that it
+    ///   may be acknowledged.
+    @discardableResult
+    public func receive(_ envelope: Envelope) async -> Bool {
         let recorded = Mutex<[FollowUp]>([])
         let outcome: HostInbox.Outcome
         do {
@@ -97,7 +112,7 @@ public actor HostAgent {
             }
         } catch {
             log("could not process envelope \(envelope.id.description.prefix(8)): \(error)")
-            return
+            return false
         }
         switch outcome {
         case .duplicate: log("envelope \(envelope.id.description.prefix(8)) was already processed; ignored")
@@ -113,6 +128,7 @@ public actor HostAgent {
             }
         }
         await startQueued()
+        return true
     }
 
     /// Inside the receive transaction: records a task (queued, or refused by policy).
@@ -132,7 +148,7 @@ public actor HostAgent {
                                               arguments: [request.task]) {
                     try HostStore.log(db, try HostStore.task(row), at: now)
                 }
-                log("refused task \(request.task.prefix(8)) from \(device.name): \(refusal)")
+                log("refused task \(request.task.prefix(8)) from \(device.name): \(Self.printable(refusal))")
                 return [.notify(device.id, TaskEvent(task: request.task, status: .refused, reason: refusal))]
             }
             guard try HostStore.insertTask(db, request, device: device.id, status: .queued, reason: nil, at: now) else { return [] }
@@ -170,9 +186,19 @@ public actor HostAgent {
     // MARK: Running
 
     private func startQueued() async {
-        guard let queued = try? host.store.queuedTasks() else { return }
+        guard !stopping, let queued = try? host.store.queuedTasks() else { return }
         for task in queued where running.count < configuration.concurrency {
-            guard running[task.id] == nil, (try? host.store.start(task.id, at: Self.now)) == true else { continue }
+            guard running[task.id] == nil else { continue }
+            // The device may have been revoked, or its policy narrowed, since the task was queued.
+            if let refusal = currentRefusal(of: task) {
+                let event = TaskEvent(task: task.id, status: .refused, reason: refusal)
+                try? host.store.finishAndNotify(task.id, status: .refused, exitCode: nil, output: [], truncated: false, reason: refusal,
+                                                at: Self.now, event: ConversationMessage.event(event).encoded())
+                log("refused queued task \(task.id.prefix(8)): \(Self.printable(refusal))")
+                await flushOutbox()
+                continue
+            }
+            guard (try? host.store.start(task.id, at: Self.now)) == true else { continue }
             do {
                 let process = try launch(task)
                 running[task.id] = process
@@ -181,10 +207,22 @@ public actor HostAgent {
                 Task { await self.follow(task, process) }
             } catch {
                 let reason = "could not start: \(error)"
-                try? host.store.finish(task.id, status: .failed, exitCode: nil, output: [], truncated: false, reason: reason, at: Self.now)
-                await notify(task.deviceID, TaskEvent(task: task.id, status: .failed, reason: reason))
+                let event = TaskEvent(task: task.id, status: .failed, reason: reason)
+                try? host.store.finishAndNotify(task.id, status: .failed, exitCode: nil, output: [], truncated: false, reason: reason,
+                                                at: Self.now, event: ConversationMessage.event(event).encoded())
+                await flushOutbox()
             }
         }
+    }
+
+    private func currentRefusal(of task: TaskRecord) -> String? {
+        guard let device = try? host.store.devices(includeRevoked: true).first(where: { $0.id == task.deviceID }), !device.isRevoked else {
+            return "the device was revoked before the task started"
+        }
+        guard let policy = try? host.store.policy(of: task.deviceID), policy.allows(task.request) else {
+            return "this device's policy no longer allows it"
+        }
+        return nil
     }
 
     private func launch(_ task: TaskRecord) throws -> TaskProcess {
@@ -206,13 +244,19 @@ public actor HostAgent {
             let substituted = configuration.agentCommand.map { part in
                 part.replacingOccurrences(of: "{conversation}", with: conversationID).replacingOccurrences(of: "{task}", with: task.id)
             }
-            executable = try Self.resolve(substituted[0], path: environment["PATH"]!)
+            guard let command = substituted.first else { throw PeerError("no agent command is configured") }
+            executable = try Self.resolve(command, path: environment["PATH"]!)
             arguments = Array(substituted.dropFirst())
             if configuration.agentInput == .argument {
                 if arguments.contains(where: { $0.contains("{text}") }) {
+                    // A text standing alone as an argument must not pass for one of the agent's options.
+                    if arguments.contains("{text}") && text.hasPrefix("-") {
+                        throw PeerError("the text starts with '-', which the agent would read as an option")
+                    }
                     arguments = arguments.map { $0.replacingOccurrences(of: "{text}", with: text) }
                 } else {
-                    arguments.append(text)
+                    // After "--", the text is an operand whatever it starts with.
+                    arguments += ["--", text]
                 }
             } else {
                 input = Array(text.utf8)
@@ -247,32 +291,45 @@ public actor HostAgent {
         var truncated = false
         for await event in process.events {
             switch event {
+            case .truncated:
+                truncated = true
             case .output(let chunk):
-                if chunk == TaskProcess.truncationMarker { truncated = true }
                 output += chunk
                 pending += chunk
-                if pending.count >= ConversationMessage.eventOutputLimit || ContinuousClock.now - lastFlush > .milliseconds(150) {
+                if pending.count >= Self.outputPieceLimit || ContinuousClock.now - lastFlush > .milliseconds(150) {
                     await sendOutput(task, &pending, &pendingOffset)
                     lastFlush = ContinuousClock.now
                 }
             case .finished(let status, let exitCode, let reason):
                 await sendOutput(task, &pending, &pendingOffset, final: true)
                 running[task.id] = nil
-                try? host.store.finish(task.id, status: status, exitCode: exitCode, output: output, truncated: truncated, reason: reason, at: Self.now)
-                await notify(task.deviceID, TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
-                                                     outputBytes: output.count, outputDigest: ByteEncoding.hex(SHA256.hash(output))))
+                // The result and the message carrying it are saved together: a crash cannot keep
+                // the result from the device.
+                let event = TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
+                                      outputBytes: output.count, outputDigest: ByteEncoding.hex(SHA256.hash(output)))
+                do {
+                    try host.store.finishAndNotify(task.id, status: status, exitCode: exitCode, output: output, truncated: truncated,
+                                                   reason: reason, at: Self.now, event: ConversationMessage.event(event).encoded())
+                } catch {
+                    log("could not record the end of task \(task.id.prefix(8)): \(error)")
+                }
+                await flushOutbox()
                 log("task \(task.id.prefix(8)) \(status.rawValue)\(exitCode.map { " (exit \($0))" } ?? "")")
                 await startQueued()
             }
         }
     }
 
+    /// Raw output bytes per event: even if every byte needed JSON's six-character escape, the
+    /// message stays inside one envelope.
+    static let outputPieceLimit = 8 * 1024
+
     /// Sends pending output in pieces cut at UTF-8 character boundaries (an incomplete character
     /// at the end waits for the next call unless `final`). Offsets count the bytes of the text
     /// sent, so the companion can tell a repeated piece from a new one.
     private func sendOutput(_ task: TaskRecord, _ pending: inout [UInt8], _ offset: inout Int, final: Bool = false) async {
         while !pending.isEmpty {
-            let length = Self.characterBoundary(in: pending, atMost: ConversationMessage.eventOutputLimit, final: final)
+            let length = Self.characterBoundary(in: pending, atMost: Self.outputPieceLimit, final: final)
             guard length > 0 else { return }
             let text = String(decoding: pending.prefix(length), as: UTF8.self)
             pending.removeFirst(length)
@@ -305,7 +362,7 @@ public actor HostAgent {
             await notify(record.deviceID, TaskEvent(task: task, status: .cancelled, reason: "cancelled before it started"))
         } else if let process = running[task] {
             log("cancelling task \(task.prefix(8))")
-            process.cancel()
+            process.stop(.cancelled)
         }
     }
 
@@ -316,25 +373,24 @@ public actor HostAgent {
     }
 
     private func sendHistory(to device: Int64, request: String, after: Int64) async {
-        guard let tasks = try? host.store.conversation(after: after) else { return }
-        let entries = tasks.map { task in
-            ConversationEntry(position: task.position, task: task.id, device: task.deviceName, request: task.request, status: task.status,
-                              exitCode: task.exitCode, output: String(decoding: task.output.prefix(ConversationMessage.historyOutputLimit), as: UTF8.self),
-                              truncated: task.truncated || task.output.count > ConversationMessage.historyOutputLimit,
-                              createdAt: task.createdAt, finishedAt: task.finishedAt)
-        }
-        // Several messages when the history is long; each stays well inside one envelope.
+        var position = after
         var batch: [ConversationEntry] = []
         var size = 0
-        for entry in entries {
-            let entrySize = entry.output.utf8.count + entry.request.summary.utf8.count + 400
-            if size + entrySize > 40_000, !batch.isEmpty {
-                await send(.history(request: request, entries: batch, complete: false), to: device)
-                batch = []
-                size = 0
+        while true {
+            guard let page = try? host.store.conversationSummaries(after: position, limit: 200, outputLimit: ConversationMessage.historyOutputLimit) else { return }
+            for entry in page {
+                // Measured as encoded: escaping can make text up to six times longer.
+                let entrySize = (try? JSONEncoder().encode(entry).count) ?? 60_000
+                if size + entrySize > 40_000, !batch.isEmpty {
+                    await send(.history(request: request, entries: batch, complete: false), to: device)
+                    batch = []
+                    size = 0
+                }
+                batch.append(entry)
+                size += entrySize
+                position = entry.position
             }
-            batch.append(entry)
-            size += entrySize
+            if page.count < 200 { break }
         }
         await send(.history(request: request, entries: batch, complete: true), to: device)
     }
@@ -378,4 +434,9 @@ public actor HostAgent {
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// A device-provided string made safe for one log line.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }).prefix(200))
+    }
 }

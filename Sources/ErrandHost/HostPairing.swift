@@ -23,6 +23,8 @@ public struct HostPairing: Sendable {
     public let relayURL: String
     /// How often the slot is checked for a request.
     public var pollInterval: Duration = .milliseconds(100)
+    /// Executors a newly paired device may use (`policy.default_executors`).
+    public var defaultExecutors: [Executor] = [.agent, .action]
 
     public init(host: HostSetup.Host, client: RelayClient, relayURL: String) {
         self.host = host
@@ -127,7 +129,7 @@ public struct HostPairing: Sendable {
             device = try host.store.addDevice(NewDevice(
                 name: request.deviceName, signingKey: request.companionSigningKey, agreementKey: request.companionAgreementKey,
                 transcriptHash: transcript.hash, inboundTokenHash: companionToken.hash, outboundToken: request.hostSendToken,
-                pairedAt: Int64(Date().timeIntervalSince1970)), session: ratchet)
+                pairedAt: Int64(Date().timeIntervalSince1970)), session: ratchet, executors: defaultExecutors)
         } catch {
             try? await client.removeSendToken(companionToken.hash, owner: host.identity.signing)
             throw PeerError("cannot save the new device: \(error)")

@@ -102,7 +102,10 @@ extension HostStore {
     /// Moves a queued task to running; false when it is no longer queued (cancelled meanwhile).
     public func start(_ id: String, at time: Int64) throws -> Bool {
         try queue.write { db in
-            try db.execute(sql: "UPDATE task SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", arguments: [time, id])
+            try db.execute(sql: """
+                UPDATE task SET status = 'running', started_at = ?
+                WHERE id = ? AND status = 'queued' AND device_id IN (SELECT id FROM device WHERE revoked_at IS NULL)
+                """, arguments: [time, id])
             return db.changesCount == 1
         }
     }
@@ -116,8 +119,10 @@ extension HostStore {
         }
     }
 
-    /// Records how a task ended and appends it to the execution log, in one transaction.
-    public func finish(_ id: String, status: TaskStatus, exitCode: Int32?, output: [UInt8], truncated: Bool, reason: String?, at time: Int64) throws {
+    /// Records how a task ended, appends it to the execution log and, when `event` is given,
+    /// seals it for the task's device into the outbox — all in one transaction.
+    public func finishAndNotify(_ id: String, status: TaskStatus, exitCode: Int32?, output: [UInt8], truncated: Bool, reason: String?,
+                                at time: Int64, event: [UInt8]?) throws {
         try queue.write { db in
             try db.execute(sql: """
                 UPDATE task SET status = ?, exit_code = ?, output = ?, truncated = ?, reason = ?, finished_at = ? WHERE id = ?
@@ -125,6 +130,7 @@ extension HostStore {
             guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.taskColumns) FROM task t JOIN device d ON d.id = t.device_id WHERE t.id = ?", arguments: [id]) else { return }
             let task = try Self.task(row)
             try Self.log(db, task, at: time)
+            if let event { _ = try Self.sealAndEnqueue(db, event, to: task.deviceID, at: time) }
         }
     }
 
@@ -159,6 +165,30 @@ extension HostStore {
         try queue.read { db in
             try Row.fetchAll(db, sql: "SELECT \(Self.taskColumns) FROM task t JOIN device d ON d.id = t.device_id WHERE t.position > ? ORDER BY t.position LIMIT ?",
                              arguments: [position, limit]).map(Self.task)
+        }
+    }
+
+    /// The conversation as devices read it: the first `outputLimit` bytes of output and of the
+    /// task text, without loading whole outputs.
+    public func conversationSummaries(after position: Int64, limit: Int, outputLimit: Int) throws -> [ConversationEntry] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT t.position, t.id, d.name, t.request, t.status, t.exit_code, substr(t.output, 1, ?), length(t.output), t.truncated,
+                       t.created_at, t.finished_at
+                FROM task t JOIN device d ON d.id = t.device_id WHERE t.position > ? ORDER BY t.position LIMIT ?
+                """, arguments: [outputLimit, position, limit]).map { row in
+                var request = try JSONDecoder().decode(TaskRequest.self, from: Data((row[3] as String).utf8))
+                if let text = request.text, text.utf8.count > outputLimit {
+                    request = TaskRequest(task: request.task, executor: request.executor, text: String(decoding: text.utf8.prefix(outputLimit), as: UTF8.self) + "…",
+                                          action: request.action, arguments: request.arguments)
+                }
+                let output: Data = row[6]
+                let fullLength: Int = row[7]
+                return ConversationEntry(position: row[0], task: row[1], device: row[2], request: request,
+                                         status: TaskStatus(rawValue: row[4]) ?? .failed, exitCode: row[5],
+                                         output: String(decoding: output, as: UTF8.self), truncated: row[8] || fullLength > outputLimit,
+                                         createdAt: row[9], finishedAt: row[10])
+            }
         }
     }
 
@@ -201,17 +231,19 @@ extension HostStore {
     /// Seals `payload` for a device and queues it, reading and saving the session in one write
     /// transaction. Returns nil when the device has no session (revoked).
     public func sealAndEnqueue(_ payload: [UInt8], to device: Int64, at time: Int64) throws -> Envelope? {
-        try queue.write { db in
-            guard let candidate = try Self.activeSessions(db).first(where: { $0.device.id == device }) else { return nil }
-            var session = candidate.session
-            let envelope = try session.seal(payload)
-            try session.ratchet.serialized.withWipedData { state in
-                try db.execute(sql: "UPDATE session SET ratchet = ? WHERE device_id = ?", arguments: [state, device])
-            }
-            try db.execute(sql: "INSERT INTO outbox (envelope_id, device_id, envelope, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [Data(envelope.id.bytes), device, Data(envelope.encoded), time])
-            return envelope
+        try queue.write { db in try Self.sealAndEnqueue(db, payload, to: device, at: time) }
+    }
+
+    static func sealAndEnqueue(_ db: Database, _ payload: [UInt8], to device: Int64, at time: Int64) throws -> Envelope? {
+        guard let candidate = try Self.activeSessions(db).first(where: { $0.device.id == device }) else { return nil }
+        var session = candidate.session
+        let envelope = try session.seal(payload)
+        try session.ratchet.serialized.withWipedData { state in
+            try db.execute(sql: "UPDATE session SET ratchet = ? WHERE device_id = ?", arguments: [state, device])
         }
+        try db.execute(sql: "INSERT INTO outbox (envelope_id, device_id, envelope, created_at) VALUES (?, ?, ?, ?)",
+                       arguments: [Data(envelope.id.bytes), device, Data(envelope.encoded), time])
+        return envelope
     }
 
     /// What waits to be posted: envelope, recipient mailbox and token, oldest first.

@@ -53,7 +53,6 @@ public struct DeviceSession: Sendable {
 /// The host's SQLite state (`host.sqlite`): settings, devices, sessions, received messages.
 public final class HostStore: Sendable {
     static let fileName = "host.sqlite"
-    static let defaultPolicy = "agent,action"
     let queue: DatabaseQueue
 
     /// Opens the store in `directory` (creating it, 0600).
@@ -200,7 +199,7 @@ public final class HostStore: Sendable {
 
     /// Registers a device and its first session state together; a name already in use gets a
     /// number ("phone-2").
-    public func addDevice(_ device: NewDevice, session: DoubleRatchet) throws -> Device {
+    public func addDevice(_ device: NewDevice, session: DoubleRatchet, executors: [Executor] = [.agent, .action]) throws -> Device {
         try queue.write { db in
             let name = try DeviceName.unique(device.name) { candidate in
                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM device WHERE name = ? AND revoked_at IS NULL)", arguments: [candidate]) == true
@@ -209,7 +208,8 @@ public final class HostStore: Sendable {
                 INSERT INTO device (name, signing_key, agreement_key, transcript_hash, inbound_token_hash, outbound_token, policy, paired_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [name, Data(device.signingKey.bytes), Data(device.agreementKey.bytes), Data(device.transcriptHash),
-                                 Data(device.inboundTokenHash.bytes), nil, Self.defaultPolicy, device.pairedAt])
+                                 Data(device.inboundTokenHash.bytes), nil, DevicePolicy(executors: Set(executors), actions: nil).executorsText,
+                                 device.pairedAt])
             try device.outboundToken.secret.withWipedData { token in
                 try db.execute(sql: "UPDATE device SET outbound_token = ? WHERE id = ?", arguments: [token, db.lastInsertedRowID])
             }
@@ -236,6 +236,9 @@ public final class HostStore: Sendable {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM session WHERE device_id = ?", arguments: [id])
             try db.execute(sql: "DELETE FROM outbox WHERE device_id = ?", arguments: [id])
+            // Queued tasks of a revoked device never run.
+            try db.execute(sql: "UPDATE task SET status = 'refused', reason = 'the device was revoked before the task started', finished_at = ? WHERE device_id = ? AND status = 'queued'",
+                           arguments: [time, id])
             try db.execute(sql: "UPDATE device SET revoked_at = COALESCE(revoked_at, ?), outbound_token = NULL WHERE id = ?", arguments: [time, id])
         }
     }

@@ -4,53 +4,59 @@ import Synchronization
 
 /// Runs one task's process: merged standard output and error streamed in chunks, a timeout,
 /// cancellation, and an output cap (the rest is dropped and a marker added).
+///
+/// The process runs in a process group of its own (see ``ChildProcess``). Stopping signals the
+/// whole group, and when the main process ends, whatever it left running in its group is killed
+/// after a short grace, so a background child can neither keep the task "running" nor outlive it.
 final class TaskProcess: Sendable {
     /// What the process reports while it runs.
     enum Event: Sendable {
         case output([UInt8])
+        /// The output passed the cap; nothing more is reported (the marker follows as output).
+        case truncated
         case finished(status: TaskStatus, exitCode: Int32?, reason: String?)
     }
 
+    /// Why a process was stopped.
+    enum StopCause: Sendable {
+        case timedOut, cancelled, hostStopping
+    }
+
     static let truncationMarker = Array("\n[errand: output truncated at the host's cap]\n".utf8)
+    /// How long a finished task's leftover children may keep running (and the output pipe open).
+    static let leftoverGrace: TimeInterval = 1
 
     let events: AsyncStream<Event>
-    private let process: Process
-    private let stopReason = StopReason()
+    /// The child's process group (negative pid, for kill).
+    private let group: pid_t
+    private let cause = StopCauseBox()
 
     /// Starts `executable` with `arguments`; `input` goes to standard input, then it is closed.
     init(executable: String, arguments: [String], input: [UInt8]?, environment: [String: String], workingDirectory: String,
          timeout: Duration, outputCap: Int) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
-        let output = Pipe()
-        let standardInput = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = standardInput
-        self.process = process
+        let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory)
+        self.group = -child.pid
         let (events, continuation) = AsyncStream<Event>.makeStream()
         self.events = events
-        let stopReason = self.stopReason
-        try process.run()
-        // Everything written to the pipe after this point belongs to the child only.
-        try? output.fileHandleForWriting.close()
+        let cause = self.cause
+        let group = self.group
         Thread.detachNewThread {
-            if let input, !input.isEmpty { try? standardInput.fileHandleForWriting.write(contentsOf: input) }
-            try? standardInput.fileHandleForWriting.close()
+            // SIGPIPE is ignored by the host, so a child that exits without reading is an error here, not a crash.
+            if let input, !input.isEmpty { try? child.input.write(contentsOf: input) }
+            try? child.input.close()
         }
         let timer = Task {
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled else { return }
-            TaskProcess.stop(process, reason: .timedOut, stopReason)
+            TaskProcess.stop(group: group, cause: .timedOut, cause)
         }
+        let output = child.output
+        let readerDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             var kept = 0
             var truncated = false
             while true {
-                let chunk = output.fileHandleForReading.availableData
+                let chunk = output.availableData
                 if chunk.isEmpty { break }
                 guard !truncated else { continue }
                 let room = outputCap - kept
@@ -61,39 +67,48 @@ final class TaskProcess: Sendable {
                     if room > 0 { continuation.yield(.output([UInt8](chunk.prefix(room)))) }
                     kept = outputCap
                     truncated = true
+                    continuation.yield(.truncated)
                     continuation.yield(.output(TaskProcess.truncationMarker))
                 }
             }
-            process.waitUntilExit()
+            readerDone.signal()
+        }
+        Thread.detachNewThread {
+            let termination = child.wait()
+            // Leftover children holding the pipe: give them a moment, then end them.
+            if readerDone.wait(timeout: .now() + TaskProcess.leftoverGrace) == .timedOut {
+                kill(group, SIGKILL)
+                readerDone.wait()
+            }
             timer.cancel()
-            let code = process.terminationStatus
-            let signalled = process.terminationReason == .uncaughtSignal
             let result: (TaskStatus, Int32?, String?)
-            switch stopReason.value.withLock({ $0 }) {
+            switch cause.value.withLock({ $0 }) {
             case .timedOut?: result = (.timedOut, nil, "stopped after the host's timeout")
             case .cancelled?: result = (.cancelled, nil, "cancelled from a device")
-            default:
-                if signalled { result = (.failed, nil, "ended by signal \(code)") }
-                else { result = (code == 0 ? .succeeded : .failed, code, nil) }
+            case .hostStopping?: result = (.interrupted, nil, "the host stopped while it ran")
+            case nil:
+                switch termination {
+                case .exited(let code): result = (code == 0 ? .succeeded : .failed, code, nil)
+                case .signalled(let signal): result = (.failed, nil, "ended by signal \(signal)")
+                }
             }
             continuation.yield(.finished(status: result.0, exitCode: result.1, reason: result.2))
             continuation.finish()
         }
     }
 
-    /// Stops the process and its children (SIGTERM, then SIGKILL after 2 s); reported as cancelled.
-    func cancel() { Self.stop(process, reason: .cancelled, stopReason) }
+    /// Stops the process and its group (SIGTERM, then SIGKILL after 2 s).
+    func stop(_ why: StopCause) { Self.stop(group: group, cause: why, cause) }
 
-    private static func stop(_ process: Process, reason: TaskStatus, _ stopReason: StopReason) {
-        let first = stopReason.value.withLock { current -> Bool in
+    private static func stop(group: pid_t, cause why: StopCause, _ cause: StopCauseBox) {
+        let first = cause.value.withLock { current -> Bool in
             guard current == nil else { return false }
-            current = reason
+            current = why
             return true
         }
-        guard first, process.isRunning else { return }
-        // The task runs in a process group of its own (Foundation starts it so): signal the whole
-        // group, so that children (a shell's commands) stop too and release the output pipe.
-        let group = -process.processIdentifier
+        guard first else { return }
+        // The group id stays reserved while any member lives, so signalling it is safe even
+        // after the main process has exited.
         kill(group, SIGTERM)
         Thread.detachNewThread {
             Thread.sleep(forTimeInterval: 2)
@@ -103,6 +118,6 @@ final class TaskProcess: Sendable {
 }
 
 /// Why a process was stopped, set once by whoever stops it first.
-final class StopReason: Sendable {
-    let value = Mutex<TaskStatus?>(nil)
+final class StopCauseBox: Sendable {
+    let value = Mutex<TaskProcess.StopCause?>(nil)
 }

@@ -155,7 +155,7 @@ struct SendCommand: AsyncParsableCommand {
         let delivered = try await reportingPeerErrors { try await conversation.send(request) }
         if !wait {
             if json {
-                Console.line(#"{"delivered":\#(delivered),"host":"\#(conversation.host.name)","status":"queued","task":"\#(id)"}"#)
+                try Console.json(["delivered": delivered, "host": conversation.host.name, "status": "queued", "task": id] as [String: Any], pretty: false)
             } else {
                 Console.line(id)
                 if !delivered { Console.warn("the relay cannot be reached; the task waits in this device's outbox and goes with the next command") }

@@ -19,6 +19,8 @@ struct Errand: AsyncParsableCommand {
     static func main() async {
         // Everything this process creates is private to its user (state files, images of codes).
         umask(0o077)
+        // A child that exits without reading its input must not end this process (the host agent).
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

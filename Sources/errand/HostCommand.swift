@@ -80,10 +80,12 @@ struct HostCommand: AsyncParsableCommand {
             }
             let device = try await reportingPeerErrors {
                 let host = try HostSetup.load(directory: peer.directory)
+                let configuration = try HostConfiguration.load(from: host.directory)
                 let relay = peer.relay ?? host.settings.relayURL
                 let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes)
-                return try await HostPairing(host: host, client: relayClient(relay), relayURL: relay)
-                    .run(lifetime: TimeInterval(timeout), presenter: presenter)
+                var pairing = HostPairing(host: host, client: relayClient(relay), relayURL: relay)
+                pairing.defaultExecutors = configuration.defaultExecutors
+                return try await pairing.run(lifetime: TimeInterval(timeout), presenter: presenter)
             }
             Console.line("Paired with “\(device.name)” (fingerprint \(device.fingerprint)).")
         }

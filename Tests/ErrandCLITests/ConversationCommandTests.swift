@@ -26,6 +26,8 @@ final class Journey: @unchecked Sendable {
         try write(host + "/actions/nap", "#!/bin/sh\n# description: Sleeps for a while\necho napping\nsleep \"${1:-30}\"\necho awake\n")
         try write(host + "/actions/chatty", "#!/bin/sh\n# description: Prints a lot\nhead -c 5000 /dev/zero | tr '\\0' x\necho\n")
         try write(host + "/actions/touch", "#!/bin/sh\n# description: Leaves a mark\ntouch \"$1\"\n")
+        try write(host + "/actions/background", "#!/bin/sh\n# description: Leaves a child running\nsleep 60 &\necho started\n")
+        try write(folder.path("args.sh"), "#!/bin/sh\nfor a in \"$@\"; do echo \"arg: $a\"; done\n")
         var settings = ["command": "[\"\(folder.path("agent.sh"))\"]"]
         settings.merge(config) { $1 }
         var text = try String(contentsOfFile: host + "/config.toml", encoding: .utf8)
@@ -117,6 +119,22 @@ struct ConversationCommandTests {
         #expect((entries?.last?["outputSHA256"] as? String)?.count == 64)
     }
 
+    @Test("Text as an argument cannot pass for an option; default executors apply to new devices")
+    func agentArguments() async throws {
+        let journey = try await Journey(config: ["input": "\"argument\"", "default_executors": "[\"action\"]"])
+        var text = try String(contentsOfFile: journey.host + "/config.toml", encoding: .utf8)
+        text = text.replacingOccurrences(of: journey.folder.path("agent.sh"), with: journey.folder.path("args.sh"))
+        try text.write(toFile: journey.host + "/config.toml", atomically: true, encoding: .utf8)
+        try await journey.startHost()
+        // The phone was paired under default_executors = ["action"]: no agent.
+        let refused = try await journey.sendAndWait(["--dangerously-skip-everything"])
+        #expect(refused["status"] as? String == "refused")
+        try await journey.expectSuccess(["host", "policy", "--home", journey.host, "phone", "--executors", "agent,action"])
+        let result = try await journey.sendAndWait(["--dangerously-skip-everything"])
+        #expect(result["status"] as? String == "succeeded")
+        #expect(result["output"] as? String == "arg: --\narg: --dangerously-skip-everything\n")
+    }
+
     @Test("Actions: listed with descriptions, run with arguments; unknown actions are refused")
     func actions() async throws {
         let journey = try await Journey()
@@ -160,6 +178,12 @@ struct ConversationCommandTests {
         #expect(slow["status"] as? String == "timedOut")
         #expect((slow["output"] as? String)?.contains("napping") == true)
 
+        // A child left running in the background neither keeps the task running nor outlives it.
+        let started = ContinuousClock.now
+        let background = try await journey.sendAndWait(["--action", "background"])
+        #expect(background["status"] as? String == "succeeded")
+        #expect(ContinuousClock.now - started < .seconds(2))
+
         let chatty = try await journey.sendAndWait(["--action", "chatty"])
         #expect(chatty["truncated"] as? Bool == true)
         let output = try #require(chatty["output"] as? String)
@@ -168,10 +192,13 @@ struct ConversationCommandTests {
         #expect(output.utf8.count < 1200)
     }
 
-    @Test("Host restarted mid-task: the running task is reported interrupted, the queued one still runs")
+    @Test("Host restarted mid-task: the running task is reported interrupted, the queued one still runs; one agent per folder")
     func restart() async throws {
         let journey = try await Journey(config: ["concurrency": "1"])
         try await journey.startHost()
+        let another = try await journey.errand(["host", "run", "--home", journey.host])
+        #expect(another.status == 1)
+        #expect(another.errorOutput.contains("already running"))
         let long = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "nap", "30"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let queued = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "greet", "a", "b"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         try await journey.hostAgent!.waitForOutput(containing: "queued task \(queued.prefix(8))")
