@@ -97,6 +97,7 @@ let package = Package(
         .target(
             name: "ErrandRelay",
             dependencies: [
+                "ErrandTransparency",
                 "ErrandProtocol", "ErrandCrypto",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -12,8 +12,64 @@ public enum MerkleHash {
     public static let empty: [UInt8] = SHA256.hash([])
 }
 
-/// A Merkle tree held in memory as its leaf hashes: roots and proofs for any size (RFC 9162
-/// §2.1.1, §2.1.3.1, §2.1.4.1). For logs too big for memory, compute from tiles instead.
+/// Roots and proofs of any tree from a function giving the hash of the subtree of `count` leaves
+/// starting at `start` (RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1). A store answers it from saved
+/// node hashes; ``MerkleTree`` from leaf hashes in memory.
+public struct MerkleProofBuilder {
+    let hash: (_ start: UInt64, _ count: UInt64) throws -> [UInt8]
+
+    public init(hash: @escaping (_ start: UInt64, _ count: UInt64) throws -> [UInt8]) { self.hash = hash }
+
+    /// MTH(D[0:size]).
+    public func root(size: UInt64) throws -> [UInt8] { size == 0 ? MerkleHash.empty : try hash(0, size) }
+
+    /// PATH(index, D[0:size]).
+    public func inclusionProof(index: UInt64, size: UInt64) throws -> [[UInt8]] {
+        precondition(index < size, "index out of range")
+        return try path(index, 0, size)
+    }
+
+    /// PROOF(size1, D[0:size2]).
+    public func consistencyProof(from size1: UInt64, to size2: UInt64) throws -> [[UInt8]] {
+        precondition(size1 <= size2, "sizes out of order")
+        guard size1 > 0, size1 < size2 else { return [] }
+        return try subproof(size1, 0, size2, true)
+    }
+
+    private func path(_ index: UInt64, _ start: UInt64, _ count: UInt64) throws -> [[UInt8]] {
+        guard count > 1 else { return [] }
+        let split = Self.largestPowerOfTwo(below: count)
+        if index < split { return try path(index, start, split) + [hash(start + split, count - split)] }
+        return try path(index - split, start + split, count - split) + [hash(start, split)]
+    }
+
+    private func subproof(_ m: UInt64, _ start: UInt64, _ count: UInt64, _ complete: Bool) throws -> [[UInt8]] {
+        if m == count { return complete ? [] : [try hash(start, count)] }
+        let split = Self.largestPowerOfTwo(below: count)
+        if m <= split { return try subproof(m, start, split, complete) + [hash(start + split, count - split)] }
+        return try subproof(m - split, start + split, count - split, false) + [hash(start, split)]
+    }
+
+    /// The largest power of two smaller than `n` (n ≥ 2).
+    public static func largestPowerOfTwo(below n: UInt64) -> UInt64 {
+        var k: UInt64 = 1
+        while k << 1 < n { k <<= 1 }
+        return k
+    }
+
+    /// The hash of any subtree from the hashes of complete, aligned subtrees (`node(level, index)`
+    /// is the subtree of 2^level leaves starting at index × 2^level).
+    public static func subtreeHash(start: UInt64, count: UInt64, node: (_ level: Int, _ index: UInt64) throws -> [UInt8]) throws -> [UInt8] {
+        if count & (count - 1) == 0 && start % count == 0 {
+            return try node(count.trailingZeroBitCount, start / count)
+        }
+        let split = largestPowerOfTwo(below: count)
+        return MerkleHash.node(try subtreeHash(start: start, count: split, node: node),
+                               try subtreeHash(start: start + split, count: count - split, node: node))
+    }
+}
+
+/// A Merkle tree held in memory as its leaf hashes.
 public struct MerkleTree: Sendable {
     public private(set) var leafHashes: [[UInt8]] = []
 
@@ -23,51 +79,34 @@ public struct MerkleTree: Sendable {
 
     public mutating func append(leafHash: [UInt8]) { leafHashes.append(leafHash) }
 
+    private var builder: MerkleProofBuilder {
+        let leaves = leafHashes
+        return MerkleProofBuilder { start, count in Self.hash(leaves, Int(start), Int(count)) }
+    }
+
     /// MTH(D[0:size]).
     public func root(size: Int? = nil) -> [UInt8] {
         let n = size ?? self.size
         precondition(n >= 0 && n <= self.size, "tree size out of range")
-        return n == 0 ? MerkleHash.empty : hash(0, n)
+        return try! builder.root(size: UInt64(n))
     }
 
     /// PATH(index, D[0:size]).
     public func inclusionProof(index: Int, size: Int) -> [[UInt8]] {
         precondition(index >= 0 && index < size && size <= self.size, "index or size out of range")
-        return path(index, 0, size)
+        return try! builder.inclusionProof(index: UInt64(index), size: UInt64(size))
     }
 
     /// PROOF(size1, D[0:size2]).
     public func consistencyProof(from size1: Int, to size2: Int) -> [[UInt8]] {
         precondition(size1 >= 0 && size1 <= size2 && size2 <= self.size, "sizes out of range")
-        guard size1 > 0, size1 < size2 else { return [] }
-        return subproof(size1, 0, size2, true)
+        return try! builder.consistencyProof(from: UInt64(size1), to: UInt64(size2))
     }
 
-    private func hash(_ start: Int, _ count: Int) -> [UInt8] {
-        if count == 1 { return leafHashes[start] }
-        let split = Self.largestPowerOfTwo(below: count)
-        return MerkleHash.node(hash(start, split), hash(start + split, count - split))
-    }
-
-    private func path(_ index: Int, _ start: Int, _ count: Int) -> [[UInt8]] {
-        guard count > 1 else { return [] }
-        let split = Self.largestPowerOfTwo(below: count)
-        if index < split { return path(index, start, split) + [hash(start + split, count - split)] }
-        return path(index - split, start + split, count - split) + [hash(start, split)]
-    }
-
-    private func subproof(_ m: Int, _ start: Int, _ count: Int, _ complete: Bool) -> [[UInt8]] {
-        if m == count { return complete ? [] : [hash(start, count)] }
-        let split = Self.largestPowerOfTwo(below: count)
-        if m <= split { return subproof(m, start, split, complete) + [hash(start + split, count - split)] }
-        return subproof(m - split, start + split, count - split, false) + [hash(start, split)]
-    }
-
-    /// The largest power of two smaller than `n` (n ≥ 2).
-    static func largestPowerOfTwo(below n: Int) -> Int {
-        var k = 1
-        while k << 1 < n { k <<= 1 }
-        return k
+    static func hash(_ leaves: [[UInt8]], _ start: Int, _ count: Int) -> [UInt8] {
+        if count == 1 { return leaves[start] }
+        let split = Int(MerkleProofBuilder.largestPowerOfTwo(below: UInt64(count)))
+        return MerkleHash.node(hash(leaves, start, split), hash(leaves, start + split, count - split))
     }
 }
 

@@ -12,7 +12,7 @@ struct ErrandRelayCommand: AsyncParsableCommand {
         discussion: "Settings come from built-in defaults, then --config FILE (TOML), then ERRAND_RELAY_* "
             + "environment variables, then flags. relay/errand-relay.toml documents every setting.",
         version: "0.1.0",
-        subcommands: [Serve.self, Invite.self]
+        subcommands: [Serve.self, Invite.self, VerifierKey.self, AuditCommand.self]
     )
 
     /// Prints failures as `errand-relay: error: …` and exits 1.
@@ -103,5 +103,41 @@ struct Invite: AsyncParsableCommand {
         let configuration = try common.resolve()
         let token = try await RelayRunner.invite(configuration: configuration)
         print(token)
+    }
+}
+
+struct VerifierKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vkey",
+        abstract: "Print the audit log's verifier key (name+hash+key); the key is created on first use.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        print(try RelayRunner.verifierKey(configuration: try common.resolve()))
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Check a relay's data folder: recompute the log, check the latest checkpoint, scan every stored body.",
+        discussion: "Exit status 0 only when nothing is wrong. Run it on a stopped relay or a copy of its folder.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try common.resolve()
+        let report = try RelayRunner.audit(configuration: configuration)
+        print("leaves: \(report.leaves) (\(report.leavesByEvent.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+        print("latest checkpoint: size \(report.checkpointSize)")
+        print("stored envelopes: \(report.envelopes) (\(report.envelopeBytes) bytes), all checked")
+        if report.passed {
+            print("audit passed")
+        } else {
+            for finding in report.findings { FileHandle.standardError.write(Data("errand-relay: finding: \(finding)\n".utf8)) }
+            FileHandle.standardError.write(Data("errand-relay: error: the audit found \(report.findings.count) problem(s)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

@@ -166,7 +166,8 @@ struct ConversationCommandTests {
 
     @Test("Cancel a long task; a task past the timeout is stopped; output past the cap is cut with a marker")
     func limits() async throws {
-        let journey = try await Journey(config: ["timeout_seconds": "2", "output_cap_bytes": "1024"])
+        // The timeout leaves the cancel below (on a loaded machine) time to arrive first.
+        let journey = try await Journey(config: ["timeout_seconds": "6", "output_cap_bytes": "1024"])
         try await journey.startHost()
         let sent = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "nap", "30"])
         let task = sent.output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -182,7 +183,7 @@ struct ConversationCommandTests {
         let started = ContinuousClock.now
         let background = try await journey.sendAndWait(["--action", "background"])
         #expect(background["status"] as? String == "succeeded")
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(5))
 
         let chatty = try await journey.sendAndWait(["--action", "chatty"])
         #expect(chatty["truncated"] as? Bool == true)

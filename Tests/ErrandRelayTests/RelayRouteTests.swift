@@ -165,7 +165,8 @@ struct RelayRouteTests {
 
     @Test("Rate limits answer 429 with Retry-After, per mailbox and per address")
     func rateLimits() async throws {
-        try await TestRelay.with({ $0.postsPerSecondPerMailbox = 1; $0.postBurstPerMailbox = 2 }) { relay in
+        // Slow refills (one token per 20 s), so a loaded machine cannot refill the bucket between posts.
+        try await TestRelay.with({ $0.postsPerSecondPerMailbox = 0.05; $0.postBurstPerMailbox = 2 }) { relay in
             let owner = try await Owner.register(on: relay)
             let url = "\(relay.url)/v1/mailboxes/\(owner.mailbox)/envelopes"
             let auth = [("Authorization", "Bearer \(owner.token.bearer)")]
@@ -181,7 +182,7 @@ struct RelayRouteTests {
             #expect(limited?.headers["retry-after"].flatMap(Int.init) ?? 0 >= 1)
             #expect(limited?.body.contains("rate_limited") == true)
         }
-        try await TestRelay.with({ $0.requestsPerSecondPerIP = 1; $0.requestBurstPerIP = 3 }) { relay in
+        try await TestRelay.with({ $0.requestsPerSecondPerIP = 0.05; $0.requestBurstPerIP = 3 }) { relay in
             var statuses: [Int] = []
             for _ in 0..<6 {
                 statuses.append(try await raw("GET", "\(relay.url)/v1/mailboxes/AAAAAAAAAAAAAAAAAAAAAA/send-tokens").status)

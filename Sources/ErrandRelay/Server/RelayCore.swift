@@ -17,8 +17,11 @@ final class RelayCore: Sendable {
     let mailboxLimiter: RateLimiter<MailboxSender>
     private let clock: @Sendable () -> Date
 
-    init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger,
+    let audit: AuditLog
+
+    init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger, audit: AuditLog,
          clock: @escaping @Sendable () -> Date = Date.init) {
+        self.audit = audit
         self.configuration = configuration
         self.store = store
         self.metrics = metrics

@@ -3,6 +3,7 @@ import ErrandProtocol
 import Foundation
 import Hummingbird
 public import Logging
+import ErrandTransparency
 
 /// Starts and administers a relay from a data folder: what the `errand-relay` commands do.
 public enum RelayRunner {
@@ -32,8 +33,30 @@ public enum RelayRunner {
     public static func serve(configuration: RelayConfiguration, logger: Logger,
                              onListening: @escaping @Sendable (Int) async -> Void) async throws {
         let store = try openStore(configuration)
-        let app = try RelayServer.buildApplication(configuration: configuration, store: store, logger: logger, onListening: onListening)
+        let signer: NoteSigner
+        do { signer = try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil) } catch {
+            throw RelayStartupError("cannot load or create the audit log key in \(configuration.dataDirectory): \(error)")
+        }
+        let app = try RelayServer.buildApplication(configuration: configuration, store: store, logger: logger, auditSigner: signer, onListening: onListening)
         try await app.runService()
+    }
+
+    /// The audit log's verifier key (`name+hash+key`), creating the key on first use.
+    public static func verifierKey(configuration: RelayConfiguration) throws -> String {
+        _ = try openStore(configuration)
+        do { return try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil).verifier.description } catch {
+            throw RelayStartupError("cannot load or create the audit log key in \(configuration.dataDirectory): \(error)")
+        }
+    }
+
+    /// The operator's audit of the data folder (see ``RelayAuditor``).
+    public static func audit(configuration: RelayConfiguration) throws -> AuditReport {
+        let store = try openStore(configuration)
+        let signer: NoteSigner
+        do { signer = try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil) } catch {
+            throw RelayStartupError("cannot load the audit log key in \(configuration.dataDirectory): \(error)")
+        }
+        return try RelayAuditor.audit(store: store, verifier: signer.verifier)
     }
 
     /// Creates a registration token valid for `configuration.inviteTTL` and returns it (the store keeps only its hash).

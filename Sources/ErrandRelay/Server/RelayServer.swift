@@ -1,3 +1,5 @@
+import ErrandCrypto
+public import ErrandTransparency
 public import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -17,9 +19,13 @@ public enum RelayServer {
         configuration: RelayConfiguration,
         store: any RelayStore,
         logger: Logger,
+        auditSigner: NoteSigner? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
-        let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger)
+        // Without a signer (tests), the log signs with a key that lives as long as the process.
+        let signer = try auditSigner ?? NoteSigner(name: "errand-relay/ephemeral", secretKey: Ed25519.SecretKey())
+        let audit = AuditLog(store: store, signer: signer)
+        let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger, audit: audit)
         let router = makeRouter(core: core)
         let webSocketRouter = Router(context: RelayRequestContext.self)
         LiveRoute(core: core).register(on: webSocketRouter)
@@ -53,6 +59,7 @@ public enum RelayServer {
                 backlog: 1024,
                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maximumConnections)),
             services: [StoreCloser(store: store, logger: logger),
+                       AuditIntegrationService(log: audit, interval: .milliseconds(250), logger: logger),
                        ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds))),
                        WriteWatchdogService(watchdog: core.watchdog, core: core)],
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
@@ -67,6 +74,7 @@ public enum RelayServer {
         MailboxRoutes(core: core).register(on: router)
         EnvelopeRoutes(core: core).register(on: router)
         PairingRoutes(core: core).register(on: router)
+        AuditRoutes(core: core).register(on: router)
         return router
     }
 

@@ -53,6 +53,23 @@ public protocol RelayStore: Sendable {
     /// Deletes envelopes, pairing slots, nonces and invites past their time.
     func expire(now: Int64) async throws -> ExpiryReport
 
+    // MARK: Audit log
+
+    /// Number of leaves appended to the audit log (each envelope event appends one, in the
+    /// event's own transaction).
+    func auditLeafCount() async throws -> Int64
+    /// The leaves with indices `start ..< start + count` (fewer at the end).
+    func auditLeaves(from start: Int64, count: Int) async throws -> [[UInt8]]
+    /// Hashes of complete subtrees: `level` 0 holds leaf hashes; node `index` at `level` covers
+    /// leaves `index × 2^level ..< (index + 1) × 2^level`. Missing nodes are left out.
+    func auditNodes(_ coordinates: [AuditNodeID]) async throws -> [AuditNodeID: [UInt8]]
+    /// Saves new node hashes and the signed checkpoint that covers them, together.
+    func saveAuditIntegration(nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws
+    /// The latest signed checkpoint.
+    func latestAuditCheckpoint() async throws -> AuditCheckpoint?
+    /// The index of the leaf with this leaf hash, if it is integrated.
+    func auditLeafIndex(leafHash: [UInt8]) async throws -> Int64?
+
     // MARK: Pairing slots
 
     /// Opens a pairing slot for `owner`; `false` if a slot with that id exists.
@@ -89,6 +106,26 @@ public enum MailboxCreation: Sendable, Equatable {
 }
 
 /// An envelope accepted from a sender, about to be stored.
+/// A complete subtree of the audit log's tree.
+public struct AuditNodeID: Hashable, Sendable {
+    public let level: Int
+    public let index: Int64
+    public init(level: Int, index: Int64) {
+        self.level = level
+        self.index = index
+    }
+}
+
+/// A signed checkpoint of the audit log, as a C2SP signed note.
+public struct AuditCheckpoint: Sendable, Equatable {
+    public let size: Int64
+    public let note: String
+    public init(size: Int64, note: String) {
+        self.size = size
+        self.note = note
+    }
+}
+
 public struct IncomingEnvelope: Sendable {
     public let mailbox: MailboxID
     public let id: EnvelopeID

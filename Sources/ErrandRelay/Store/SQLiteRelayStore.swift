@@ -104,7 +104,35 @@ public final class SQLiteRelayStore: RelayStore {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v2: audit log") { db in
+            try db.execute(sql: """
+                ALTER TABLE envelope ADD COLUMN digest BLOB;
+                CREATE TABLE audit_leaf (
+                    idx INTEGER PRIMARY KEY,
+                    leaf BLOB NOT NULL
+                );
+                CREATE TABLE audit_node (
+                    level INTEGER NOT NULL,
+                    idx INTEGER NOT NULL,
+                    hash BLOB NOT NULL,
+                    PRIMARY KEY (level, idx)
+                ) WITHOUT ROWID;
+                CREATE INDEX audit_leaf_hash ON audit_node (hash) WHERE level = 0;
+                CREATE TABLE audit_checkpoint (
+                    size INTEGER PRIMARY KEY,
+                    note TEXT NOT NULL
+                );
+                """)
+        }
         return migrator
+    }
+
+    /// Appends the leaf of an envelope event (inside the event's transaction). Leaf index =
+    /// rowid − 1: rows are never deleted, so indices are dense and assigned in commit order.
+    private static func appendLeaf(_ db: Database, _ event: AuditLeaf.Event, mailbox: [UInt8], envelopeID: [UInt8], digest: [UInt8], time: Int64) throws {
+        guard let mailboxID = try? MailboxID(bytes: mailbox), let id = try? EnvelopeID(bytes: envelopeID) else { return }
+        let leaf = AuditLeaf(event: event, mailbox: mailboxID, envelopeID: id, envelopeDigest: digest, time: time)
+        try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES (?)").execute(arguments: [Data(leaf.bytes)])
     }
 
     // MARK: Registration
@@ -220,9 +248,12 @@ public final class SQLiteRelayStore: RelayStore {
             let bytes: Int = usage["envelope_bytes"]
             if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
             if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
-            try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-                .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt])
-            return .stored(sequence: db.lastInsertedRowID)
+            let digest = SHA256.hash(envelope.encoded)
+            try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
+                .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt, Data(digest)])
+            let sequence = db.lastInsertedRowID
+            try Self.appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt)
+            return .stored(sequence: sequence)
         }
     }
 
@@ -240,12 +271,17 @@ public final class SQLiteRelayStore: RelayStore {
 
     public func acknowledge(_ ids: [EnvelopeID], in mailbox: MailboxID) async throws -> Int {
         guard !ids.isEmpty else { return 0 }
+        let now = Int64(Date().timeIntervalSince1970)
         return try await writer.write { db in
             var deleted = 0
+            let find = try db.cachedStatement(sql: "SELECT digest, body FROM envelope WHERE mailbox = ? AND envelope_id = ?")
             let statement = try db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id = ?")
             for id in ids {
+                guard let row = try Row.fetchOne(find, arguments: [Data(mailbox.bytes), Data(id.bytes)]) else { continue }
+                let digest = (row[0] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[1] as Data))
                 try statement.execute(arguments: [Data(mailbox.bytes), Data(id.bytes)])
                 deleted += db.changesCount
+                try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now)
             }
             return deleted
         }
@@ -254,8 +290,13 @@ public final class SQLiteRelayStore: RelayStore {
     public func expire(now: Int64) async throws -> ExpiryReport {
         try await writer.write { db in
             var report = ExpiryReport()
+            let expiring = try Row.fetchAll(db, sql: "SELECT mailbox, envelope_id, digest, body FROM envelope WHERE expires_at <= ? ORDER BY seq", arguments: [now])
             try db.execute(sql: "DELETE FROM envelope WHERE expires_at <= ?", arguments: [now])
             report.envelopes = db.changesCount
+            for row in expiring {
+                let digest = (row[2] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[3] as Data))
+                try Self.appendLeaf(db, .expired, mailbox: [UInt8](row[0] as Data), envelopeID: [UInt8](row[1] as Data), digest: digest, time: now)
+            }
             try db.execute(sql: "DELETE FROM pairing_slot WHERE expires_at <= ?", arguments: [now])
             report.slots = db.changesCount
             try db.execute(sql: "DELETE FROM request_nonce WHERE expires_at <= ?", arguments: [now])
@@ -263,6 +304,70 @@ public final class SQLiteRelayStore: RelayStore {
             try db.execute(sql: "DELETE FROM invite WHERE expires_at <= ?", arguments: [now])
             report.invites = db.changesCount
             return report
+        }
+    }
+
+    // MARK: Audit log
+
+    public func auditLeafCount() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), 0) FROM audit_leaf") ?? 0 }
+    }
+
+    public func auditLeaves(from start: Int64, count: Int) async throws -> [[UInt8]] {
+        try await pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx",
+                              arguments: [start, start + Int64(count)]).map { [UInt8]($0) }
+        }
+    }
+
+    public func auditNodes(_ coordinates: [AuditNodeID]) async throws -> [AuditNodeID: [UInt8]] {
+        try await pool.read { db in
+            var found: [AuditNodeID: [UInt8]] = [:]
+            let statement = try db.cachedStatement(sql: "SELECT hash FROM audit_node WHERE level = ? AND idx = ?")
+            for coordinate in Set(coordinates) {
+                if let hash = try Data.fetchOne(statement, arguments: [coordinate.level, coordinate.index]) { found[coordinate] = [UInt8](hash) }
+            }
+            return found
+        }
+    }
+
+    public func saveAuditIntegration(nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws {
+        try await writer.write { db in
+            let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES (?, ?, ?)")
+            for (coordinate, hash) in nodes { try statement.execute(arguments: [coordinate.level, coordinate.index, Data(hash)]) }
+            try db.execute(sql: "INSERT OR REPLACE INTO audit_checkpoint (size, note) VALUES (?, ?)", arguments: [checkpoint.size, checkpoint.note])
+        }
+    }
+
+    public func latestAuditCheckpoint() async throws -> AuditCheckpoint? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
+        }
+    }
+
+    public func auditLeafIndex(leafHash: [UInt8]) async throws -> Int64? {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT idx FROM audit_node WHERE level = 0 AND hash = ?", arguments: [Data(leafHash)]) }
+    }
+
+    /// Everything the operator's audit reads, from one consistent snapshot.
+    struct AuditSnapshot {
+        var leaves: [[UInt8]] = []
+        var leafNodes: [(Int, [UInt8])] = []
+        var checkpoint: AuditCheckpoint?
+        var envelopes: [(sequence: Int64, id: [UInt8], body: [UInt8])] = []
+    }
+
+    func auditSnapshot() throws -> AuditSnapshot {
+        try pool.read { db in
+            var snapshot = AuditSnapshot()
+            snapshot.leaves = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf ORDER BY idx").map { [UInt8]($0) }
+            snapshot.leafNodes = try Row.fetchAll(db, sql: "SELECT idx, hash FROM audit_node WHERE level = 0 ORDER BY idx").map { (Int($0[0] as Int64), [UInt8]($0[1] as Data)) }
+            snapshot.checkpoint = try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
+            let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope ORDER BY seq")
+            while let row = try rows.next() {
+                snapshot.envelopes.append((row[0], [UInt8](row[1] as Data), [UInt8](row[2] as Data)))
+            }
+            return snapshot
         }
     }
 

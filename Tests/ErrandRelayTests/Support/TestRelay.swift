@@ -85,6 +85,8 @@ struct RawResponse {
     let status: Int
     let headers: [String: String]
     let body: String
+    /// The body as bytes (binary answers: tiles, envelopes).
+    let bytes: [UInt8]
 }
 
 func raw(_ method: String, _ url: String, headers: [(String, String)] = [], body: [UInt8] = []) async throws -> RawResponse {
@@ -96,7 +98,7 @@ func raw(_ method: String, _ url: String, headers: [(String, String)] = [], body
     let bytes = try await response.body.collect(upTo: 1 << 20)
     var fields: [String: String] = [:]
     for header in response.headers { fields[header.name.lowercased()] = header.value }
-    return RawResponse(status: Int(response.status.code), headers: fields, body: String(buffer: bytes))
+    return RawResponse(status: Int(response.status.code), headers: fields, body: String(buffer: bytes), bytes: Array(bytes.readableBytesView))
 }
 
 /// Signed headers for a raw request.

@@ -1,0 +1,139 @@
+import ErrandCrypto
+public import ErrandTransparency
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The relay's transparency log: integrates the leaves that envelope events append (in batches,
+/// off the posting path), keeps the hashes of complete subtrees, and signs a C2SP checkpoint
+/// for each new size with the relay's log key.
+public actor AuditLog {
+    /// File in the data folder holding the log's Ed25519 seed (created on first start, 0600).
+    public static let keyFileName = "audit.key"
+    /// Leaves integrated per batch at most.
+    static let batchSize = 16_384
+
+    let store: any RelayStore
+    public let signer: NoteSigner
+
+    public init(store: any RelayStore, signer: NoteSigner) {
+        self.store = store
+        self.signer = signer
+    }
+
+    /// The log's signer from `dataDirectory/audit.key`, creating the key on first use. The origin
+    /// (and key name) is `origin`, or `errand-relay/<16 hex digits of the key's hash>`.
+    public static func loadSigner(dataDirectory: String, origin: String?) throws -> NoteSigner {
+        let path = (dataDirectory as NSString).appendingPathComponent(keyFileName)
+        let key: Ed25519.SecretKey
+        if FileManager.default.fileExists(atPath: path) {
+            key = try Ed25519.SecretKey(seed: SecretKeyFile.read(.ed25519Seed, from: path))
+        } else {
+            key = Ed25519.SecretKey()
+            try SecretKeyFile.write(key.seed, kind: .ed25519Seed, to: path)
+        }
+        let name = origin ?? "errand-relay/" + ByteEncoding.hex(Array(SHA256.hash(key.publicKey.bytes).prefix(8)))
+        return try NoteSigner(name: name, secretKey: key)
+    }
+
+    /// Integrates what was appended since the last checkpoint and signs a new one.
+    /// - Returns: the new size (unchanged when nothing was appended).
+    @discardableResult
+    public func integrate() async throws -> Int64 {
+        let latest = try await store.latestAuditCheckpoint()
+        let size = latest?.size ?? 0
+        let total = try await store.auditLeafCount()
+        guard total > size || latest == nil else { return size }
+        let leaves = try await store.auditLeaves(from: size, count: Self.batchSize)
+        var nodes: [AuditNodeID: [UInt8]] = [:]
+        for (offset, leaf) in leaves.enumerated() {
+            var index = size + Int64(offset)
+            var hash = MerkleHash.leaf(leaf)
+            nodes[AuditNodeID(level: 0, index: index)] = hash
+            // Each odd index completes a pair: climb while it does.
+            var level = 0
+            while index & 1 == 1 {
+                let sibling = AuditNodeID(level: level, index: index - 1)
+                let left: [UInt8]
+                if let cached = nodes[sibling] { left = cached } else {
+                    guard let stored = try await store.auditNodes([sibling])[sibling] else {
+                        throw AuditLogError("the audit log is missing node \(sibling.level)/\(sibling.index)")
+                    }
+                    left = stored
+                }
+                hash = MerkleHash.node(left, hash)
+                level += 1
+                index >>= 1
+                nodes[AuditNodeID(level: level, index: index)] = hash
+            }
+        }
+        let newSize = size + Int64(leaves.count)
+        let root = try await root(size: newSize, extra: nodes)
+        let checkpoint = Checkpoint(origin: signer.verifier.name, size: UInt64(newSize), rootHash: root)
+        let note = try SignedNote.sign(checkpoint.text, with: [signer])
+        try await store.saveAuditIntegration(nodes: nodes, checkpoint: AuditCheckpoint(size: newSize, note: note.encoded))
+        return newSize
+    }
+
+    /// MTH of the first `size` leaves from stored nodes (plus `extra` not yet saved).
+    func root(size: Int64, extra: [AuditNodeID: [UInt8]] = [:]) async throws -> [UInt8] {
+        try await withNodes(extra: extra) { builder in try builder.root(size: UInt64(size)) }
+    }
+
+    /// PATH(index, size).
+    public func inclusionProof(index: Int64, size: Int64) async throws -> [[UInt8]] {
+        try await withNodes { builder in try builder.inclusionProof(index: UInt64(index), size: UInt64(size)) }
+    }
+
+    /// PROOF(size1, size2).
+    public func consistencyProof(from size1: Int64, to size2: Int64) async throws -> [[UInt8]] {
+        try await withNodes { builder in try builder.consistencyProof(from: UInt64(size1), to: UInt64(size2)) }
+    }
+
+    /// Runs `body` twice: first to learn which complete-subtree nodes it needs (the shape of the
+    /// recursion does not depend on hash values), then with those nodes fetched in one query.
+    private func withNodes<T>(extra: [AuditNodeID: [UInt8]] = [:], _ body: (MerkleProofBuilder) throws -> T) async throws -> T {
+        var wanted: [AuditNodeID] = []
+        let recorder = MerkleProofBuilder { start, count in
+            try MerkleProofBuilder.subtreeHash(start: start, count: count) { level, index in
+                wanted.append(AuditNodeID(level: level, index: Int64(index)))
+                return [UInt8](repeating: 0, count: 32)
+            }
+        }
+        _ = try body(recorder)
+        var nodes = try await store.auditNodes(wanted.filter { extra[$0] == nil })
+        nodes.merge(extra) { $1 }
+        let builder = MerkleProofBuilder { start, count in
+            try MerkleProofBuilder.subtreeHash(start: start, count: count) { level, index in
+                guard let hash = nodes[AuditNodeID(level: level, index: Int64(index))] else {
+                    throw AuditLogError("the audit log has not integrated node \(level)/\(index) yet")
+                }
+                return hash
+            }
+        }
+        return try body(builder)
+    }
+}
+
+/// Integrates the audit log every `interval` while the relay runs (and once more at shutdown).
+struct AuditIntegrationService: Service {
+    let log: AuditLog
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await log.integrate() } catch {
+                logger.error("audit log integration failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+        _ = try? await log.integrate()
+    }
+}
+
+/// The audit log is inconsistent or incomplete.
+public struct AuditLogError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
