@@ -173,7 +173,7 @@ extension HostStore {
     public func conversationSummaries(after position: Int64, limit: Int, outputLimit: Int) throws -> [ConversationEntry] {
         try queue.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT t.position, t.id, d.name, t.request, t.status, t.exit_code, substr(t.output, 1, ?), length(t.output), t.truncated,
+                SELECT t.position, t.id, d.name, t.request, t.status, t.exit_code, COALESCE(substr(t.output, 1, ?), x''), length(t.output), t.truncated,
                        t.created_at, t.finished_at
                 FROM task t JOIN device d ON d.id = t.device_id WHERE t.position > ? ORDER BY t.position LIMIT ?
                 """, arguments: [outputLimit, position, limit]).map { row in
@@ -182,8 +182,8 @@ extension HostStore {
                     request = TaskRequest(task: request.task, executor: request.executor, text: String(decoding: text.utf8.prefix(outputLimit), as: UTF8.self) + "…",
                                           action: request.action, arguments: request.arguments)
                 }
-                let output: Data = row[6]
-                let fullLength: Int = row[7]
+                let output: Data = row[6] ?? Data()
+                let fullLength: Int = row[7] ?? 0
                 return ConversationEntry(position: row[0], task: row[1], device: row[2], request: request,
                                          status: TaskStatus(rawValue: row[4]) ?? .failed, exitCode: row[5],
                                          output: String(decoding: output, as: UTF8.self), truncated: row[8] || fullLength > outputLimit,

@@ -162,6 +162,11 @@ struct ConversationCommandTests {
         let allowed = try await journey.sendAndWait(["--shell", "touch \(mark) && echo made"])
         #expect(allowed["status"] as? String == "succeeded")
         #expect(FileManager.default.fileExists(atPath: mark))
+        // The conversation shows both, the refused one with no output.
+        let history = try await journey.expectSuccess(["history", "--home", journey.phone, "--json"])
+        let tasks = (try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [String: Any])?["tasks"] as? [[String: Any]]
+        #expect(tasks?.map { $0["status"] as? String } == ["refused", "succeeded"])
+        #expect((try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [String: Any])?["synced"] as? Bool == true)
     }
 
     @Test("Cancel a long task; a task past the timeout is stopped; output past the cap is cut with a marker")
