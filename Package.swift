@@ -139,7 +139,7 @@ let package = Package(
         .target(
             name: "ErrandPeer",
             dependencies: [
-                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient",
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandTransparency",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -168,7 +168,7 @@ let package = Package(
         .executableTarget(
             name: "errand",
             dependencies: [
-                "ErrandCrypto", "ErrandProtocol", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandRelayClient",
+                "ErrandCrypto", "ErrandProtocol", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandRelayClient", "ErrandTransparency",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,4 @@
+import ErrandCrypto
 public import ErrandPeer
 public import ErrandProtocol
 public import ErrandRelayClient
@@ -67,6 +68,7 @@ public struct CompanionConversation: Sendable {
                 do { _ = try await client.acknowledge(handled, owner: channel.signing) } catch {
                     throw PeerError(relay: error, relayURL: client.baseURL, doing: "acknowledge messages from \(host.name)")
                 }
+                recordDelivered(page.envelopes.map(\.envelope).filter { handled.contains($0.id) }, channel: channel)
             }
             guard page.more, let last = page.envelopes.last else { break }
             cursor = last.sequence
@@ -96,7 +98,7 @@ public struct CompanionConversation: Sendable {
                 case .envelope(_, let envelope):
                     do {
                         if let message = try store.receive(envelope, from: host) { onMessage(message) }
-                        try? await subscription.acknowledge([envelope.id])
+                        if (try? await subscription.acknowledge([envelope.id])) != nil { recordDelivered([envelope], channel: channel) }
                     } catch is SessionError {
                         try? await subscription.acknowledge([envelope.id])
                     } catch {}
@@ -113,6 +115,13 @@ public struct CompanionConversation: Sendable {
             throw PeerError(relay: error, relayURL: client.baseURL, doing: "listen for messages from \(host.name)")
         } catch {}
         return (try? done()) == true
+    }
+
+    /// Remembers acknowledged envelopes as delivered events to find in the relay's log.
+    private func recordDelivered(_ envelopes: [Envelope], channel: HostChannel) {
+        let mailbox = MailboxID(owner: channel.signing.publicKey)
+        let now = Int64(Date().timeIntervalSince1970)
+        for envelope in envelopes { try? store.recordAudit(envelope, mailbox: mailbox, event: .delivered, host: host.id, at: now) }
     }
 
     static func describe(_ error: any Error, doing action: String) -> PeerError {

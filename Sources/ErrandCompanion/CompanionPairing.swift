@@ -185,6 +185,7 @@ public struct CompanionMessenger: Sendable {
         for envelope in pending {
             do {
                 _ = try await client.post(envelope, to: channel.host.mailbox, token: channel.sendToken)
+                try? store.recordAudit(envelope, mailbox: channel.host.mailbox, event: .stored, host: channel.host.id, at: Int64(Date().timeIntervalSince1970))
             } catch {
                 if error.isTransient { return false }
                 if error.code == .forbidden || error.code == .unauthenticated {

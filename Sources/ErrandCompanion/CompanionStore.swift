@@ -125,6 +125,24 @@ public final class CompanionStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v3: audit records and checkpoints") { db in
+            try db.execute(sql: """
+                CREATE TABLE audit_record (
+                    envelope_id BLOB NOT NULL,
+                    event INTEGER NOT NULL,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    mailbox BLOB NOT NULL,
+                    digest BLOB NOT NULL,
+                    time INTEGER NOT NULL,
+                    leaf_index INTEGER,
+                    PRIMARY KEY (envelope_id, event)
+                );
+                CREATE TABLE audit_checkpoint (
+                    host_id INTEGER PRIMARY KEY REFERENCES host(id) ON DELETE CASCADE,
+                    note TEXT NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 

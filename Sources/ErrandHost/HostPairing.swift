@@ -35,11 +35,14 @@ public struct HostPairing: Sendable {
     /// Runs one pairing; returns the registered device.
     /// - Throws: ``PeerError`` for every way pairing can fail; nothing stays registered then.
     public func run(lifetime: TimeInterval, presenter: some HostPairingPresenter) async throws(PeerError) -> Device {
+        // The relay's audit-log key travels in the code, so the device pins it from the start
+        // (a relay without a log is still usable: the code then carries none).
+        let auditKey = try? await client.auditVerifierKey()
         let offer: PairingOffer
         do {
             offer = try PairingOffer.make(relayURL: relayURL, hostSigningKey: host.identity.signing.publicKey,
                                           hostAgreementKey: host.identity.agreement.publicKey, hostName: host.settings.name,
-                                          lifetime: lifetime)
+                                          auditVerifierKey: auditKey, lifetime: lifetime)
         } catch { throw PeerError(error.message, hint: error.hint) }
         do {
             try await client.openPairingSlot(offer.slotID, owner: host.identity.signing, ttl: Int64(lifetime.rounded(.up)))

@@ -46,6 +46,49 @@ public struct RelayClient: Sendable {
         (try? await send(.GET, "/healthz", retry: false).status) == 200
     }
 
+    // MARK: Audit log (public reads)
+
+    /// The relay's audit-log verifier key (`name+hash+key`).
+    public func auditVerifierKey() async throws(RelayClientError) -> String {
+        String(decoding: try await send(.GET, "/v1/log/key").body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The latest signed checkpoint (a C2SP signed note).
+    public func auditCheckpoint() async throws(RelayClientError) -> String {
+        String(decoding: try await send(.GET, "/checkpoint").body, as: UTF8.self)
+    }
+
+    /// The index of the integrated leaf with this leaf hash, or nil.
+    public func auditLeafIndex(leafHash: [UInt8]) async throws(RelayClientError) -> Int64? {
+        struct Answer: Decodable { let index: Int64 }
+        do {
+            return try decode(Answer.self, try await send(.GET, "/v1/log/leaf?hash=\(ByteEncoding.base64URL(leafHash))")).index
+        } catch where error.code == .notFound {
+            return nil
+        }
+    }
+
+    /// RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves.
+    public func auditInclusionProof(index: Int64, size: Int64) async throws(RelayClientError) -> [[UInt8]] {
+        try proof(try await send(.GET, "/v1/log/inclusion?index=\(index)&size=\(size)"))
+    }
+
+    /// RFC 9162 consistency proof between sizes.
+    public func auditConsistencyProof(from size1: Int64, to size2: Int64) async throws(RelayClientError) -> [[UInt8]] {
+        try proof(try await send(.GET, "/v1/log/consistency?from=\(size1)&to=\(size2)"))
+    }
+
+    private func proof(_ response: RawResponse) throws(RelayClientError) -> [[UInt8]] {
+        struct Answer: Decodable { let proof: [String] }
+        let answer = try decode(Answer.self, response)
+        var hashes: [[UInt8]] = []
+        for text in answer.proof {
+            guard let data = Data(base64Encoded: text) else { throw RelayClientError(.protocolViolation, "a proof hash is not base64") }
+            hashes.append(Array(data))
+        }
+        return hashes
+    }
+
     // MARK: Mailboxes
 
     /// Creates (or confirms) the mailbox owned by `owner`. `invite` is a registration token from

@@ -1,0 +1,155 @@
+import ErrandCrypto
+public import ErrandProtocol
+public import ErrandRelayClient
+public import ErrandTransparency
+public import Foundation
+
+/// An envelope event this peer took part in, to be found in the relay's log.
+public struct AuditRecord: Sendable, Equatable {
+    public let envelopeID: EnvelopeID
+    public let mailbox: MailboxID
+    /// SHA-256 of the whole envelope.
+    public let digest: [UInt8]
+    public let event: AuditLeaf.Event
+    /// When this peer saw the event happen (Unix seconds).
+    public let time: Int64
+
+    public init(envelopeID: EnvelopeID, mailbox: MailboxID, digest: [UInt8], event: AuditLeaf.Event, time: Int64) {
+        self.envelopeID = envelopeID
+        self.mailbox = mailbox
+        self.digest = digest
+        self.event = event
+        self.time = time
+    }
+
+    /// Leaf hashes for the hours around `time` (the relay's clock may differ a little).
+    var candidateLeafHashes: [[UInt8]] {
+        [0, -3600, 3600].map { shift in
+            MerkleHash.leaf(AuditLeaf(event: event, mailbox: mailbox, envelopeID: envelopeID, envelopeDigest: digest, time: time + Int64(shift)).bytes)
+        }
+    }
+}
+
+/// Where a peer keeps its audit state: the last verified checkpoint and its records.
+public protocol AuditState: Sendable {
+    func lastVerifiedCheckpoint() throws -> String?
+    func saveVerifiedCheckpoint(_ note: String) throws
+    func pendingRecords() throws -> [AuditRecord]
+    func markVerified(_ record: AuditRecord, index: Int64) throws
+}
+
+/// What one verification found.
+public struct AuditVerification: Sendable {
+    public var checkpointSize: UInt64 = 0
+    public var newlyVerified = 0
+    /// Records not in the log yet but recent enough to be waiting for integration.
+    public var waiting = 0
+    public var findings: [String] = []
+    /// Folder where evidence of a finding was saved.
+    public var evidence: String?
+
+    public var passed: Bool { findings.isEmpty }
+}
+
+/// A peer's check of the relay: the checkpoint is signed by the pinned key, consistent with the
+/// last one this peer verified, and includes this peer's own envelope events.
+public struct AuditVerifier: Sendable {
+    /// How long the relay may take to integrate an event before its absence is a finding.
+    public static let integrationGrace: Int64 = 120
+
+    public let client: RelayClient
+    public let verifier: NoteVerifier
+    public let state: any AuditState
+    /// Where evidence is written (a subfolder per finding), owner-only.
+    public let evidenceFolder: String
+
+    public init(client: RelayClient, verifier: NoteVerifier, state: any AuditState, evidenceFolder: String) {
+        self.client = client
+        self.verifier = verifier
+        self.state = state
+        self.evidenceFolder = evidenceFolder
+    }
+
+    public func verify(now: Int64 = Int64(Date().timeIntervalSince1970)) async throws(PeerError) -> AuditVerification {
+        var result = AuditVerification()
+        let noteText: String
+        do { noteText = try await client.auditCheckpoint() } catch {
+            throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the relay's checkpoint")
+        }
+        let checkpoint: Checkpoint
+        do {
+            let note = try SignedNote(parsing: noteText)
+            try note.verify(verifier)
+            checkpoint = try Checkpoint(text: note.text)
+            guard checkpoint.origin == verifier.name else { throw SignedNoteError("the checkpoint's origin is \(checkpoint.origin), not \(verifier.name)") }
+        } catch {
+            result.findings.append("the relay's checkpoint is not signed by the pinned log key: \(error)")
+            result.evidence = saveEvidence(["checkpoint-received.txt": noteText])
+            return result
+        }
+        result.checkpointSize = checkpoint.size
+        var previousText: String?
+        do { previousText = try state.lastVerifiedCheckpoint() } catch { throw PeerError("cannot read the audit state: \(error)") }
+        if let previousText, let previous = try? Checkpoint(text: (try SignedNote(parsing: previousText)).text) {
+            do {
+                guard checkpoint.size >= previous.size else {
+                    throw MerkleProofError("the log shrank from \(previous.size) to \(checkpoint.size) leaves")
+                }
+                let proof = checkpoint.size == previous.size ? [] : try await client.auditConsistencyProof(from: Int64(previous.size), to: Int64(checkpoint.size))
+                try MerkleProof.verifyConsistency(size1: previous.size, size2: checkpoint.size, proof: proof,
+                                                  root1: previous.rootHash, root2: checkpoint.rootHash)
+            } catch {
+                result.findings.append("the relay's log is not consistent with the checkpoint this device verified before: \(error)")
+                result.evidence = saveEvidence(["checkpoint-before.txt": previousText, "checkpoint-now.txt": noteText])
+                return result
+            }
+        }
+        // Own events: each must be in the log (once integrated) and proven included.
+        let records: [AuditRecord]
+        do { records = try state.pendingRecords() } catch { throw PeerError("cannot read the audit records: \(error)") }
+        for record in records {
+            var found: (index: Int64, hash: [UInt8])?
+            for hash in record.candidateLeafHashes {
+                if let index = try? await client.auditLeafIndex(leafHash: hash), UInt64(index) < checkpoint.size {
+                    found = (index, hash)
+                    break
+                }
+            }
+            guard let found else {
+                if now - record.time > Self.integrationGrace {
+                    result.findings.append("the relay's log has no \(record.event) event for envelope \(record.envelopeID) of \(Date(timeIntervalSince1970: TimeInterval(record.time)))")
+                } else {
+                    result.waiting += 1
+                }
+                continue
+            }
+            do {
+                let proof = try await client.auditInclusionProof(index: found.index, size: Int64(checkpoint.size))
+                try MerkleProof.verifyInclusion(leafHash: found.hash, index: UInt64(found.index), size: checkpoint.size, proof: proof, root: checkpoint.rootHash)
+                try state.markVerified(record, index: found.index)
+                result.newlyVerified += 1
+            } catch {
+                result.findings.append("the inclusion proof for envelope \(record.envelopeID) does not verify: \(error)")
+            }
+        }
+        if result.findings.isEmpty {
+            do { try state.saveVerifiedCheckpoint(noteText) } catch { throw PeerError("cannot save the verified checkpoint: \(error)") }
+        } else if result.evidence == nil {
+            result.evidence = saveEvidence(["checkpoint-now.txt": noteText, "findings.txt": result.findings.joined(separator: "\n") + "\n"])
+        }
+        return result
+    }
+
+    /// Writes the evidence files (0600) into a new folder; returns its path.
+    private func saveEvidence(_ files: [String: String]) -> String? {
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let folder = (evidenceFolder as NSString).appendingPathComponent(stamp)
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            for (name, text) in files { try OwnerOnlyFile.write(Array(text.utf8), to: (folder as NSString).appendingPathComponent(name)) }
+            return folder
+        } catch {
+            return nil
+        }
+    }
+}
