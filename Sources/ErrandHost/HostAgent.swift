@@ -81,7 +81,9 @@ public actor HostAgent {
             switch event {
             case .envelope(_, let envelope):
                 // Not acknowledged when it could not be processed (a database error): it comes again.
-                if await receive(envelope) { try? await subscription.acknowledge([envelope.id]) }
+                if await receive(envelope), (try? await subscription.acknowledge([envelope.id])) != nil {
+                    try? host.store.recordAudit(envelope, mailbox: host.identity.mailbox, event: .delivered, at: Self.now)
+                }
             case .caughtUp:
                 log("connected to \(client.baseURL); waiting for tasks")
             case .reconnecting(let error):
@@ -423,6 +425,7 @@ public actor HostAgent {
                 do {
                     _ = try await client.post(item.envelope, to: item.mailbox, token: item.token)
                     try? host.store.sent(item.envelope.id)
+                    try? host.store.recordAudit(item.envelope, mailbox: item.mailbox, event: .stored, at: Self.now)
                 } catch {
                     // Keep order per device: later messages wait for this one.
                     blocked.insert(item.device)

@@ -37,7 +37,11 @@ public struct HostPairing: Sendable {
     public func run(lifetime: TimeInterval, presenter: some HostPairingPresenter) async throws(PeerError) -> Device {
         // The relay's audit-log key travels in the code, so the device pins it from the start
         // (a relay without a log is still usable: the code then carries none).
-        let auditKey = try? await client.auditVerifierKey()
+        var auditKey = try? host.store.pinnedAuditKey()
+        if auditKey == nil, let fetched = try? await client.auditVerifierKey() {
+            try? host.store.pinAuditKey(fetched)
+            auditKey = fetched
+        }
         let offer: PairingOffer
         do {
             offer = try PairingOffer.make(relayURL: relayURL, hostSigningKey: host.identity.signing.publicKey,

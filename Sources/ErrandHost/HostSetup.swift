@@ -42,6 +42,8 @@ public enum HostSetup {
         let settings = HostSettings(relayURL: relayURL, name: name, createdAt: Int64(Date().timeIntervalSince1970))
         try identity.save(to: directory)
         do { try store.saveSettings(settings) } catch { throw PeerError("cannot save the host's settings: \(error)") }
+        // Pin the relay's audit-log key now; pairing codes carry it to devices.
+        if let key = try? await client.auditVerifierKey() { try? store.pinAuditKey(key) }
         try HostConfiguration.writeTemplate(in: directory)
         do {
             try FileManager.default.createDirectory(atPath: ActionCatalog(directory: directory).folder, withIntermediateDirectories: true,

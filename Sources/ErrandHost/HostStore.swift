@@ -135,6 +135,24 @@ public final class HostStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v3: audit key, records and checkpoint") { db in
+            try db.execute(sql: """
+                ALTER TABLE host_settings ADD COLUMN audit_key TEXT;
+                CREATE TABLE audit_record (
+                    envelope_id BLOB NOT NULL,
+                    event INTEGER NOT NULL,
+                    mailbox BLOB NOT NULL,
+                    digest BLOB NOT NULL,
+                    time INTEGER NOT NULL,
+                    leaf_index INTEGER,
+                    PRIMARY KEY (envelope_id, event)
+                );
+                CREATE TABLE audit_checkpoint (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    note TEXT NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import ErrandCompanion
+import ErrandHost
 import ErrandPeer
+import ErrandRelayClient
 import ErrandTransparency
 import Foundation
 
@@ -20,20 +22,36 @@ struct AuditCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let conversation = try await reportingPeerErrors { try choice.conversation() }
-            let store = conversation.store
-            let host = conversation.host
-            let keyText = (try? store.auditVerifierKey(for: host.id)) ?? nil
+            // A state folder with a companion checks as that companion; one with only a host, as the host.
+            let directory = choice.peer.directory
+            let client: RelayClient
+            let keyText: String?
+            let state: any AuditState
+            let countEvents: () -> (verified: Int, total: Int)
+            if !CompanionStore.exists(in: directory), directory.contains("identity.key") {
+                let host = try await reportingPeerErrors { try HostSetup.load(directory: directory) }
+                client = relayClient(choice.peer.relay ?? host.settings.relayURL)
+                keyText = (try? host.store.pinnedAuditKey()) ?? nil
+                let hostState = HostAuditState(store: host.store)
+                state = hostState
+                countEvents = { (try? hostState.counts()) ?? (verified: 0, total: 0) }
+            } else {
+                let conversation = try await reportingPeerErrors { try choice.conversation() }
+                client = conversation.client
+                keyText = (try? conversation.store.auditVerifierKey(for: conversation.host.id)) ?? nil
+                let companionState = CompanionAuditState(store: conversation.store, host: conversation.host.id)
+                state = companionState
+                countEvents = { (try? companionState.counts()) ?? (verified: 0, total: 0) }
+            }
             guard let key = keyText, let verifier = try? NoteVerifier(parsing: key) else {
-                throw UserFacingError("the pairing with \(host.name) pinned no audit-log key (its relay had no log when you paired)",
-                                      hint: "pair again ('errand pair') to pin the relay's log key")
+                throw UserFacingError("no audit-log key is pinned here (the relay had no log when this was set up)",
+                                      hint: "pair again to pin the relay's log key")
             }
-            let state = CompanionAuditState(store: store, host: host.id)
-            let evidence = choice.peer.directory.file("audit-evidence")
+            let evidence = directory.file("audit-evidence")
             let result = try await reportingPeerErrors {
-                try await AuditVerifier(client: conversation.client, verifier: verifier, state: state, evidenceFolder: evidence).verify()
+                try await AuditVerifier(client: client, verifier: verifier, state: state, evidenceFolder: evidence).verify()
             }
-            let counts = (try? state.counts()) ?? (verified: 0, total: 0)
+            let counts = countEvents()
             if json {
                 var object: [String: Any] = ["passed": result.passed, "checkpointSize": result.checkpointSize, "verifiedNow": result.newlyVerified,
                                              "verified": counts.verified, "events": counts.total, "waiting": result.waiting, "findings": result.findings]
@@ -41,7 +59,7 @@ struct AuditCommand: AsyncParsableCommand {
                 try Console.json(object)
             } else {
                 Console.line("log: \(verifier.name), checkpoint of \(result.checkpointSize) events, signed by the pinned key")
-                Console.line("this device's envelope events: \(counts.verified) of \(counts.total) proven included\(result.waiting > 0 ? ", \(result.waiting) waiting for the relay to integrate them" : "")")
+                Console.line("envelope events seen here: \(counts.verified) of \(counts.total) proven included\(result.waiting > 0 ? ", \(result.waiting) waiting for the relay to integrate them" : "")")
                 for finding in result.findings { FileHandle.standardError.write(Data("errand: finding: \(finding)\n".utf8)) }
                 if let folder = result.evidence { FileHandle.standardError.write(Data("errand: evidence saved in \(folder)\n".utf8)) }
             }

@@ -32,6 +32,17 @@ struct AuditCommandTests {
         #expect(object["passed"] as? Bool == true)
         #expect((object["events"] as? Int ?? 0) >= 3)  // the task sent, and the events received and acknowledged
         #expect((object["checkpointSize"] as? Int ?? 0) >= 3)
+
+        // The host checks too: the results it posted and the task it acknowledged.
+        var hostProven = false
+        for _ in 0..<40 where !hostProven {
+            let result = try await journey.errand(["audit", "verify", "--home", journey.host, "--json"])
+            #expect(result.status == 0, "\(result.errorOutput)")
+            let hostObject = (try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]) ?? [:]
+            if let events = hostObject["events"] as? Int, events >= 3, hostObject["verified"] as? Int == events { hostProven = true }
+            else { try await Task.sleep(for: .milliseconds(250)) }
+        }
+        #expect(hostProven)
     }
 
     @Test("A missing envelope and a rewritten log are findings, with evidence saved")
