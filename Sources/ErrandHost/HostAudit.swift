@@ -47,6 +47,17 @@ public struct HostAuditState: AuditState {
         }
     }
 
+    public func allRecords() throws -> [(record: AuditRecord, index: Int64?)] {
+        try store.queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT envelope_id, mailbox, digest, event, time, leaf_index FROM audit_record  ORDER BY time").compactMap { row in
+                guard let event = AuditLeaf.Event(rawValue: UInt8(row[3] as Int)) else { return nil }
+                let record = AuditRecord(envelopeID: try EnvelopeID(bytes: [UInt8](row[0] as Data)), mailbox: try MailboxID(bytes: [UInt8](row[1] as Data)),
+                                         digest: [UInt8](row[2] as Data), event: event, time: row[4])
+                return (record, row[5])
+            }
+        }
+    }
+
     public func markVerified(_ record: AuditRecord, index: Int64) throws {
         try store.queue.write { db in
             try db.execute(sql: "UPDATE audit_record SET leaf_index = ? WHERE envelope_id = ? AND event = ?",

@@ -23,7 +23,7 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     /// Leaf hashes for the hours around `time` (the relay's clock may differ a little).
-    var candidateLeafHashes: [[UInt8]] {
+    public var candidateLeafHashes: [[UInt8]] {
         [0, -3600, 3600].map { shift in
             MerkleHash.leaf(AuditLeaf(event: event, mailbox: mailbox, envelopeID: envelopeID, envelopeDigest: digest, time: time + Int64(shift)).bytes)
         }
@@ -36,6 +36,8 @@ public protocol AuditState: Sendable {
     func saveVerifiedCheckpoint(_ note: String) throws
     func pendingRecords() throws -> [AuditRecord]
     func markVerified(_ record: AuditRecord, index: Int64) throws
+    /// Every record, with its leaf index once proven.
+    func allRecords() throws -> [(record: AuditRecord, index: Int64?)]
 }
 
 /// What one verification found.
@@ -151,5 +153,51 @@ public struct AuditVerifier: Sendable {
         } catch {
             return nil
         }
+    }
+}
+
+/// Reading the whole log from its tiles: every leaf, checked against a signed checkpoint.
+public enum AuditLogReader {
+    /// Fetches the entry bundles up to the checkpoint's size and checks that the leaves give its
+    /// root. Returns the checkpoint (verified with `verifier`) and the leaves.
+    public static func read(client: RelayClient, verifier: NoteVerifier) async throws(PeerError) -> (Checkpoint, String, [[UInt8]]) {
+        let noteText: String
+        do { noteText = try await client.auditCheckpoint() } catch {
+            throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the relay's checkpoint")
+        }
+        let checkpoint: Checkpoint
+        do {
+            let note = try SignedNote(parsing: noteText)
+            try note.verify(verifier)
+            checkpoint = try Checkpoint(text: note.text)
+        } catch {
+            throw PeerError("the relay's checkpoint is not signed by the pinned log key: \(error)")
+        }
+        var leaves: [[UInt8]] = []
+        var tree = MerkleTree()
+        var index: UInt64 = 0
+        while index * TilePath.width < checkpoint.size {
+            let remaining = checkpoint.size - index * TilePath.width
+            let width = remaining >= TilePath.width ? nil : remaining
+            let bytes: [UInt8]
+            do { bytes = try await client.raw(path: "/" + TilePath.path(level: nil, index: index, partialWidth: width)) } catch {
+                throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the log's entries")
+            }
+            var offset = 0
+            while offset + 2 <= bytes.count {
+                let length = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
+                guard offset + 2 + length <= bytes.count else { throw PeerError("an entry bundle of the log is cut short") }
+                let leaf = Array(bytes[(offset + 2)..<(offset + 2 + length)])
+                leaves.append(leaf)
+                tree.append(leafHash: MerkleHash.leaf(leaf))
+                offset += 2 + length
+            }
+            index += 1
+        }
+        guard UInt64(leaves.count) == checkpoint.size, tree.root() == checkpoint.rootHash else {
+            throw PeerError("the log's entries do not give the root of its signed checkpoint (\(leaves.count) entries for \(checkpoint.size))",
+                            hint: "the relay serves a log that does not match what it signed; keep this output as evidence")
+        }
+        return (checkpoint, noteText, leaves)
     }
 }

@@ -58,6 +58,11 @@ public struct RelayClient: Sendable {
         String(decoding: try await send(.GET, "/checkpoint").body, as: UTF8.self)
     }
 
+    /// The bytes at a public path of the relay (tiles, entry bundles).
+    public func raw(path: String) async throws(RelayClientError) -> [UInt8] {
+        try await send(.GET, path).body
+    }
+
     /// The index of the integrated leaf with this leaf hash, or nil.
     public func auditLeafIndex(leafHash: [UInt8]) async throws(RelayClientError) -> Int64? {
         struct Answer: Decodable { let index: Int64 }

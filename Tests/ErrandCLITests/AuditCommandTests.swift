@@ -33,6 +33,23 @@ struct AuditCommandTests {
         #expect((object["events"] as? Int ?? 0) >= 3)  // the task sent, and the events received and acknowledged
         #expect((object["checkpointSize"] as? Int ?? 0) >= 3)
 
+        // The whole log, read from its tiles and checked against the checkpoint; this device's events marked.
+        let shown = try await journey.expectSuccess(["audit", "show", "--home", journey.phone, "--mine", "--json"])
+        let listing = try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any]
+        let mine = listing?["events"] as? [[String: Any]] ?? []
+        #expect(mine.count == object["events"] as? Int)
+        #expect(mine.allSatisfy { $0["mine"] as? Bool == true && ($0["envelope"] as? String)?.count == 32 })
+        // An offline proof for one of them, in the C2SP tlog-proof layout.
+        let envelope = try #require(mine.first { $0["event"] as? String == "stored" }?["envelope"] as? String)
+        let proof = try await journey.expectSuccess(["audit", "prove", "--home", journey.phone, String(envelope.prefix(10))])
+        let lines = proof.output.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.first == "c2sp.org/tlog-proof@v1")
+        #expect(lines[1].hasPrefix("extra "))
+        #expect(lines[2].hasPrefix("index "))
+        #expect(proof.output.contains("\n\nerrand-relay/"))
+        let unknown = try await journey.errand(["audit", "prove", "--home", journey.phone, "ffffffff"])
+        #expect(unknown.status == 1)
+
         // The host checks too: the results it posted and the task it acknowledged.
         var hostProven = false
         for _ in 0..<40 where !hostProven {

@@ -245,7 +245,7 @@ struct PairingFlowTests {
         #expect(hostError?.message.contains("no device answered") == true)
 
         let hanging = HostPresenter(.hang)
-        let hostSide = world.pairing(host, lifetime: 2, presenter: hanging)
+        let hostSide = world.pairing(host, lifetime: 4, presenter: hanging)  // room for a loaded machine
         let offer = try await hanging.offer()
         let store = try world.companion("phone")
         let companionError = await world.companionPairing(store, offer: offer, grace: 0.5).failure
