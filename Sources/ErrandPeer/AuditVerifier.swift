@@ -173,16 +173,32 @@ public enum AuditLogReader {
         } catch {
             throw PeerError("the relay's checkpoint is not signed by the pinned log key: \(error)")
         }
+        // Entry bundles of 256 leaves, fetched 8 at a time, put back in order.
+        let bundleCount = (checkpoint.size + TilePath.width - 1) / TilePath.width
+        var bundles: [UInt64: [UInt8]] = [:]
+        var next: UInt64 = 0
+        do {
+            try await withThrowingTaskGroup(of: (UInt64, [UInt8]).self) { group in
+                func add(_ index: UInt64) {
+                    let remaining = checkpoint.size - index * TilePath.width
+                    let path = "/" + TilePath.path(level: nil, index: index, partialWidth: remaining >= TilePath.width ? nil : remaining)
+                    group.addTask { (index, try await client.raw(path: path)) }
+                }
+                while next < min(bundleCount, 8) { add(next); next += 1 }
+                while let (index, bytes) = try await group.next() {
+                    bundles[index] = bytes
+                    if next < bundleCount { add(next); next += 1 }
+                }
+            }
+        } catch let error as RelayClientError {
+            throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the log's entries")
+        } catch {
+            throw PeerError("cannot read the log's entries: \(error)")
+        }
         var leaves: [[UInt8]] = []
         var tree = MerkleTree()
-        var index: UInt64 = 0
-        while index * TilePath.width < checkpoint.size {
-            let remaining = checkpoint.size - index * TilePath.width
-            let width = remaining >= TilePath.width ? nil : remaining
-            let bytes: [UInt8]
-            do { bytes = try await client.raw(path: "/" + TilePath.path(level: nil, index: index, partialWidth: width)) } catch {
-                throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the log's entries")
-            }
+        for index in 0..<bundleCount {
+            let bytes = bundles[index] ?? []
             var offset = 0
             while offset + 2 <= bytes.count {
                 let length = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
@@ -192,7 +208,6 @@ public enum AuditLogReader {
                 tree.append(leafHash: MerkleHash.leaf(leaf))
                 offset += 2 + length
             }
-            index += 1
         }
         guard UInt64(leaves.count) == checkpoint.size, tree.root() == checkpoint.rootHash else {
             throw PeerError("the log's entries do not give the root of its signed checkpoint (\(leaves.count) entries for \(checkpoint.size))",
