@@ -22,6 +22,7 @@ struct RelayBenchmark: AsyncParsableCommand {
     @Option(help: "Seconds of the latency phase.") var latencySeconds = 10
     @Option(help: "Idle live connections to hold (0 skips the phase).") var idle = 10_000
     @Option(help: "SQLite durability of the relay: full or normal.") var durability = "full"
+    @Option(help: "The relay's audit log: on or off (off only to measure its cost).") var auditLog = "on"
 
     func validate() throws {
         guard seconds > 0, senders > 0, mailboxes > 0, rate > 0, latencySeconds > 0, idle >= 0 else {
@@ -40,6 +41,7 @@ struct RelayBenchmark: AsyncParsableCommand {
             "ERRAND_RELAY_LIMITS_MAX_CONNECTIONS": "\(idle + senders + mailboxes + 100)",
             "ERRAND_RELAY_LIMITS_MAX_LIVE_CONNECTIONS_PER_MAILBOX": "\(idle + 10)",
             "ERRAND_RELAY_STORAGE_DURABILITY": durability,
+            "ERRAND_RELAY_AUDIT_ENABLED": auditLog == "off" ? "false" : "true",
             "ERRAND_RELAY_LOG_LEVEL": "error",
         ])
         defer { relay.stop() }
@@ -47,7 +49,7 @@ struct RelayBenchmark: AsyncParsableCommand {
         pool.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: senders)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: pool)
         let client = RelayClient(baseURL: relay.url, httpClient: http)
-        print("errand-bench relay: \(relay.url), \(ProcessInfo.processInfo.activeProcessorCount) cores, durability \(durability), \(size)-byte envelopes")
+        print("errand-bench relay: \(relay.url), \(ProcessInfo.processInfo.activeProcessorCount) cores, durability \(durability), audit log \(auditLog), \(size)-byte envelopes")
 
         var registered: [(key: Ed25519.SecretKey, token: SendToken)] = []
         for _ in 0..<mailboxes {

@@ -53,6 +53,7 @@ public enum ConfigurationLoader {
             configuration.durability = durability
         },
         integer("storage.sweep_interval_seconds", 1...86_400) { $0.sweepIntervalSeconds = $1 },
+        boolean("audit.enabled") { $0.auditLog = $1 },
     ]
 
     /// Applies the TOML file at `path` to `configuration`.

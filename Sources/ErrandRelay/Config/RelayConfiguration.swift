@@ -52,5 +52,9 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Seconds between expiry sweeps.
     public var sweepIntervalSeconds = 60
 
+    /// Keep the transparency log of envelope events (off only to measure what it costs: peers
+    /// cannot audit a relay without it).
+    public var auditLog = true
+
     public init() {}
 }

@@ -22,7 +22,7 @@ public enum RelayRunner {
             throw RelayStartupError("\(directory) is a file, not a data folder")
         }
         do {
-            return try SQLiteRelayStore(directory: directory, durability: configuration.durability)
+            return try SQLiteRelayStore(directory: directory, durability: configuration.durability, auditLog: configuration.auditLog)
         } catch {
             throw RelayStartupError("cannot open the relay database in \(directory): \(error)")
         }

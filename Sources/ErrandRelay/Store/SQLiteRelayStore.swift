@@ -20,7 +20,11 @@ public final class SQLiteRelayStore: RelayStore {
     private let writer: GroupCommitWriter
 
     /// Opens (creating and migrating if needed) the store in `directory/relay.sqlite`.
-    public init(directory: String, durability: Durability = .full) throws {
+    /// Whether envelope events append audit leaves.
+    let auditLog: Bool
+
+    public init(directory: String, durability: Durability = .full, auditLog: Bool = true) throws {
+        self.auditLog = auditLog
         var configuration = Configuration()
         configuration.label = "errand-relay"
         configuration.busyMode = .timeout(10)
@@ -226,7 +230,8 @@ public final class SQLiteRelayStore: RelayStore {
     // MARK: Envelopes
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
-        try await writer.write { db in
+        let auditLog = self.auditLog
+        return try await writer.write { db in
             let mailbox = Data(envelope.mailbox.bytes)
             // The token is checked in the same transaction as the insert: once a revocation
             // has returned, no post with that token can be stored.
@@ -252,7 +257,7 @@ public final class SQLiteRelayStore: RelayStore {
             try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
                 .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt, Data(digest)])
             let sequence = db.lastInsertedRowID
-            try Self.appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt)
+            if auditLog { try Self.appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt) }
             return .stored(sequence: sequence)
         }
     }
@@ -272,6 +277,7 @@ public final class SQLiteRelayStore: RelayStore {
     public func acknowledge(_ ids: [EnvelopeID], in mailbox: MailboxID) async throws -> Int {
         guard !ids.isEmpty else { return 0 }
         let now = Int64(Date().timeIntervalSince1970)
+        let auditLog = self.auditLog
         return try await writer.write { db in
             var deleted = 0
             let find = try db.cachedStatement(sql: "SELECT digest, body FROM envelope WHERE mailbox = ? AND envelope_id = ?")
@@ -281,19 +287,20 @@ public final class SQLiteRelayStore: RelayStore {
                 let digest = (row[0] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[1] as Data))
                 try statement.execute(arguments: [Data(mailbox.bytes), Data(id.bytes)])
                 deleted += db.changesCount
-                try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now)
+                if auditLog { try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now) }
             }
             return deleted
         }
     }
 
     public func expire(now: Int64) async throws -> ExpiryReport {
-        try await writer.write { db in
+        let auditLog = self.auditLog
+        return try await writer.write { db in
             var report = ExpiryReport()
             let expiring = try Row.fetchAll(db, sql: "SELECT mailbox, envelope_id, digest, body FROM envelope WHERE expires_at <= ? ORDER BY seq", arguments: [now])
             try db.execute(sql: "DELETE FROM envelope WHERE expires_at <= ?", arguments: [now])
             report.envelopes = db.changesCount
-            for row in expiring {
+            for row in expiring where auditLog {
                 let digest = (row[2] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[3] as Data))
                 try Self.appendLeaf(db, .expired, mailbox: [UInt8](row[0] as Data), envelopeID: [UInt8](row[1] as Data), digest: digest, time: now)
             }
