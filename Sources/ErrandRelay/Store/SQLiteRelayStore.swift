@@ -280,14 +280,14 @@ public final class SQLiteRelayStore: RelayStore {
         let auditLog = self.auditLog
         return try await writer.write { db in
             var deleted = 0
-            let find = try db.cachedStatement(sql: "SELECT digest, body FROM envelope WHERE mailbox = ? AND envelope_id = ?")
-            let statement = try db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id = ?")
+            // One statement per id: the row goes and its digest comes back (SQLite ≥ 3.35).
+            let statement = try db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id = ? RETURNING digest, CASE WHEN digest IS NULL THEN body END")
             for id in ids {
-                guard let row = try Row.fetchOne(find, arguments: [Data(mailbox.bytes), Data(id.bytes)]) else { continue }
+                guard let row = try Row.fetchOne(statement, arguments: [Data(mailbox.bytes), Data(id.bytes)]) else { continue }
+                deleted += 1
+                guard auditLog else { continue }
                 let digest = (row[0] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[1] as Data))
-                try statement.execute(arguments: [Data(mailbox.bytes), Data(id.bytes)])
-                deleted += db.changesCount
-                if auditLog { try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now) }
+                try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now)
             }
             return deleted
         }
