@@ -90,14 +90,22 @@ public struct AuditVerifier: Sendable {
             return result
         }
         result.checkpointSize = checkpoint.size
+        guard let currentSize = Int64(exactly: checkpoint.size) else {
+            result.findings.append("the relay's checkpoint claims an impossible size \(checkpoint.size)")
+            result.evidence = saveEvidence(["checkpoint-now.txt": noteText])
+            return result
+        }
         var previousText: String?
         do { previousText = try state.lastVerifiedCheckpoint() } catch { throw PeerError("cannot read the audit state: \(error)") }
-        if let previousText, let previous = try? Checkpoint(text: (try SignedNote(parsing: previousText)).text) {
+        if let previousText {
+            guard let previous = try? Checkpoint(text: (try SignedNote(parsing: previousText)).text) else {
+                throw PeerError("the checkpoint this peer saved before cannot be read", hint: "the state database may be damaged")
+            }
             do {
                 guard checkpoint.size >= previous.size else {
                     throw MerkleProofError("the log shrank from \(previous.size) to \(checkpoint.size) leaves")
                 }
-                let proof = checkpoint.size == previous.size ? [] : try await client.auditConsistencyProof(from: Int64(previous.size), to: Int64(checkpoint.size))
+                let proof = checkpoint.size == previous.size ? [] : try await client.auditConsistencyProof(from: Int64(previous.size), to: currentSize)
                 try MerkleProof.verifyConsistency(size1: previous.size, size2: checkpoint.size, proof: proof,
                                                   root1: previous.rootHash, root2: checkpoint.rootHash)
             } catch {
@@ -106,13 +114,20 @@ public struct AuditVerifier: Sendable {
                 return result
             }
         }
+        // Consistent: this is now the checkpoint to compare with, whatever the records show
+        // (keeping an older one would let a later fork go unnoticed).
+        do { try state.saveVerifiedCheckpoint(noteText) } catch { throw PeerError("cannot save the verified checkpoint: \(error)") }
         // Own events: each must be in the log (once integrated) and proven included.
         let records: [AuditRecord]
         do { records = try state.pendingRecords() } catch { throw PeerError("cannot read the audit records: \(error)") }
         for record in records {
             var found: (index: Int64, hash: [UInt8])?
             for hash in record.candidateLeafHashes {
-                if let index = try? await client.auditLeafIndex(leafHash: hash), UInt64(index) < checkpoint.size {
+                let index: Int64?
+                do { index = try await client.auditLeafIndex(leafHash: hash) } catch {
+                    throw PeerError(relay: error, relayURL: client.baseURL, doing: "look up an envelope in the log")
+                }
+                if let index, index >= 0, index < currentSize {
                     found = (index, hash)
                     break
                 }
@@ -126,7 +141,7 @@ public struct AuditVerifier: Sendable {
                 continue
             }
             do {
-                let proof = try await client.auditInclusionProof(index: found.index, size: Int64(checkpoint.size))
+                let proof = try await client.auditInclusionProof(index: found.index, size: currentSize)
                 try MerkleProof.verifyInclusion(leafHash: found.hash, index: UInt64(found.index), size: checkpoint.size, proof: proof, root: checkpoint.rootHash)
                 try state.markVerified(record, index: found.index)
                 result.newlyVerified += 1
@@ -134,9 +149,7 @@ public struct AuditVerifier: Sendable {
                 result.findings.append("the inclusion proof for envelope \(record.envelopeID) does not verify: \(error)")
             }
         }
-        if result.findings.isEmpty {
-            do { try state.saveVerifiedCheckpoint(noteText) } catch { throw PeerError("cannot save the verified checkpoint: \(error)") }
-        } else if result.evidence == nil {
+        if !result.findings.isEmpty && result.evidence == nil {
             result.evidence = saveEvidence(["checkpoint-now.txt": noteText, "findings.txt": result.findings.joined(separator: "\n") + "\n"])
         }
         return result
@@ -160,6 +173,9 @@ public struct AuditVerifier: Sendable {
 public enum AuditLogReader {
     /// Fetches the entry bundles up to the checkpoint's size and checks that the leaves give its
     /// root. Returns the checkpoint (verified with `verifier`) and the leaves.
+    /// The largest log this reader fetches whole (a signed size above it is refused, not fetched).
+    public static let maximumLeaves: UInt64 = 100_000_000
+
     public static func read(client: RelayClient, verifier: NoteVerifier) async throws(PeerError) -> (Checkpoint, String, [[UInt8]]) {
         let noteText: String
         do { noteText = try await client.auditCheckpoint() } catch {
@@ -170,8 +186,12 @@ public enum AuditLogReader {
             let note = try SignedNote(parsing: noteText)
             try note.verify(verifier)
             checkpoint = try Checkpoint(text: note.text)
+            guard checkpoint.origin == verifier.name else { throw SignedNoteError("the checkpoint's origin is \(checkpoint.origin), not \(verifier.name)") }
         } catch {
             throw PeerError("the relay's checkpoint is not signed by the pinned log key: \(error)")
+        }
+        guard checkpoint.size <= maximumLeaves else {
+            throw PeerError("the log claims \(checkpoint.size) entries, more than this reader takes (\(maximumLeaves))")
         }
         // Entry bundles of 256 leaves, fetched 8 at a time, put back in order.
         let bundleCount = (checkpoint.size + TilePath.width - 1) / TilePath.width
@@ -199,6 +219,8 @@ public enum AuditLogReader {
         var tree = MerkleTree()
         for index in 0..<bundleCount {
             let bytes = bundles[index] ?? []
+            let expected = Int(min(TilePath.width, checkpoint.size - index * TilePath.width))
+            let before = leaves.count
             var offset = 0
             while offset + 2 <= bytes.count {
                 let length = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
@@ -207,6 +229,9 @@ public enum AuditLogReader {
                 leaves.append(leaf)
                 tree.append(leafHash: MerkleHash.leaf(leaf))
                 offset += 2 + length
+            }
+            guard offset == bytes.count, leaves.count - before == expected else {
+                throw PeerError("entry bundle \(index) of the log holds \(leaves.count - before) entries, not \(expected)")
             }
         }
         guard UInt64(leaves.count) == checkpoint.size, tree.root() == checkpoint.rootHash else {

@@ -46,8 +46,9 @@ public enum TilePath {
             let digits = last ? group : (group.hasPrefix("x") ? group.dropFirst() : "")
             guard digits.count == 3, let value = UInt64(digits), !(last && group.hasPrefix("x")) else { return nil }
             let (shifted, overflow) = index.multipliedReportingOverflow(by: 1000)
-            guard !overflow else { return nil }
-            index = shifted + value
+            let (sum, carry) = shifted.addingReportingOverflow(value)
+            guard !overflow, !carry else { return nil }
+            index = sum
         }
         return (level, index, partial)
     }

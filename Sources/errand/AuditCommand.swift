@@ -152,8 +152,9 @@ struct AuditCommand: AsyncParsableCommand {
             } catch { throw UserFacingError("the relay's checkpoint is not signed by the pinned key: \(error)") }
             var proven: (index: Int64, hash: [UInt8], proof: [[UInt8]])?
             for hash in record.candidateLeafHashes {
-                guard let index = try? await peer.client.auditLeafIndex(leafHash: hash), UInt64(index) < checkpoint.size,
-                      let proof = try? await peer.client.auditInclusionProof(index: index, size: Int64(checkpoint.size)),
+                guard let size = Int64(exactly: checkpoint.size),
+                      let index = try? await peer.client.auditLeafIndex(leafHash: hash), index >= 0, index < size,
+                      let proof = try? await peer.client.auditInclusionProof(index: index, size: size),
                       (try? MerkleProof.verifyInclusion(leafHash: hash, index: UInt64(index), size: checkpoint.size, proof: proof, root: checkpoint.rootHash)) != nil
                 else { continue }
                 proven = (index, hash, proof)

@@ -151,3 +151,17 @@ struct OperatorAuditTests {
         #expect(dropped.errorOutput.contains("covers 4 leaves but only 3 are stored"))
     }
 }
+
+@Suite("Audit tile requests out of range")
+struct TileBoundsTests {
+    @Test("Huge levels and indices are refused with 404, never a crash")
+    func hugeRequests() async throws {
+        try await TestRelay.with { relay async throws in
+            for path in ["/tile/7/000", "/tile/63/000", "/tile/0/x018/x446/x744/x073/x709/x551/999", "/tile/entries/x018/x446/x744/x073/x709/x551/615",
+                         "/tile/2/x072/x057/x594/x037/x927/x935", "/tile/entries/000.p/255"] {
+                #expect(try await raw("GET", relay.url + path).status == 404, "\(path)")
+            }
+            #expect(try await raw("GET", relay.url + "/healthz").status == 200)
+        }
+    }
+}

@@ -69,11 +69,15 @@ struct AuditRoutes {
         let width = partial ?? TilePath.width
         let cache = partial == nil ? "public, max-age=31536000, immutable" : "no-cache"
         if let level {
-            // Tile hashes are the nodes of tree level 8L: each covers 256^L leaves.
+            // Tile hashes are the nodes of tree level 8L: each covers 256^L leaves. Bounds are
+            // checked by division first, so no product can overflow.
             let treeLevel = level * TilePath.height
-            let span = UInt64(1) << UInt64(treeLevel)
+            guard treeLevel < 63 else { throw core.refuse(.notFound, "this tile is beyond the latest checkpoint") }
+            let complete = size >> UInt64(treeLevel)  // complete nodes at that level
+            guard index <= complete / TilePath.width, index * TilePath.width + width <= complete else {
+                throw core.refuse(.notFound, "this tile is beyond the latest checkpoint")
+            }
             let first = index * TilePath.width
-            guard (first + width) * span <= size else { throw core.refuse(.notFound, "this tile is beyond the latest checkpoint") }
             let ids = (0..<width).map { AuditNodeID(level: treeLevel, index: Int64(first + $0)) }
             let nodes = try await core.store.auditNodes(ids)
             var body: [UInt8] = []
@@ -83,8 +87,10 @@ struct AuditRoutes {
             }
             return octets(body, cache: cache)
         }
+        guard index <= size / TilePath.width, index * TilePath.width + width <= size else {
+            throw core.refuse(.notFound, "this entry bundle is beyond the latest checkpoint")
+        }
         let first = index * TilePath.width
-        guard first + width <= size else { throw core.refuse(.notFound, "this entry bundle is beyond the latest checkpoint") }
         let leaves = try await core.store.auditLeaves(from: Int64(first), count: Int(width))
         var body: [UInt8] = []
         for leaf in leaves { body += [UInt8(leaf.count >> 8), UInt8(leaf.count & 0xFF)] + leaf }
