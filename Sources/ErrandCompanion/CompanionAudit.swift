@@ -42,39 +42,14 @@ public struct CompanionAuditState: AuditState {
     }
 
     public func pendingRecords() throws -> [AuditRecord] {
-        try store.queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT envelope_id, mailbox, digest, event, time FROM audit_record WHERE host_id = ? AND leaf_index IS NULL ORDER BY time",
-                             arguments: [host]).compactMap { row in
-                guard let event = AuditLeaf.Event(rawValue: UInt8(row[3] as Int)) else { return nil }
-                return AuditRecord(envelopeID: try EnvelopeID(bytes: [UInt8](row[0] as Data)), mailbox: try MailboxID(bytes: [UInt8](row[1] as Data)),
-                                   digest: [UInt8](row[2] as Data), event: event, time: row[4])
-            }
-        }
+        try store.queue.read { db in try AuditRecordTable.records(db, filter: "host_id = ?", arguments: [host], pendingOnly: true).map(\.record) }
     }
 
     public func allRecords() throws -> [(record: AuditRecord, index: Int64?)] {
-        try store.queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT envelope_id, mailbox, digest, event, time, leaf_index FROM audit_record WHERE host_id = ? ORDER BY time", arguments: [host]).compactMap { row in
-                guard let event = AuditLeaf.Event(rawValue: UInt8(row[3] as Int)) else { return nil }
-                let record = AuditRecord(envelopeID: try EnvelopeID(bytes: [UInt8](row[0] as Data)), mailbox: try MailboxID(bytes: [UInt8](row[1] as Data)),
-                                         digest: [UInt8](row[2] as Data), event: event, time: row[4])
-                return (record, row[5])
-            }
-        }
+        try store.queue.read { db in try AuditRecordTable.records(db, filter: "host_id = ?", arguments: [host], pendingOnly: false) }
     }
 
     public func markVerified(_ record: AuditRecord, index: Int64) throws {
-        try store.queue.write { db in
-            try db.execute(sql: "UPDATE audit_record SET leaf_index = ? WHERE envelope_id = ? AND event = ?",
-                           arguments: [index, Data(record.envelopeID.bytes), record.event.rawValue])
-        }
-    }
-
-    /// Verified records, and all records, of this host.
-    public func counts() throws -> (verified: Int, total: Int) {
-        try store.queue.read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT COUNT(leaf_index), COUNT(*) FROM audit_record WHERE host_id = ?", arguments: [host])!
-            return (row[0], row[1])
-        }
+        try store.queue.write { db in try AuditRecordTable.markVerified(db, record, index: index) }
     }
 }

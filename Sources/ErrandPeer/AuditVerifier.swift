@@ -80,10 +80,7 @@ public struct AuditVerifier: Sendable {
         }
         let checkpoint: Checkpoint
         do {
-            let note = try SignedNote(parsing: noteText)
-            try note.verify(verifier)
-            checkpoint = try Checkpoint(text: note.text)
-            guard checkpoint.origin == verifier.name else { throw SignedNoteError("the checkpoint's origin is \(checkpoint.origin), not \(verifier.name)") }
+            checkpoint = try Checkpoint.verified(note: noteText, by: verifier)
         } catch {
             result.findings.append("the relay's checkpoint is not signed by the pinned log key: \(error)")
             result.evidence = saveEvidence(["checkpoint-received.txt": noteText])
@@ -183,10 +180,7 @@ public enum AuditLogReader {
         }
         let checkpoint: Checkpoint
         do {
-            let note = try SignedNote(parsing: noteText)
-            try note.verify(verifier)
-            checkpoint = try Checkpoint(text: note.text)
-            guard checkpoint.origin == verifier.name else { throw SignedNoteError("the checkpoint's origin is \(checkpoint.origin), not \(verifier.name)") }
+            checkpoint = try Checkpoint.verified(note: noteText, by: verifier)
         } catch {
             throw PeerError("the relay's checkpoint is not signed by the pinned log key: \(error)")
         }

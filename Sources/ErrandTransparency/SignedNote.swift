@@ -167,6 +167,18 @@ public struct Checkpoint: Sendable, Equatable {
         ([origin, String(size), Data(rootHash).base64EncodedString()] + extensions).map { $0 + "\n" }.joined()
     }
 
+    /// Parses a signed checkpoint note, checks its signature by `verifier`, and that its origin
+    /// is the key's name (a log signs only its own checkpoints).
+    public static func verified(note: String, by verifier: NoteVerifier) throws(SignedNoteError) -> Checkpoint {
+        let parsed = try SignedNote(parsing: note)
+        try parsed.verify(verifier)
+        let checkpoint = try Checkpoint(text: parsed.text)
+        guard checkpoint.origin == verifier.name else {
+            throw SignedNoteError("the checkpoint's origin is \(checkpoint.origin), not \(verifier.name)")
+        }
+        return checkpoint
+    }
+
     /// Parses a checkpoint's note text.
     /// - Throws: ``SignedNoteError`` naming the bad line.
     public init(text: String) throws(SignedNoteError) {

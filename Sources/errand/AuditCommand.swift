@@ -145,11 +145,9 @@ struct AuditCommand: AsyncParsableCommand {
                 } catch { throw PeerError("\(error)") }
             }
             let checkpoint: Checkpoint
-            do {
-                let note = try SignedNote(parsing: noteText)
-                try note.verify(peer.verifier)
-                checkpoint = try Checkpoint(text: note.text)
-            } catch { throw UserFacingError("the relay's checkpoint is not signed by the pinned key: \(error)") }
+            do { checkpoint = try Checkpoint.verified(note: noteText, by: peer.verifier) } catch {
+                throw UserFacingError("the relay's checkpoint is not signed by the pinned key: \(error)")
+            }
             var proven: (index: Int64, hash: [UInt8], proof: [[UInt8]])?
             for hash in record.candidateLeafHashes {
                 guard let size = Int64(exactly: checkpoint.size),
