@@ -22,7 +22,7 @@ public enum HostSetup {
         do { try PairingOffer.validateRelayURL(relayURL) } catch {
             throw PeerError("\(relayURL) is not a relay address", hint: "give an http:// or https:// URL, like http://127.0.0.1:8080")
         }
-        let name = name ?? defaultName()
+        let name = name ?? thisMachineName(fallback: "computer")
         do { try DeviceName.validate(name) } catch { throw PeerError("the host name is not usable: \(error.message)", hint: error.hint) }
         try directory.prepare()
         if directory.contains(HostIdentity.signingFile) {
@@ -66,12 +66,5 @@ public enum HostSetup {
             throw PeerError("the host in \(directory.path) was not fully initialised", hint: "remove the folder and run 'errand host init' again")
         }
         return Host(directory: directory, settings: settings, identity: identity, store: store)
-    }
-
-    /// This computer's name, cut to a valid host name.
-    static func defaultName() -> String {
-        var name = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "computer"
-        while name.utf8.count > DeviceName.maximumLength { name.removeLast() }
-        return DeviceName.isAcceptable(name) ? name : "computer"
     }
 }

@@ -74,10 +74,7 @@ public struct AuditVerifier: Sendable {
 
     public func verify(now: Int64 = Int64(Date().timeIntervalSince1970)) async throws(PeerError) -> AuditVerification {
         var result = AuditVerification()
-        let noteText: String
-        do { noteText = try await client.auditCheckpoint() } catch {
-            throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the relay's checkpoint")
-        }
+        let noteText = try await AuditLogReader.checkpointNote(client: client)
         let checkpoint: Checkpoint
         do {
             checkpoint = try Checkpoint.verified(note: noteText, by: verifier)
@@ -168,22 +165,28 @@ public struct AuditVerifier: Sendable {
 
 /// Reading the whole log from its tiles: every leaf, checked against a signed checkpoint.
 public enum AuditLogReader {
-    /// Fetches the entry bundles up to the checkpoint's size and checks that the leaves give its
-    /// root. Returns the checkpoint (verified with `verifier`) and the leaves.
     /// The largest log this reader fetches whole (a signed size above it is refused, not fetched).
     public static let maximumLeaves: UInt64 = 100_000_000
 
-    public static func read(client: RelayClient, verifier: NoteVerifier) async throws(PeerError) -> (Checkpoint, String, [[UInt8]]) {
-        let noteText: String
-        do { noteText = try await client.auditCheckpoint() } catch {
+    /// The relay's latest checkpoint note, unchecked.
+    public static func checkpointNote(client: RelayClient) async throws(PeerError) -> String {
+        do { return try await client.auditCheckpoint() } catch {
             throw PeerError(relay: error, relayURL: client.baseURL, doing: "read the relay's checkpoint")
         }
-        let checkpoint: Checkpoint
-        do {
-            checkpoint = try Checkpoint.verified(note: noteText, by: verifier)
-        } catch {
+    }
+
+    /// The relay's latest checkpoint, checked against the pinned key; and its note text.
+    public static func verifiedCheckpoint(client: RelayClient, verifier: NoteVerifier) async throws(PeerError) -> (Checkpoint, String) {
+        let noteText = try await checkpointNote(client: client)
+        do { return (try Checkpoint.verified(note: noteText, by: verifier), noteText) } catch {
             throw PeerError("the relay's checkpoint is not signed by the pinned log key: \(error)")
         }
+    }
+
+    /// Fetches the entry bundles up to the checkpoint's size and checks that the leaves give its
+    /// root. Returns the checkpoint (verified with `verifier`), its note and the leaves.
+    public static func read(client: RelayClient, verifier: NoteVerifier) async throws(PeerError) -> (Checkpoint, String, [[UInt8]]) {
+        let (checkpoint, noteText) = try await verifiedCheckpoint(client: client, verifier: verifier)
         guard checkpoint.size <= maximumLeaves else {
             throw PeerError("the log claims \(checkpoint.size) entries, more than this reader takes (\(maximumLeaves))")
         }

@@ -1,4 +1,5 @@
 import ErrandCrypto
+import ErrandProtocol
 public import Foundation
 
 /// A peer's state folder (`--home`, else `$ERRAND_HOME`, else `~/.errand`): mode 0700, owned
@@ -61,6 +62,14 @@ public struct StateDirectory: Sendable {
         }
         close(descriptor)
     }
+}
+
+/// The name this machine goes by (its host name up to the first dot, cut to a valid device
+/// name), or `fallback` when it has none usable.
+public func thisMachineName(fallback: String) -> String {
+    var name = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? fallback
+    while name.utf8.count > DeviceName.maximumLength { name.removeLast() }
+    return DeviceName.isAcceptable(name) ? name : fallback
 }
 
 /// A failure of a peer command the person can act on: what happened and what to do.

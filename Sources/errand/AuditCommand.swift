@@ -139,14 +139,8 @@ struct AuditCommand: AsyncParsableCommand {
                 throw UserFacingError(records.isEmpty ? "this peer has no \(event) event for an envelope \(envelope)" : "several envelopes start with \(envelope)",
                                       hint: "see them with 'errand audit show --mine'")
             }
-            let noteText = try await reportingPeerErrors { () throws(PeerError) -> String in
-                do { return try await peer.client.auditCheckpoint() } catch let error as RelayClientError {
-                    throw PeerError(relay: error, relayURL: peer.client.baseURL, doing: "read the checkpoint")
-                } catch { throw PeerError("\(error)") }
-            }
-            let checkpoint: Checkpoint
-            do { checkpoint = try Checkpoint.verified(note: noteText, by: peer.verifier) } catch {
-                throw UserFacingError("the relay's checkpoint is not signed by the pinned key: \(error)")
+            let (checkpoint, noteText) = try await reportingPeerErrors {
+                try await AuditLogReader.verifiedCheckpoint(client: peer.client, verifier: peer.verifier)
             }
             var proven: (index: Int64, hash: [UInt8], proof: [[UInt8]])?
             for hash in record.candidateLeafHashes {

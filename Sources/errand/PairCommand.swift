@@ -47,7 +47,7 @@ struct PairCommand: AsyncParsableCommand {
             } else if let stored = try? store.deviceName() {
                 deviceName = stored
             } else {
-                deviceName = Self.machineName()
+                deviceName = thisMachineName(fallback: "device")
             }
             do { try DeviceName.validate(deviceName) } catch let error as PairingError { throw PeerError(error.message, hint: error.hint) }
             let relay = peer.relay ?? offer.relayURL
@@ -76,12 +76,6 @@ struct PairCommand: AsyncParsableCommand {
             return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return uri ?? ""
-    }
-
-    static func machineName() -> String {
-        var name = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "device"
-        while name.utf8.count > DeviceName.maximumLength { name.removeLast() }
-        return DeviceName.isAcceptable(name) ? name : "device"
     }
 
     struct Presenter: CompanionPairingPresenter {
