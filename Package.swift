@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // MARK: System libraries (Debian packages / Homebrew formulae)
@@ -93,13 +94,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // The relay server: Hummingbird app, routes, store protocol with SQLite (GRDB), limits, live delivery.
+        // The relay server: Hummingbird app, routes, store protocol with SQLite (GRDB) and PostgreSQL
+        // (postgres-nio, several nodes on one database), limits, live delivery.
         .target(
             name: "ErrandRelay",
             dependencies: [
                 "ErrandTransparency",
                 "ErrandProtocol", "ErrandCrypto",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -49,12 +49,24 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("TOML configuration file.", valueName: "file"))
     var config: String?
 
+    @Option(help: ArgumentHelp(
+        "Keep everything in this PostgreSQL database (postgres://USER@HOST:PORT/DB) instead of SQLite in the data folder, "
+            + "so that several relay nodes can share it. Give the password by PGPASSWORD, not here.",
+        valueName: "url"))
+    var postgres: String?
+
     /// Defaults, then the file, then the environment, then flags.
     func resolve(_ adjust: (inout RelayConfiguration) throws -> Void = { _ in }) throws -> RelayConfiguration {
         var configuration = RelayConfiguration()
         if let config { try ConfigurationLoader.apply(file: config, to: &configuration) }
         try ConfigurationLoader.apply(environment: ProcessInfo.processInfo.environment, to: &configuration)
         if let data { configuration.dataDirectory = data }
+        if let postgres {
+            if PostgresLocation.hasPassword(postgres) {
+                FileHandle.standardError.write(Data("errand-relay: warning: the --postgres URL carries a password, which other users of this machine can read in the process list; give it by PGPASSWORD or ERRAND_RELAY_STORAGE_POSTGRES instead\n".utf8))
+            }
+            configuration.postgresURL = postgres
+        }
         try adjust(&configuration)
         try ConfigurationLoader.validate(configuration)
         return configuration
@@ -87,7 +99,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "errand-relay")
         let scheme = configuration.tlsCertificatePath == nil ? "http" : "https"
         try await RelayRunner.serve(configuration: configuration, logger: logger) { port in
-            let line = "errand-relay: listening on \(scheme)://\(configuration.host):\(port) (data: \(configuration.dataDirectory), registration: \(configuration.openRegistration ? "open" : "by invitation"))\n"
+            let line = "errand-relay: listening on \(scheme)://\(configuration.host):\(port) (store: \(RelayRunner.storeDescription(configuration)), registration: \(configuration.openRegistration ? "open" : "by invitation"))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
     }
@@ -101,7 +113,7 @@ struct Invite: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try common.resolve()
-        let token = try await RelayRunner.invite(configuration: configuration)
+        let token = try await RelayRunner.invite(configuration: configuration, logger: Logger(label: "errand-relay"))
         print(token)
     }
 }
@@ -128,7 +140,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try common.resolve()
-        let report = try RelayRunner.audit(configuration: configuration)
+        let report = try await RelayRunner.audit(configuration: configuration, logger: Logger(label: "errand-relay"))
         print("leaves: \(report.leaves) (\(report.leavesByEvent.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
         print("latest checkpoint: size \(report.checkpointSize)")
         print("stored envelopes: \(report.envelopes) (\(report.envelopeBytes) bytes), all checked")

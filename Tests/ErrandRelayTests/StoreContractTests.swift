@@ -3,32 +3,48 @@ import ErrandProtocol
 import ErrandRelay
 import ErrandTestSupport
 import Foundation
+import Logging
 import Testing
 
-/// The contract every ``RelayStore`` must keep. Each test runs against every store factory;
-/// the PostgreSQL store joins `factories` when it exists.
+/// The contract every ``RelayStore`` must keep. Each test runs against every store factory:
+/// SQLite in a scratch folder, and PostgreSQL in a fresh database on the server `scripts/test`
+/// starts (left out, with the reason printed, when there is none).
 @Suite("Relay store contract")
 struct StoreContractTests {
     struct Factory: Sendable, CustomTestStringConvertible {
         let name: String
-        let make: @Sendable (ScratchFolder) async throws -> any RelayStore
+        let make: @Sendable (ScratchFolder) async throws -> (store: any RelayStore, cleanUp: @Sendable () async -> Void)
         var testDescription: String { name }
     }
 
-    static let factories: [Factory] = [
-        Factory(name: "SQLite") { folder in try SQLiteRelayStore(directory: folder.path) },
-    ]
+    static let factories: [Factory] = {
+        var factories = [Factory(name: "SQLite") { folder in (try SQLiteRelayStore(directory: folder.path), {}) }]
+        if let reason = TestPostgres.unavailableReason {
+            print("PostgreSQL store contract tests skipped: \(reason)")
+        } else {
+            factories.append(Factory(name: "PostgreSQL") { _ in
+                let url = try await TestPostgres.freshDatabase()
+                var logger = Logger(label: "test-postgres")
+                logger.logLevel = .warning
+                let store = try await PostgresRelayStore.open(PostgresLocation(url: url), logger: logger)
+                return (store, { await TestPostgres.drop(url) })
+            })
+        }
+        return factories
+    }()
 
     static let quota = MailboxQuota(maximumEnvelopes: 3, maximumBytes: 10_000)
 
     func withStore(_ factory: Factory, _ body: (any RelayStore) async throws -> Void) async throws {
         let folder = try ScratchFolder()
-        let store = try await factory.make(folder)
+        let (store, cleanUp) = try await factory.make(folder)
         do {
             try await body(store)
             try await store.close()
+            await cleanUp()
         } catch {
             try? await store.close()
+            await cleanUp()
             throw error
         }
     }

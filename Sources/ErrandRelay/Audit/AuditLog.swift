@@ -42,13 +42,12 @@ public actor AuditLog {
     public func integrate() async throws -> Int64 {
         let latest = try await store.latestAuditCheckpoint()
         let size = latest?.size ?? 0
-        let total = try await store.auditLeafCount()
-        guard total > size || latest == nil else { return size }
-        let leaves = try await store.auditLeaves(from: size, count: Self.batchSize)
+        let leaves = try await store.pendingAuditLeaves(after: size, limit: Self.batchSize)
+        guard !leaves.isEmpty || latest == nil else { return size }
         var nodes: [AuditNodeID: [UInt8]] = [:]
         for (offset, leaf) in leaves.enumerated() {
             var index = size + Int64(offset)
-            var hash = MerkleHash.leaf(leaf)
+            var hash = MerkleHash.leaf(leaf.bytes)
             nodes[AuditNodeID(level: 0, index: index)] = hash
             // Each odd index completes a pair: climb while it does.
             var level = 0
@@ -71,7 +70,8 @@ public actor AuditLog {
         let root = try await root(size: newSize, extra: nodes)
         let checkpoint = Checkpoint(origin: signer.verifier.name, size: UInt64(newSize), rootHash: root)
         let note = try SignedNote.sign(checkpoint.text, with: [signer])
-        try await store.saveAuditIntegration(nodes: nodes, checkpoint: AuditCheckpoint(size: newSize, note: note.encoded))
+        try await store.saveAuditIntegration(previousSize: size, leaves: leaves, nodes: nodes,
+                                             checkpoint: AuditCheckpoint(size: newSize, note: note.encoded))
         return newSize
     }
 
@@ -123,12 +123,15 @@ struct AuditIntegrationService: Service {
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do { try await log.integrate() } catch {
+            do {
+                // With several nodes on one store, one of them integrates at a time.
+                if try await log.store.claimAuditSequencer() { try await log.integrate() }
+            } catch {
                 logger.error("audit log integration failed", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: interval)
         }
-        _ = try? await log.integrate()
+        if (try? await log.store.claimAuditSequencer()) == true { _ = try? await log.integrate() }
     }
 }
 

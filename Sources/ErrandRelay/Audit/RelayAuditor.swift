@@ -1,4 +1,4 @@
-public import ErrandTransparency
+import ErrandTransparency
 import ErrandProtocol
 import Foundation
 
@@ -15,12 +15,21 @@ public struct AuditReport: Sendable {
     public var passed: Bool { findings.isEmpty }
 }
 
+/// Everything the operator's audit reads, from one consistent snapshot of the store.
+struct AuditSnapshot {
+    /// Integrated leaves, in index order.
+    var leaves: [[UInt8]] = []
+    /// Stored leaf hashes (level-0 nodes) by index.
+    var leafNodes: [(Int, [UInt8])] = []
+    var checkpoint: AuditCheckpoint?
+    var envelopes: [(sequence: Int64, id: [UInt8], body: [UInt8])] = []
+}
+
 /// The operator's check of a relay's data folder: recomputes the log from the stored leaves,
 /// checks the latest checkpoint's signature and root, and scans every stored body.
 public enum RelayAuditor {
-    public static func audit(store: SQLiteRelayStore, verifier: NoteVerifier) throws -> AuditReport {
+    static func audit(_ snapshot: AuditSnapshot, verifier: NoteVerifier) -> AuditReport {
         var report = AuditReport()
-        let snapshot = try store.auditSnapshot()
         var tree = MerkleTree()
         for (offset, leaf) in snapshot.leaves.enumerated() {
             if let parsed = try? AuditLeaf(bytes: leaf) {

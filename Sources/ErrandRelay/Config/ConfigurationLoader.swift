@@ -53,6 +53,8 @@ public enum ConfigurationLoader {
             configuration.durability = durability
         },
         integer("storage.sweep_interval_seconds", 1...86_400) { $0.sweepIntervalSeconds = $1 },
+        string("storage.postgres") { $0.postgresURL = $1.isEmpty ? nil : $1 },
+        integer("storage.postgres_max_connections", 2...1_000) { $0.postgresMaximumConnections = $1 },
         boolean("audit.enabled") { $0.auditLog = $1 },
     ]
 
@@ -124,6 +126,7 @@ public enum ConfigurationLoader {
         if (configuration.tlsCertificatePath == nil) != (configuration.tlsKeyPath == nil) {
             throw ConfigurationError("TLS needs both tls.certificate and tls.key")
         }
+        if let url = configuration.postgresURL { _ = try PostgresLocation(url: url) }
         if configuration.pairingSlotDefaultTTL > configuration.pairingSlotMaximumTTL {
             throw ConfigurationError("limits.pairing_slot_default_seconds is longer than limits.pairing_slot_max_seconds")
         }

@@ -47,6 +47,14 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Seconds a write to a live connection may take before the connection is dropped.
     public var writeTimeoutSeconds = 10
 
+    /// A shared PostgreSQL database (`postgres://…` URL) instead of the SQLite file in the data
+    /// folder: what several relay nodes behind one load balancer use. Better given by
+    /// `ERRAND_RELAY_STORAGE_POSTGRES` or the config file than on the command line, and the
+    /// password better by `PGPASSWORD`.
+    public var postgresURL: String?
+    /// Connections each node keeps to PostgreSQL at most.
+    public var postgresMaximumConnections = 20
+
     /// SQLite durability (`full` survives power loss).
     public var durability = SQLiteRelayStore.Durability.full
     /// Seconds between expiry sweeps.

@@ -31,6 +31,12 @@ final class LiveHub: Sendable {
         for continuation in continuations { continuation.yield() }
     }
 
+    /// Rings every connection (after a gap in what the node heard from other nodes).
+    func notifyEveryone() {
+        let continuations = subscribers.withLock { $0.values.flatMap(\.values) }
+        for continuation in continuations { continuation.yield() }
+    }
+
     /// Live connections right now.
     var connectionCount: Int {
         subscribers.withLock { $0.values.reduce(0) { $0 + $1.count } }

@@ -39,7 +39,7 @@ struct EnvelopeRoutes {
         }
         let token: SendToken
         do { token = try SendToken(bearer: bearer) } catch { throw core.refuse(.unauthenticated, error.description) }
-        try core.limitMailbox(mailbox, token: token.hash)
+        try await core.limitMailbox(mailbox, token: token.hash)
         let bytes = try await core.body(request, limit: core.configuration.maximumEnvelopeBytes)
         let envelope = try core.envelope(bytes)
         let now = core.nowSeconds

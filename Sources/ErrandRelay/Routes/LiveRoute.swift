@@ -30,7 +30,7 @@ struct LiveRoute {
     func register(on router: Router<RelayRequestContext>) {
         router.ws("/v1/mailboxes/:mailbox/live") { _, context in
             // A refused upgrade reaches the client as a plain 400; limits are checked again in-band.
-            (try? core.limitClient(context.clientIP)) == nil ? .dontUpgrade : .upgrade([:])
+            (try? await core.limitClient(context.clientIP)) == nil ? .dontUpgrade : .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             core.metrics.connectionOpened()
             defer { core.metrics.connectionClosed() }

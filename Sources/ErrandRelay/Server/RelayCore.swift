@@ -85,18 +85,39 @@ final class RelayCore: Sendable {
     }
 
     /// Per-IP limit for every request.
-    func limitClient(_ ip: String) throws {
-        if let wait = ipLimiter.acquire(ip) {
+    func limitClient(_ ip: String) async throws {
+        let wait: Int?
+        if store.sharesRateLimits {
+            guard configuration.requestsPerSecondPerIP > 0 else { return }
+            wait = try await store.takeRateToken(Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP,
+                                                 burst: configuration.requestBurstPerIP)
+        } else {
+            wait = ipLimiter.acquire(ip)
+        }
+        if let wait {
             throw refuse(.rateLimited, "too many requests from this address; retry in \(wait) s", retryAfterSeconds: wait)
         }
     }
 
     /// Per-mailbox limit for posts, per send token: strangers guessing tokens cannot use up the
     /// mailbox's allowance of its real senders.
-    func limitMailbox(_ mailbox: MailboxID, token: TokenHash) throws {
-        if let wait = mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token)) {
+    func limitMailbox(_ mailbox: MailboxID, token: TokenHash) async throws {
+        let wait: Int?
+        if store.sharesRateLimits {
+            guard configuration.postsPerSecondPerMailbox > 0 else { return }
+            wait = try await store.takeRateToken(Self.sharedKey("post", mailbox.bytes + token.bytes), rate: configuration.postsPerSecondPerMailbox,
+                                                 burst: configuration.postBurstPerMailbox)
+        } else {
+            wait = mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token))
+        }
+        if let wait {
             throw refuse(.rateLimited, "too many envelopes for this mailbox; retry in \(wait) s", retryAfterSeconds: wait)
         }
+    }
+
+    /// The key of a bucket kept in a shared store: a hash, so no address or mailbox id is stored as such.
+    static func sharedKey(_ kind: String, _ value: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(Array("errand rate limit \(kind)\u{0}".utf8) + value).prefix(16))
     }
 }
 

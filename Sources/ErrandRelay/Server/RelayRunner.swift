@@ -7,8 +7,8 @@ import ErrandTransparency
 
 /// Starts and administers a relay from a data folder: what the `errand-relay` commands do.
 public enum RelayRunner {
-    /// Creates the data folder (mode 0700) if needed and opens the SQLite store in it.
-    public static func openStore(_ configuration: RelayConfiguration) throws -> SQLiteRelayStore {
+    /// Creates the data folder (mode 0700) if needed.
+    static func prepareDataDirectory(_ configuration: RelayConfiguration) throws {
         let directory = configuration.dataDirectory
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
@@ -21,47 +21,78 @@ public enum RelayRunner {
         } else if !isDirectory.boolValue {
             throw RelayStartupError("\(directory) is a file, not a data folder")
         }
+    }
+
+    /// Creates the data folder if needed and opens the SQLite store in it.
+    public static func openSQLiteStore(_ configuration: RelayConfiguration) throws -> SQLiteRelayStore {
+        try prepareDataDirectory(configuration)
         do {
-            return try SQLiteRelayStore(directory: directory, durability: configuration.durability, auditLog: configuration.auditLog)
+            return try SQLiteRelayStore(directory: configuration.dataDirectory, durability: configuration.durability, auditLog: configuration.auditLog)
         } catch {
-            throw RelayStartupError("cannot open the relay database in \(directory): \(error)")
+            throw RelayStartupError("cannot open the relay database in \(configuration.dataDirectory): \(error)")
         }
+    }
+
+    /// The configured store: PostgreSQL when `storage.postgres` is set, otherwise SQLite in the data folder.
+    public static func openStore(_ configuration: RelayConfiguration, logger: Logger) async throws -> any RelayStore {
+        guard let url = configuration.postgresURL else { return try openSQLiteStore(configuration) }
+        try prepareDataDirectory(configuration)
+        return try await PostgresRelayStore.open(PostgresLocation(url: url), maximumConnections: configuration.postgresMaximumConnections,
+                                                 auditLog: configuration.auditLog, logger: logger)
+    }
+
+    /// Where the relay keeps envelopes, for messages (never with a password).
+    public static func storeDescription(_ configuration: RelayConfiguration) -> String {
+        if let url = configuration.postgresURL, let location = try? PostgresLocation(url: url) { return location.redacted }
+        return configuration.dataDirectory
     }
 
     /// Serves until SIGTERM/SIGINT, then shuts down gracefully (stops accepting, finishes
     /// in-flight requests and commits, closes the store). `onListening` gets the bound port.
     public static func serve(configuration: RelayConfiguration, logger: Logger,
                              onListening: @escaping @Sendable (Int) async -> Void) async throws {
-        let store = try openStore(configuration)
-        let signer: NoteSigner
-        do { signer = try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil) } catch {
-            throw RelayStartupError("cannot load or create the audit log key in \(configuration.dataDirectory): \(error)")
+        let signer = try loadSigner(configuration)
+        let store = try await openStore(configuration, logger: logger)
+        if let shared = store as? PostgresRelayStore {
+            do { try await shared.pinAuditVerifierKey(signer.verifier.description) } catch {
+                try? await store.close()
+                throw error
+            }
         }
         let app = try RelayServer.buildApplication(configuration: configuration, store: store, logger: logger, auditSigner: signer, onListening: onListening)
         try await app.runService()
     }
 
-    /// The audit log's verifier key (`name+hash+key`), creating the key on first use.
-    public static func verifierKey(configuration: RelayConfiguration) throws -> String {
-        _ = try openStore(configuration)
-        do { return try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil).verifier.description } catch {
+    /// The audit log's signer from the data folder, creating the key on first use.
+    static func loadSigner(_ configuration: RelayConfiguration) throws -> NoteSigner {
+        try prepareDataDirectory(configuration)
+        do { return try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil) } catch {
             throw RelayStartupError("cannot load or create the audit log key in \(configuration.dataDirectory): \(error)")
         }
     }
 
-    /// The operator's audit of the data folder (see ``RelayAuditor``).
-    public static func audit(configuration: RelayConfiguration) throws -> AuditReport {
-        let store = try openStore(configuration)
-        let signer: NoteSigner
-        do { signer = try AuditLog.loadSigner(dataDirectory: configuration.dataDirectory, origin: nil) } catch {
-            throw RelayStartupError("cannot load the audit log key in \(configuration.dataDirectory): \(error)")
+    /// The audit log's verifier key (`name+hash+key`), creating the key on first use.
+    public static func verifierKey(configuration: RelayConfiguration) throws -> String {
+        try loadSigner(configuration).verifier.description
+    }
+
+    /// The operator's audit of the store (see ``RelayAuditor``).
+    public static func audit(configuration: RelayConfiguration, logger: Logger) async throws -> AuditReport {
+        let signer = try loadSigner(configuration)
+        let store = try await openStore(configuration, logger: logger)
+        defer { Task { try? await store.close() } }
+        let snapshot: AuditSnapshot
+        switch store {
+        case let sqlite as SQLiteRelayStore: snapshot = try sqlite.auditSnapshot()
+        case let postgres as PostgresRelayStore: snapshot = try await postgres.auditSnapshot()
+        default: throw RelayStartupError("this store cannot be audited")
         }
-        return try RelayAuditor.audit(store: store, verifier: signer.verifier)
+        return RelayAuditor.audit(snapshot, verifier: signer.verifier)
     }
 
     /// Creates a registration token valid for `configuration.inviteTTL` and returns it (the store keeps only its hash).
-    public static func invite(configuration: RelayConfiguration) async throws -> String {
-        let store = try openStore(configuration)
+    public static func invite(configuration: RelayConfiguration, logger: Logger) async throws -> String {
+        let store = try await openStore(configuration, logger: logger)
         let token = SecretBytes.random(count: 32)
         try await store.addInvite(TokenHash(of: token), expiresAt: Int64(Date().timeIntervalSince1970) + configuration.inviteTTL)
         try await store.close()

@@ -59,6 +59,7 @@ public enum RelayServer {
                 backlog: 1024,
                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maximumConnections)),
             services: [StoreCloser(store: store, logger: logger),
+                       ArrivalWatcher(core: core),
                        AuditIntegrationService(log: audit, interval: .milliseconds(250), logger: logger),
                        ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds))),
                        WriteWatchdogService(watchdog: core.watchdog, core: core)],
@@ -116,13 +117,28 @@ struct StoreCloser: Service {
     }
 }
 
+/// Wakes this node's live connections when another node stores an envelope for them (a store
+/// shared by several nodes); returns at once for a store only this node uses.
+struct ArrivalWatcher: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        let hub = core.hub
+        await cancelWhenGracefulShutdown {
+            try? await core.store.watchArrivals { mailbox in
+                if let mailbox { hub.notify(mailbox) } else { hub.notifyEveryone() }
+            }
+        }
+    }
+}
+
 /// Per-IP rate limit on every HTTP request (health and metrics excepted).
 struct ClientLimitMiddleware: RouterMiddleware {
     let core: RelayCore
 
     func handle(_ request: Request, context: RelayRequestContext, next: (Request, RelayRequestContext) async throws -> Response) async throws -> Response {
         if request.uri.path != "/healthz" && request.uri.path != "/metrics" {
-            try core.limitClient(context.clientIP)
+            try await core.limitClient(context.clientIP)
         }
         return try await next(request, context)
     }

@@ -55,20 +55,39 @@ public protocol RelayStore: Sendable {
 
     // MARK: Audit log
 
-    /// Number of leaves appended to the audit log (each envelope event appends one, in the
-    /// event's own transaction).
-    func auditLeafCount() async throws -> Int64
-    /// The leaves with indices `start ..< start + count` (fewer at the end).
+    /// Up to `limit` leaves appended but not yet integrated, in the order they will take after
+    /// the first `size` leaves (`size` is the latest checkpoint's).
+    func pendingAuditLeaves(after size: Int64, limit: Int) async throws -> [PendingAuditLeaf]
+    /// The integrated leaves with indices `start ..< start + count` (fewer at the end).
     func auditLeaves(from start: Int64, count: Int) async throws -> [[UInt8]]
     /// Hashes of complete subtrees: `level` 0 holds leaf hashes; node `index` at `level` covers
     /// leaves `index × 2^level ..< (index + 1) × 2^level`. Missing nodes are left out.
     func auditNodes(_ coordinates: [AuditNodeID]) async throws -> [AuditNodeID: [UInt8]]
-    /// Saves new node hashes and the signed checkpoint that covers them, together.
-    func saveAuditIntegration(nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws
+    /// Integrates `leaves` (as returned by ``pendingAuditLeaves(after:limit:)``, taking indices
+    /// `previousSize ..< previousSize + leaves.count`) with the node hashes and the signed
+    /// checkpoint that cover them, all in one transaction — and only if the latest checkpoint
+    /// still covers `previousSize` leaves; otherwise it throws ``AuditLogError`` and changes nothing.
+    func saveAuditIntegration(previousSize: Int64, leaves: [PendingAuditLeaf], nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws
+    /// Whether this relay node may integrate the log now. A store that several nodes share grants
+    /// it to one node at a time, and to another once that one is gone; a one-node store always does.
+    func claimAuditSequencer() async throws -> Bool
     /// The latest signed checkpoint.
     func latestAuditCheckpoint() async throws -> AuditCheckpoint?
     /// The index of the leaf with this leaf hash, if it is integrated.
     func auditLeafIndex(leafHash: [UInt8]) async throws -> Int64?
+
+    // MARK: Several nodes
+
+    /// Calls `arrived` with the mailbox of every envelope stored by any relay node on this store,
+    /// until cancelled, so that each node can wake its own live connections; `nil` means anything
+    /// may have arrived (the watch was interrupted and resumed). A store that only
+    /// one node uses returns at once (the node wakes its connections itself).
+    func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws
+    /// Whether rate limits are kept here, shared by every node, instead of in each node's memory.
+    var sharesRateLimits: Bool { get }
+    /// Takes one token from the bucket `key` (`rate` per second, up to `burst`); `nil` when
+    /// allowed, otherwise the seconds to wait (≥ 1). Only called when ``sharesRateLimits``.
+    func takeRateToken(_ key: [UInt8], rate: Double, burst: Double) async throws -> Int?
 
     // MARK: Pairing slots
 
@@ -105,7 +124,6 @@ public enum MailboxCreation: Sendable, Equatable {
     case sponsorLimitReached
 }
 
-/// An envelope accepted from a sender, about to be stored.
 /// A complete subtree of the audit log's tree.
 public struct AuditNodeID: Hashable, Sendable {
     public let level: Int
@@ -126,6 +144,17 @@ public struct AuditCheckpoint: Sendable, Equatable {
     }
 }
 
+/// A leaf appended to the audit log and not yet integrated; `key` identifies it in the store.
+public struct PendingAuditLeaf: Sendable, Equatable {
+    public let key: Int64
+    public let bytes: [UInt8]
+    public init(key: Int64, bytes: [UInt8]) {
+        self.key = key
+        self.bytes = bytes
+    }
+}
+
+/// An envelope accepted from a sender, about to be stored.
 public struct IncomingEnvelope: Sendable {
     public let mailbox: MailboxID
     public let id: EnvelopeID

@@ -316,8 +316,12 @@ public final class SQLiteRelayStore: RelayStore {
 
     // MARK: Audit log
 
-    public func auditLeafCount() async throws -> Int64 {
-        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), 0) FROM audit_leaf") ?? 0 }
+    public func pendingAuditLeaves(after size: Int64, limit: Int) async throws -> [PendingAuditLeaf] {
+        // Rows are leaves in commit order already (index = rowid − 1): pending means past the checkpoint.
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT idx, leaf FROM audit_leaf WHERE idx > ? ORDER BY idx LIMIT ?", arguments: [size, limit])
+                .map { PendingAuditLeaf(key: $0[0], bytes: [UInt8]($0[1] as Data)) }
+        }
     }
 
     public func auditLeaves(from start: Int64, count: Int) async throws -> [[UInt8]] {
@@ -338,13 +342,20 @@ public final class SQLiteRelayStore: RelayStore {
         }
     }
 
-    public func saveAuditIntegration(nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws {
+    public func saveAuditIntegration(previousSize: Int64, leaves: [PendingAuditLeaf], nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws {
         try await writer.write { db in
+            let latest = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0
+            guard latest == previousSize else {
+                throw AuditLogError("the audit log moved on to \(latest) leaves while \(previousSize) + \(leaves.count) were being integrated")
+            }
             let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES (?, ?, ?)")
             for (coordinate, hash) in nodes { try statement.execute(arguments: [coordinate.level, coordinate.index, Data(hash)]) }
             try db.execute(sql: "INSERT OR REPLACE INTO audit_checkpoint (size, note) VALUES (?, ?)", arguments: [checkpoint.size, checkpoint.note])
         }
     }
+
+    /// One node writes this file: it is always the sequencer.
+    public func claimAuditSequencer() async throws -> Bool { true }
 
     public func latestAuditCheckpoint() async throws -> AuditCheckpoint? {
         try await pool.read { db in
@@ -357,13 +368,6 @@ public final class SQLiteRelayStore: RelayStore {
     }
 
     /// Everything the operator's audit reads, from one consistent snapshot.
-    struct AuditSnapshot {
-        var leaves: [[UInt8]] = []
-        var leafNodes: [(Int, [UInt8])] = []
-        var checkpoint: AuditCheckpoint?
-        var envelopes: [(sequence: Int64, id: [UInt8], body: [UInt8])] = []
-    }
-
     func auditSnapshot() throws -> AuditSnapshot {
         try pool.read { db in
             var snapshot = AuditSnapshot()
@@ -377,6 +381,16 @@ public final class SQLiteRelayStore: RelayStore {
             return snapshot
         }
     }
+
+    // MARK: Several nodes
+
+    /// Only this node stores here, and it wakes its own connections.
+    public func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws {}
+
+    /// Rate limits stay in the node's memory.
+    public var sharesRateLimits: Bool { false }
+
+    public func takeRateToken(_ key: [UInt8], rate: Double, burst: Double) async throws -> Int? { nil }
 
     // MARK: Pairing slots
 

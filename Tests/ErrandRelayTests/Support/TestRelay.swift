@@ -32,7 +32,7 @@ struct TestRelay {
         configuration.requestsPerSecondPerIP = 0
         configuration.postsPerSecondPerMailbox = 0
         adjust(&configuration)
-        let store = try RelayRunner.openStore(configuration)
+        let store = try RelayRunner.openSQLiteStore(configuration)
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "test-relay")
         logger.logLevel = .warning
