@@ -35,3 +35,24 @@ public enum TestPostgres {
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
+
+extension RelayProcess {
+    /// `count` relay nodes on one PostgreSQL database (given by environment, as an operator
+    /// would, not on the command line), each with a data folder under `root` holding the same
+    /// audit key — copied from the first node's folder, as docs/operations.md says.
+    public static func startNodes(_ count: Int, database: String, root: String, arguments: [String] = ["--open-registration"],
+                                  environment: [String: String] = [:]) async throws -> [RelayProcess] {
+        var environment = environment
+        environment["ERRAND_RELAY_STORAGE_POSTGRES"] = database
+        var nodes: [RelayProcess] = []
+        for index in 0..<count {
+            let data = root + "/node-\(index)"
+            if index > 0 {
+                try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try FileManager.default.copyItem(atPath: root + "/node-0/audit.key", toPath: data + "/audit.key")
+            }
+            nodes.append(try await start(data: data, arguments: arguments, environment: environment))
+        }
+        return nodes
+    }
+}

@@ -1,0 +1,160 @@
+import ErrandCrypto
+import ErrandProtocol
+import ErrandRelayClient
+import ErrandTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Real `errand-relay` processes sharing one PostgreSQL database, reached by real clients.
+@Suite("Several relay nodes on one PostgreSQL database",
+       .enabled(if: TestPostgres.unavailableReason == nil, "needs the PostgreSQL server scripts/test starts (ERRAND_TEST_POSTGRES_URL)"))
+struct MultiNodeTests {
+    static let unlimited = ["ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0", "ERRAND_RELAY_LIMITS_POSTS_PER_SECOND_PER_MAILBOX": "0"]
+
+    func withNodes(_ count: Int = 2, environment: [String: String] = unlimited,
+                   _ body: ([RelayProcess], String, ScratchFolder) async throws -> Void) async throws {
+        let database = try await TestPostgres.freshDatabase()
+        let folder = try ScratchFolder()
+        var nodes: [RelayProcess] = []
+        do {
+            nodes = try await RelayProcess.startNodes(count, database: database, root: folder.path, environment: environment)
+            try await body(nodes, database, folder)
+        } catch {
+            for node in nodes { await node.stop() }
+            await TestPostgres.drop(database)
+            throw error
+        }
+        for node in nodes { await node.stop() }
+        await TestPostgres.drop(database)
+    }
+
+    func owner(on node: RelayProcess) async throws -> (Ed25519.SecretKey, SendToken, MailboxID) {
+        let client = RelayClient(baseURL: node.baseURL)
+        let owner = Ed25519.SecretKey()
+        let token = SendToken()
+        try await client.createMailbox(owner: owner)
+        try await client.addSendToken(token.hash, owner: owner)
+        return (owner, token, MailboxID(owner: owner.publicKey))
+    }
+
+    @Test("An envelope posted to one node reaches a live subscriber on the other at once")
+    func liveAcrossNodes() async throws {
+        try await withNodes { nodes, _, _ in
+            let (owner, token, mailbox) = try await owner(on: nodes[0])
+            let subscription = RelayClient(baseURL: nodes[1].baseURL).subscribe(owner: owner)
+            defer { subscription.cancel() }
+            var events = subscription.events.makeAsyncIterator()
+            guard case .caughtUp? = try await events.next() else { Issue.record("expected caught-up first"); return }
+            var latencies: [Duration] = []
+            for _ in 0..<5 {
+                let envelope = sampleEnvelope()
+                let clock = ContinuousClock()
+                let start = clock.now
+                _ = try await RelayClient(baseURL: nodes[0].baseURL).post(envelope, to: mailbox, token: token)
+                guard case .envelope(_, let pushed)? = try await events.next() else { Issue.record("expected a live envelope"); return }
+                latencies.append(clock.now - start)
+                #expect(pushed == envelope)
+            }
+            // Pushed on NOTIFY, not found by a later poll (the relay has no poll at all).
+            #expect(latencies.max()! < .seconds(2), "latencies \(latencies)")
+        }
+    }
+
+    @Test("SIGKILL of one node during a stream of posts loses no acknowledged envelope; clients carry on through the other")
+    func nodeDiesMidStream() async throws {
+        try await withNodes { nodes, _, _ in
+            let (owner, token, mailbox) = try await owner(on: nodes[0])
+            let acknowledged = AcknowledgedLog()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        var node = 0
+                        var client = RelayClient(baseURL: nodes[0].baseURL)
+                        client.maximumAttempts = 1
+                        // Post until 150 more have been acknowledged by the surviving node.
+                        var afterSwitch = 0
+                        while afterSwitch < 150 {
+                            let envelope = sampleEnvelope(size: 1024)
+                            do {
+                                _ = try await client.post(envelope, to: mailbox, token: token)
+                                acknowledged.ids.withLock { $0.append(envelope.id) }
+                                if node == 1 { afterSwitch += 1 }
+                            } catch {
+                                guard node == 0 else { throw error }
+                                // The node is gone: carry on through the other one.
+                                node = 1
+                                client = RelayClient(baseURL: nodes[1].baseURL)
+                                client.maximumAttempts = 1
+                                acknowledged.stoppedPosters.withLock { $0 += 1 }
+                            }
+                        }
+                    }
+                }
+                group.addTask {
+                    while acknowledged.ids.withLock({ $0.count }) < 300 { try await Task.sleep(for: .milliseconds(5)) }
+                    await nodes[0].stop(signal: SIGKILL)
+                }
+                try await group.waitForAll()
+            }
+            #expect(acknowledged.stoppedPosters.withLock { $0 } == 4)
+            let acked = acknowledged.ids.withLock { $0 }
+            let reader = RelayClient(baseURL: nodes[1].baseURL)
+            var stored = Set<EnvelopeID>()
+            var after: Int64 = 0
+            while true {
+                let page = try await reader.fetch(owner: owner, after: after, limit: 500)
+                stored.formUnion(page.envelopes.map(\.envelope.id))
+                guard let last = page.envelopes.last, page.more else { break }
+                after = last.sequence
+            }
+            let lost = Set(acked).subtracting(stored)
+            #expect(acked.count >= 900)
+            #expect(lost.isEmpty, "\(lost.count) acknowledged envelopes were lost")
+        }
+    }
+
+    @Test("Per-address rate limits hold across nodes")
+    func rateLimitsAcrossNodes() async throws {
+        let limited = ["ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0.01", "ERRAND_RELAY_LIMITS_REQUEST_BURST_PER_IP": "4"]
+        try await withNodes(environment: limited) { nodes, _, _ in
+            var refused: RelayClientError?
+            var answered = 0
+            for attempt in 0..<6 {
+                var client = RelayClient(baseURL: nodes[attempt % 2].baseURL)
+                client.maximumAttempts = 1
+                do {
+                    _ = try await client.auditCheckpoint()
+                    answered += 1
+                } catch {
+                    refused = error as? RelayClientError
+                    break
+                }
+            }
+            // Four requests in all (two on each node) use up the one shared allowance.
+            #expect(answered == 4)
+            #expect(refused?.code == .rateLimited, "\(String(describing: refused))")
+        }
+    }
+
+    @Test("A node whose audit key differs from the other nodes' refuses to start, saying what to copy")
+    func auditKeyMustMatch() async throws {
+        try await withNodes(1) { _, database, folder in
+            let result = try await runAsync("errand-relay", ["serve", "--listen", "127.0.0.1:0", "--data", folder.path("stranger")],
+                                            environment: ["ERRAND_RELAY_STORAGE_POSTGRES": database])
+            #expect(result.status == 1)
+            #expect(result.errorOutput.contains("copy audit.key"), "\(result.errorOutput)")
+        }
+    }
+
+    @Test("A PostgreSQL password on the command line is warned about and never printed")
+    func passwordNotPrinted() async throws {
+        let result = try await runAsync("errand-relay", ["invite", "--data", try ScratchFolder().path,
+                                                         "--postgres", "postgres://errand:s3cret-pw@127.0.0.1:1/errand?sslmode=disable"])
+        #expect(result.status == 1)
+        #expect(result.errorOutput.contains("warning: the --postgres URL carries a password"))
+        #expect(result.errorOutput.contains("postgres://errand@127.0.0.1:1/errand"))
+        #expect(!result.errorOutput.contains("s3cret-pw"))
+        #expect(!result.output.contains("s3cret-pw"))
+    }
+}
