@@ -9,11 +9,29 @@ final class Journey: @unchecked Sendable {
     var hostAgent: RunningProgram?
     var host: String { folder.path("host") }
     var phone: String { folder.path("phone") }
+    /// With several relay nodes: the PostgreSQL database they share, the other nodes, and the
+    /// node the phone reaches (the host uses `relay`).
+    var database: String?
+    var otherNodes: [RelayProcess] = []
+    var phoneRelay: String?
+    /// `--relay NODE` for the phone's commands when it uses another node than the host.
+    var phoneRelayArguments: [String] { phoneRelay.map { ["--relay", $0] } ?? [] }
 
     /// Sets everything up; `config` replaces lines of the host's config.toml (key → value).
-    init(config: [String: String] = [:]) async throws {
+    /// With `nodes` > 1 the relay is that many nodes on one PostgreSQL database; the host uses
+    /// the first and the phone the second.
+    init(config: [String: String] = [:], nodes: Int = 1) async throws {
         folder = try ScratchFolder()
-        relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"])
+        if nodes > 1 {
+            let database = try await TestPostgres.freshDatabase()
+            let started = try await RelayProcess.startNodes(nodes, database: database, root: folder.path("relay"))
+            self.database = database
+            relay = started[0]
+            otherNodes = Array(started.dropFirst())
+            phoneRelay = started[1].baseURL
+        } else {
+            relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"])
+        }
         try await expectSuccess(["host", "init", "--home", host, "--relay", relay.baseURL, "--name", "studio"])
         // An agent that echoes its input line by line, with pauses, so streaming can be seen in order.
         try write(folder.path("agent.sh"), """
@@ -46,7 +64,7 @@ final class Journey: @unchecked Sendable {
     func pair(_ home: String, name: String) async throws {
         let pairing = try RunningProgram("errand", ["host", "pair", "--home", host, "--terminal", "none", "--png", folder.path("\(name).png"), "--yes"])
         try await pairing.waitForOutput(containing: "Waiting for a device")
-        try await expectSuccess(["pair", "--home", home, "--name", name, "--yes", "--image", folder.path("\(name).png")])
+        try await expectSuccess(["pair", "--home", home, "--name", name, "--yes", "--image", folder.path("\(name).png")] + phoneRelayArguments)
         #expect(await pairing.finish().status == 0)
     }
 
@@ -77,9 +95,17 @@ final class Journey: @unchecked Sendable {
 
     /// `errand send --wait --json …` from `home`, decoded.
     func sendAndWait(_ arguments: [String], home: String? = nil) async throws -> [String: Any] {
-        let result = try await errand(["send", "--home", home ?? phone, "--wait", "--json", "--timeout", "60"] + arguments)
+        let result = try await errand(["send", "--home", home ?? phone, "--wait", "--json", "--timeout", "60"] + phoneRelayArguments + arguments)
         let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
         return try #require(object, "no JSON from send: \(result.output) \(result.errorOutput)")
+    }
+
+    /// Stops the host and every relay node, and drops the shared database if there is one.
+    func finish() async {
+        await stopHost()
+        await relay.stop()
+        for node in otherNodes { await node.stop() }
+        if let database { await TestPostgres.drop(database) }
     }
 
     deinit { if let agent = hostAgent { kill(agent.process.processIdentifier, SIGKILL) } }
