@@ -23,17 +23,22 @@ struct RelayBenchmark: AsyncParsableCommand {
     @Option(help: "Idle live connections to hold (0 skips the phase).") var idle = 10_000
     @Option(help: "SQLite durability of the relay: full or normal.") var durability = "full"
     @Option(help: "The relay's audit log: on or off (off only to measure its cost).") var auditLog = "on"
+    @Option(help: ArgumentHelp("Run the relay on this PostgreSQL database instead of SQLite (scripts/postgres-server starts one).", valueName: "url"))
+    var postgres: String?
+    @Option(help: "Relay nodes on the PostgreSQL database; senders and receivers are spread over them, receivers on another node than most senders.")
+    var nodes = 1
 
     func validate() throws {
         guard seconds > 0, senders > 0, mailboxes > 0, rate > 0, latencySeconds > 0, idle >= 0 else {
             throw ValidationError("every count and duration must be positive")
         }
         guard (16...Envelope.maximumCiphertextLength).contains(size) else { throw ValidationError("--size must be 16…65519") }
+        guard nodes >= 1, nodes == 1 || postgres != nil else { throw ValidationError("--nodes above 1 needs --postgres") }
     }
 
     func run() async throws {
         raiseFileLimit()
-        let relay = try RelayProcessHandle(environment: [
+        var environment = [
             "ERRAND_RELAY_LIMITS_REQUESTS_PER_SECOND_PER_IP": "0",
             "ERRAND_RELAY_LIMITS_POSTS_PER_SECOND_PER_MAILBOX": "0",
             "ERRAND_RELAY_LIMITS_MAILBOX_MAX_ENVELOPES": "10000000",
@@ -43,13 +48,19 @@ struct RelayBenchmark: AsyncParsableCommand {
             "ERRAND_RELAY_STORAGE_DURABILITY": durability,
             "ERRAND_RELAY_AUDIT_ENABLED": auditLog == "off" ? "false" : "true",
             "ERRAND_RELAY_LOG_LEVEL": "error",
-        ])
-        defer { relay.stop() }
+        ]
+        if let postgres { environment["ERRAND_RELAY_STORAGE_POSTGRES"] = postgres }
+        var relays = [try RelayProcessHandle(environment: environment)]
+        for _ in 1..<nodes { relays.append(try RelayProcessHandle(environment: environment, auditKeyFrom: relays[0].dataDirectory)) }
+        let relay = relays[0]
+        defer { for relay in relays { relay.stop() } }
         var pool = HTTPClient.Configuration()
         pool.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: senders)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: pool)
-        let client = RelayClient(baseURL: relay.url, httpClient: http)
-        print("errand-bench relay: \(relay.url), \(ProcessInfo.processInfo.activeProcessorCount) cores, durability \(durability), audit log \(auditLog), \(size)-byte envelopes")
+        let clients = relays.map { RelayClient(baseURL: $0.url, httpClient: http) }
+        let client = clients[0]
+        let store = postgres.map { _ in "PostgreSQL, \(nodes) node\(nodes == 1 ? "" : "s")" } ?? "SQLite, durability \(durability)"
+        print("errand-bench relay: \(relays.map(\.url).joined(separator: " ")), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(store), audit log \(auditLog), \(size)-byte envelopes")
 
         var registered: [(key: Ed25519.SecretKey, token: SendToken)] = []
         for _ in 0..<mailboxes {
@@ -65,16 +76,18 @@ struct RelayBenchmark: AsyncParsableCommand {
         // Receivers record latency only while a phase has put its recorder here.
         let latencyPhase = PhaseRecorder()
         let delivered = Counter()
-        let receivers = try await startReceivers(client: client, owners: owners, start: start, latencyPhase: latencyPhase, delivered: delivered)
+        // Mailbox j's receiver is on node j + 1: with several nodes most envelopes cross nodes.
+        let receivers = try await startReceivers(clients: clients, owners: owners, start: start, latencyPhase: latencyPhase, delivered: delivered)
 
         // Phase 1: closed-loop throughput.
         let posted = Counter()
         let failed = Counter()
-        let cpuBefore = relay.cpuSeconds
+        let cpuBefore = relays.map(\.cpuSeconds).reduce(0, +)
         let throughputStart = ContinuousClock.now
         let deadline = throughputStart + .seconds(seconds)
         await withTaskGroup(of: Void.self) { group in
             for sender in 0..<senders {
+                let client = clients[sender % clients.count]
                 group.addTask {
                     var index = sender
                     while ContinuousClock.now < deadline {
@@ -91,10 +104,10 @@ struct RelayBenchmark: AsyncParsableCommand {
             }
         }
         let elapsed = ContinuousClock.now - throughputStart
-        let cpu = relay.cpuSeconds - cpuBefore
+        let cpu = relays.map(\.cpuSeconds).reduce(0, +) - cpuBefore
         let throughput = Double(posted.value) / elapsed.seconds
         await waitUntil { delivered.value >= posted.value }
-        print(String(format: "throughput: %.0f durable posts/s (%d in %.1f s, %d failed); relay CPU %.2f cores; %d delivered live",
+        print(String(format: "throughput: %.0f durable posts/s (%d in %.1f s, %d failed); relay CPU %.2f cores (all nodes); %d delivered live",
                      throughput, posted.value, elapsed.seconds, failed.value, cpu / elapsed.seconds, delivered.value))
 
         // Phase 2: latency at a fixed rate (open loop: posts start on schedule whatever the relay does).
@@ -114,6 +127,7 @@ struct RelayBenchmark: AsyncParsableCommand {
                 try? await Task.sleep(until: tick, clock: .continuous)
                 for _ in 0..<perTick {
                     let owner = owners[index % owners.count]
+                    let client = clients[index % clients.count]
                     index += 1
                     sentInPhase += 1
                     group.addTask {
@@ -166,12 +180,12 @@ struct RelayBenchmark: AsyncParsableCommand {
         for waiter in waiters { waiter.cancel() }
     }
 
-    private func startReceivers(client: RelayClient, owners: [(key: Ed25519.SecretKey, token: SendToken)], start: ContinuousClock.Instant,
+    private func startReceivers(clients: [RelayClient], owners: [(key: Ed25519.SecretKey, token: SendToken)], start: ContinuousClock.Instant,
                                 latencyPhase: PhaseRecorder, delivered: Counter) async throws -> [LiveSubscription] {
         let caughtUp = Counter()
         var subscriptions: [LiveSubscription] = []
-        for owner in owners {
-            let subscription = client.subscribe(owner: owner.key)
+        for (index, owner) in owners.enumerated() {
+            let subscription = clients[(index + 1) % clients.count].subscribe(owner: owner.key)
             subscriptions.append(subscription)
             Task {
                 var pending: [EnvelopeID] = []

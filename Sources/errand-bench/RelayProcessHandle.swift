@@ -7,13 +7,19 @@ final class RelayProcessHandle: Sendable {
     let url: String
     let dataDirectory: String
 
-    init(environment: [String: String]) throws {
+    /// Starts a relay; `auditKeyFrom` names another node's data folder whose audit key this one
+    /// must share (nodes on one PostgreSQL database sign one log).
+    init(environment: [String: String], auditKeyFrom: String? = nil) throws {
         let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         let binary = directory.appendingPathComponent("errand-relay")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw BenchmarkError("errand-relay is not built next to errand-bench (\(directory.path)); run 'swift build -c release' first")
         }
         dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("errand-bench-\(UUID().uuidString)").path
+        if let auditKeyFrom {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.copyItem(atPath: auditKeyFrom + "/audit.key", toPath: dataDirectory + "/audit.key")
+        }
         let process = Process()
         process.executableURL = binary
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", dataDirectory, "--open-registration"]

@@ -129,6 +129,8 @@ struct ArrivalWatcher: Service {
                 if let mailbox { hub.notify(mailbox) } else { hub.notifyEveryone() }
             }
         }
+        // A service that returns early would stop the whole relay: wait for the shutdown.
+        try? await gracefulShutdown()
     }
 }
 
