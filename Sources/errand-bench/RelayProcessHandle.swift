@@ -27,19 +27,26 @@ final class RelayProcessHandle: Sendable {
         env.merge(environment) { $1 }
         process.environment = env
         let stdout = Pipe()
+        let stderr = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr
         try process.run()
         self.process = process
         var printed = ""
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, !printed.contains("listening") {
-            printed += String(decoding: stdout.fileHandleForReading.availableData, as: UTF8.self)
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // the relay ended
+            printed += String(decoding: chunk, as: UTF8.self)
         }
         guard let range = printed.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) else {
             process.terminate()
-            throw BenchmarkError("errand-relay did not start: \(printed)")
+            process.waitUntilExit()
+            let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw BenchmarkError("errand-relay did not start: \(printed)\(errors)")
         }
+        // Keep draining its log so the relay never blocks on a full pipe.
+        Thread.detachNewThread { while !stderr.fileHandleForReading.availableData.isEmpty {} }
         url = String(printed[range])
     }
 

@@ -136,6 +136,8 @@ struct SendCommand: AsyncParsableCommand {
     var words: [String] = []
 
     func validate() throws {
+        // The text is taken as it comes, so --help arrives here instead of reaching the parser.
+        if words == ["--help"] || words == ["-h"] { throw CleanExit.helpRequest(self) }
         if action != nil && shell != nil { throw ValidationError("choose one of --action and --shell") }
         if shell != nil && !words.isEmpty { throw ValidationError("--shell takes the whole command line as one argument") }
         if action == nil && shell == nil && words.isEmpty { throw ValidationError("say what to do: TEXT, --action NAME [ARGS…] or --shell COMMAND") }

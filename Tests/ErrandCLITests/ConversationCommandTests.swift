@@ -113,6 +113,13 @@ final class Journey: @unchecked Sendable {
 
 @Suite("Tasks from a companion to the host agent, end to end")
 struct ConversationCommandTests {
+    @Test("send --help shows the help, even though send takes free text")
+    func sendHelp() async throws {
+        let result = try await runAsync("errand", ["send", "--help"], environment: ["ERRAND_HOME": try ScratchFolder().path])
+        #expect(result.status == 0, "\(result.errorOutput)")
+        #expect(result.output.contains("USAGE: errand send"))
+    }
+
     @Test("Text goes to the agent; its output streams back in order; history and the host's log record it")
     func agentTask() async throws {
         let journey = try await Journey()

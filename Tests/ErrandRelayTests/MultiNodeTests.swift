@@ -100,14 +100,7 @@ struct MultiNodeTests {
             #expect(acknowledged.stoppedPosters.withLock { $0 } == 4)
             let acked = acknowledged.ids.withLock { $0 }
             let reader = RelayClient(baseURL: nodes[1].baseURL)
-            var stored = Set<EnvelopeID>()
-            var after: Int64 = 0
-            while true {
-                let page = try await reader.fetch(owner: owner, after: after, limit: 500)
-                stored.formUnion(page.envelopes.map(\.envelope.id))
-                guard let last = page.envelopes.last, page.more else { break }
-                after = last.sequence
-            }
+            let stored = try await reader.storedIDs(owner: owner)
             let lost = Set(acked).subtracting(stored)
             #expect(acked.count >= 900)
             #expect(lost.isEmpty, "\(lost.count) acknowledged envelopes were lost")

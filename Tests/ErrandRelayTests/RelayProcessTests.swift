@@ -69,14 +69,7 @@ struct RelayProcessTests {
 
         let second = try await RelayProcess.start(data: folder.path, arguments: ["--open-registration"], environment: unlimited)
         let reader = RelayClient(baseURL: second.baseURL)
-        var stored = Set<EnvelopeID>()
-        var after: Int64 = 0
-        while true {
-            let page = try await reader.fetch(owner: owner, after: after, limit: 500)
-            stored.formUnion(page.envelopes.map(\.envelope.id))
-            guard let last = page.envelopes.last, page.more else { break }
-            after = last.sequence
-        }
+        let stored = try await reader.storedIDs(owner: owner)
         let lost = Set(acked).subtracting(stored)
         #expect(lost.isEmpty, "\(lost.count) acknowledged envelopes were lost")
         await second.stop()
@@ -172,6 +165,20 @@ struct RelayProcessTests {
 }
 
 /// Envelope ids the relay acknowledged, shared by the posting tasks.
+extension RelayClient {
+    /// The ids of every envelope waiting in `owner`'s mailbox, page by page.
+    func storedIDs(owner: Ed25519.SecretKey) async throws -> Set<EnvelopeID> {
+        var stored = Set<EnvelopeID>()
+        var after: Int64 = 0
+        while true {
+            let page = try await fetch(owner: owner, after: after, limit: 500)
+            stored.formUnion(page.envelopes.map(\.envelope.id))
+            guard let last = page.envelopes.last, page.more else { return stored }
+            after = last.sequence
+        }
+    }
+}
+
 final class AcknowledgedLog: Sendable {
     let ids = Mutex<[EnvelopeID]>([])
     let stoppedPosters = Mutex(0)

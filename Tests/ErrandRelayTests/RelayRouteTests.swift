@@ -223,6 +223,23 @@ struct RelayRouteTests {
         }
     }
 
+    @Test("A host cannot keep more than max_open_pairing_slots slots open")
+    func openSlotCap() async throws {
+        try await TestRelay.with({ $0.maximumOpenPairingSlots = 2 }) { relay in
+            let host = try await Owner.register(on: relay)
+            let first = PairingSlotID.random()
+            try await relay.client.openPairingSlot(first, owner: host.key, ttl: 300)
+            try await relay.client.openPairingSlot(PairingSlotID.random(), owner: host.key, ttl: 300)
+            let refusal = await expectRefusal(.quotaExceeded) {
+                try await relay.client.openPairingSlot(PairingSlotID.random(), owner: host.key, ttl: 300)
+            }
+            #expect(refusal?.message.contains("2 pairing slots open") == true)
+            // Cancelling one makes room again.
+            try await relay.client.cancelPairingSlot(first, owner: host.key)
+            try await relay.client.openPairingSlot(PairingSlotID.random(), owner: host.key, ttl: 300)
+        }
+    }
+
     @Test("Health, metrics, unknown routes and closing a mailbox")
     func operations() async throws {
         try await TestRelay.with { relay in

@@ -175,8 +175,8 @@ struct StoreContractTests {
             let (host, _) = try await makeMailbox(store)
             let slot = PairingSlotID.random()
             let claim = TokenHash(of: SecretBytes.random(count: 32))
-            #expect(try await store.createSlot(slot, owner: host, expiresAt: 400))
-            #expect(try await !store.createSlot(slot, owner: host, expiresAt: 400))
+            #expect(try await store.createSlot(slot, owner: host, expiresAt: 400, maximumOpen: 3, now: 100) == .created)
+            #expect(try await store.createSlot(slot, owner: host, expiresAt: 400, maximumOpen: 3, now: 100) == .exists)
             #expect(try await store.slotRequest(slot, owner: host, now: 100) == .empty)
             let early: [UInt8] = [1]
             #expect(try await store.putSlotReply(slot, owner: host, reply: early, now: 100) == .notFound)
@@ -195,13 +195,25 @@ struct StoreContractTests {
 
             // Expired slots are gone for everyone, then swept.
             let late = PairingSlotID.random()
-            #expect(try await store.createSlot(late, owner: host, expiresAt: 150))
+            #expect(try await store.createSlot(late, owner: host, expiresAt: 150, maximumOpen: 3, now: 100) == .created)
             #expect(try await store.putSlotRequest(late, request: [1], claim: claim, now: 150) == .notFound)
             #expect(try await store.expire(now: 150).slots == 1)
             let cancelled = PairingSlotID.random()
-            #expect(try await store.createSlot(cancelled, owner: host, expiresAt: 400))
+            #expect(try await store.createSlot(cancelled, owner: host, expiresAt: 400, maximumOpen: 3, now: 100) == .created)
             #expect(try await !store.deleteSlot(cancelled, owner: stranger))
             #expect(try await store.deleteSlot(cancelled, owner: host))
+
+            // At most `maximumOpen` open slots per owner, even when asked for at once; expired ones do not count.
+            let (busy, _) = try await makeMailbox(store)
+            _ = try await store.createSlot(PairingSlotID.random(), owner: busy, expiresAt: 150, maximumOpen: 3, now: 100)
+            let outcomes = try await withThrowingTaskGroup(of: SlotCreation.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await store.createSlot(PairingSlotID.random(), owner: busy, expiresAt: 400, maximumOpen: 3, now: 160) }
+                }
+                return try await group.reduce(into: [SlotCreation]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == .created }.count == 3)
+            #expect(outcomes.filter { $0 == .tooMany }.count == 5)
         }
     }
 

@@ -29,6 +29,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Default and longest life of a pairing slot, in seconds.
     public var pairingSlotDefaultTTL: Int64 = 300
     public var pairingSlotMaximumTTL: Int64 = 600
+    /// Pairing slots one mailbox may have open at once.
+    public var maximumOpenPairingSlots = 4
 
     /// Requests per second per client IP (average and burst); 0 disables.
     public var requestsPerSecondPerIP = 100.0

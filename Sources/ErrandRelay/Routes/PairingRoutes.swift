@@ -38,8 +38,12 @@ struct PairingRoutes {
             throw core.refuse(.badRequest, "a pairing slot lives 1 to \(core.configuration.pairingSlotMaximumTTL) seconds, not \(ttl)")
         }
         let expiresAt = core.nowSeconds + ttl
-        guard try await core.store.createSlot(slot, owner: mailbox, expiresAt: expiresAt) else {
-            throw core.refuse(.slotAlreadyUsed, "a pairing slot with this id exists; pick a fresh random id")
+        let maximumOpen = core.configuration.maximumOpenPairingSlots
+        switch try await core.store.createSlot(slot, owner: mailbox, expiresAt: expiresAt, maximumOpen: maximumOpen, now: core.nowSeconds) {
+        case .created: break
+        case .exists: throw core.refuse(.slotAlreadyUsed, "a pairing slot with this id exists; pick a fresh random id")
+        case .tooMany:
+            throw core.refuse(.quotaExceeded, "this mailbox already has \(maximumOpen) pairing slots open; finish or cancel one, or wait until one expires")
         }
         return try json(CreateResponse(slot: payload.slot, expiresAt: expiresAt), status: .created)
     }

@@ -91,8 +91,9 @@ public protocol RelayStore: Sendable {
 
     // MARK: Pairing slots
 
-    /// Opens a pairing slot for `owner`; `false` if a slot with that id exists.
-    func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64) async throws -> Bool
+    /// Opens a pairing slot for `owner`, unless a slot with that id exists or `owner` already has
+    /// `maximumOpen` slots open at `now` (checked in the same transaction).
+    func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64, maximumOpen: Int, now: Int64) async throws -> SlotCreation
     /// Puts the companion's sealed request into an open slot, binding the slot to `claim`.
     func putSlotRequest(_ slot: PairingSlotID, request: [UInt8], claim: TokenHash, now: Int64) async throws -> SlotWrite
     /// The request in `owner`'s slot, if one arrived.
@@ -225,6 +226,15 @@ public struct ExpiryReport: Sendable, Equatable {
         self.nonces = nonces
         self.invites = invites
     }
+}
+
+/// Result of ``RelayStore/createSlot(_:owner:expiresAt:maximumOpen:now:)``.
+public enum SlotCreation: Sendable, Equatable {
+    case created
+    /// A slot with this id exists.
+    case exists
+    /// The owner has as many slots open as it may.
+    case tooMany
 }
 
 /// Result of writing into a pairing slot.

@@ -394,12 +394,17 @@ public final class SQLiteRelayStore: RelayStore {
 
     // MARK: Pairing slots
 
-    public func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64) async throws -> Bool {
+    public func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64, maximumOpen: Int, now: Int64) async throws -> SlotCreation {
         try await writer.write { db in
-            try db.execute(
-                sql: "INSERT INTO pairing_slot (id, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                arguments: [Data(slot.bytes), Data(owner.bytes), expiresAt])
-            return db.changesCount == 1
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM pairing_slot WHERE id = ?)", arguments: [Data(slot.bytes)]) == true {
+                return .exists
+            }
+            let open = try Int.fetchOne(db, sql: "SELECT count(*) FROM pairing_slot WHERE owner = ? AND expires_at > ?",
+                                        arguments: [Data(owner.bytes), now]) ?? 0
+            if open >= maximumOpen { return .tooMany }
+            try db.execute(sql: "INSERT INTO pairing_slot (id, owner, expires_at) VALUES (?, ?, ?)",
+                           arguments: [Data(slot.bytes), Data(owner.bytes), expiresAt])
+            return .created
         }
     }
 

@@ -154,48 +154,38 @@ public final class PostgresRelayStore: RelayStore {
     }
 
     public func sendTokens(of mailbox: MailboxID) async throws -> [TokenHash] {
-        try await rows("SELECT hash FROM send_token WHERE mailbox = \(bytea(mailbox.bytes)) ORDER BY created_at, hash")
-            .map { try TokenHash(bytes: bytes(try $0.decode(ByteBuffer.self))) }
+        let hashes = try await rows("SELECT hash FROM send_token WHERE mailbox = \(bytea(mailbox.bytes)) ORDER BY created_at, hash")
+            .map { row in bytes(try row.decode(ByteBuffer.self)) }
+        // A plain loop: the same typed-throwing initialiser inside the async map above crashes
+        // the Swift 6.3 optimiser (coroutine splitting) in release builds.
+        var tokens: [TokenHash] = []
+        for hash in hashes { tokens.append(try TokenHash(bytes: hash)) }
+        return tokens
     }
 
     // MARK: Envelopes
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
-        let logger = self.logger
-        let auditLog = self.auditLog
-        let mailbox = bytea(envelope.mailbox.bytes)
-        return try await transaction { connection in
-            // The mailbox's row lock orders its envelopes: sequence numbers are taken in commit order.
-            guard let usage = try await connection.query(
-                "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = \(mailbox) FOR UPDATE", logger: logger).collect().first
-            else { return .forbidden }
-            let authorised = try await connection.query(
-                "SELECT 1 FROM send_token WHERE mailbox = \(mailbox) AND hash = \(bytea(sendToken.bytes)) FOR KEY SHARE", logger: logger).collect()
-            guard !authorised.isEmpty else { return .forbidden }
-            if let existing = try await connection.query(
-                "SELECT seq FROM envelope WHERE mailbox = \(mailbox) AND envelope_id = \(bytea(envelope.id.bytes))", logger: logger).collect().first {
-                return .duplicate(sequence: try existing.decode(Int64.self))
-            }
-            let (count, size) = try usage.decode((Int64, Int64).self)
-            if count + 1 > Int64(quota.maximumEnvelopes) { return .quotaExceeded(.envelopes) }
-            if size + Int64(envelope.encoded.count) > Int64(quota.maximumBytes) { return .quotaExceeded(.bytes) }
-            let digest = SHA256.hash(envelope.encoded)
-            let sequence = try await connection.query("""
-                INSERT INTO envelope (mailbox, envelope_id, body, digest, stored_at, expires_at)
-                VALUES (\(mailbox), \(bytea(envelope.id.bytes)), \(bytea(envelope.encoded)), \(bytea(digest)), \(envelope.storedAt), \(envelope.expiresAt))
-                RETURNING seq
-                """, logger: logger).collect().first?.decode(Int64.self) ?? 0
-            try await connection.query("""
-                UPDATE mailbox SET envelope_count = envelope_count + 1, envelope_bytes = envelope_bytes + \(Int64(envelope.encoded.count))
-                WHERE id = \(mailbox)
-                """, logger: logger)
-            if auditLog {
-                let leaf = AuditLeaf(event: .stored, mailbox: envelope.mailbox, envelopeID: envelope.id, envelopeDigest: digest, time: envelope.storedAt)
-                try await connection.query("INSERT INTO audit_pending (leaf) VALUES (\(bytea(leaf.bytes)))", logger: logger)
-            }
-            // Delivered to every listening node when (and only if) this transaction commits.
-            try await connection.query("SELECT pg_notify(\(PostgresSchema.arrivalChannel), \(ByteEncoding.hex(envelope.mailbox.bytes)))", logger: logger)
-            return .stored(sequence: sequence)
+        let digest = SHA256.hash(envelope.encoded)
+        let leaf = auditLog
+            ? bytea(AuditLeaf(event: .stored, mailbox: envelope.mailbox, envelopeID: envelope.id, envelopeDigest: digest, time: envelope.storedAt).bytes)
+            : nil
+        // One statement, so one transaction: see migration "v2: store_envelope function". The
+        // mailbox's row lock inside it orders the mailbox's envelopes: sequence numbers are taken
+        // in commit order. The notification reaches the other nodes when (and only if) it commits.
+        guard let row = try await rows("""
+            SELECT result_outcome, result_seq FROM errand_store_envelope(
+                \(bytea(envelope.mailbox.bytes)), \(bytea(sendToken.bytes)), \(bytea(envelope.id.bytes)), \(bytea(envelope.encoded)),
+                \(bytea(digest)), \(envelope.storedAt), \(envelope.expiresAt), \(Int64(quota.maximumEnvelopes)), \(Int64(quota.maximumBytes)), \(leaf))
+            """).first else { throw PostgresStoreError("errand_store_envelope returned nothing") }
+        let (outcome, sequence) = try row.decode((String, Int64).self)
+        switch outcome {
+        case "stored": return .stored(sequence: sequence)
+        case "duplicate": return .duplicate(sequence: sequence)
+        case "forbidden": return .forbidden
+        case "quota_envelopes": return .quotaExceeded(.envelopes)
+        case "quota_bytes": return .quotaExceeded(.bytes)
+        default: throw PostgresStoreError("errand_store_envelope returned '\(outcome)'")
         }
     }
 
@@ -471,11 +461,22 @@ public final class PostgresRelayStore: RelayStore {
 
     // MARK: Pairing slots
 
-    public func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64) async throws -> Bool {
-        try await rows("""
-            INSERT INTO pairing_slot (id, owner, expires_at) VALUES (\(bytea(slot.bytes)), \(bytea(owner.bytes)), \(expiresAt))
-            ON CONFLICT (id) DO NOTHING RETURNING 1
-            """).count == 1
+    public func createSlot(_ slot: PairingSlotID, owner: MailboxID, expiresAt: Int64, maximumOpen: Int, now: Int64) async throws -> SlotCreation {
+        let logger = self.logger
+        return try await transaction { connection in
+            // The owner's row lock makes the count hold against concurrent openings on any node.
+            try await connection.query("SELECT 1 FROM mailbox WHERE id = \(bytea(owner.bytes)) FOR UPDATE", logger: logger)
+            let open = try await connection.query(
+                "SELECT count(*) FROM pairing_slot WHERE owner = \(bytea(owner.bytes)) AND expires_at > \(now)", logger: logger)
+                .collect().first?.decode(Int64.self) ?? 0
+            let inserted = try await connection.query("""
+                INSERT INTO pairing_slot (id, owner, expires_at)
+                SELECT \(bytea(slot.bytes)), \(bytea(owner.bytes)), \(expiresAt) WHERE \(open) < \(Int64(maximumOpen))
+                ON CONFLICT (id) DO NOTHING RETURNING 1
+                """, logger: logger).collect()
+            if !inserted.isEmpty { return .created }
+            return open >= Int64(maximumOpen) ? .tooMany : .exists
+        }
     }
 
     public func putSlotRequest(_ slot: PairingSlotID, request: [UInt8], claim: TokenHash, now: Int64) async throws -> SlotWrite {
@@ -595,6 +596,12 @@ actor PostgresSessionLock {
         connection = nil
         held = false
     }
+}
+
+/// The database answered something the store does not expect (a schema from another version?).
+struct PostgresStoreError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// PostgreSQL errors in words: the server's message and SQLSTATE, or the connection problem —

@@ -122,6 +122,39 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // Storing an envelope in one round trip: the checks, the insert, the usage, the audit
+        // leaf and the cross-node notification, under the mailbox's row lock, in one statement
+        // (so one implicit transaction) instead of eleven.
+        ("v2: store_envelope function", [
+            """
+            CREATE FUNCTION errand_store_envelope(
+                p_mailbox bytea, p_token bytea, p_id bytea, p_body bytea, p_digest bytea,
+                p_stored_at bigint, p_expires_at bigint, p_max_count bigint, p_max_bytes bigint, p_leaf bytea)
+            RETURNS TABLE (result_outcome text, result_seq bigint) LANGUAGE plpgsql AS $$
+            DECLARE
+                v_count bigint;
+                v_bytes bigint;
+                v_seq bigint;
+            BEGIN
+                SELECT envelope_count, envelope_bytes INTO v_count, v_bytes FROM mailbox WHERE id = p_mailbox FOR UPDATE;
+                IF NOT FOUND THEN RETURN QUERY SELECT 'forbidden'::text, 0::bigint; RETURN; END IF;
+                PERFORM 1 FROM send_token WHERE mailbox = p_mailbox AND hash = p_token FOR KEY SHARE;
+                IF NOT FOUND THEN RETURN QUERY SELECT 'forbidden'::text, 0::bigint; RETURN; END IF;
+                SELECT e.seq INTO v_seq FROM envelope e WHERE e.mailbox = p_mailbox AND e.envelope_id = p_id;
+                IF FOUND THEN RETURN QUERY SELECT 'duplicate'::text, v_seq; RETURN; END IF;
+                IF v_count + 1 > p_max_count THEN RETURN QUERY SELECT 'quota_envelopes'::text, 0::bigint; RETURN; END IF;
+                IF v_bytes + length(p_body) > p_max_bytes THEN RETURN QUERY SELECT 'quota_bytes'::text, 0::bigint; RETURN; END IF;
+                INSERT INTO envelope (mailbox, envelope_id, body, digest, stored_at, expires_at)
+                    VALUES (p_mailbox, p_id, p_body, p_digest, p_stored_at, p_expires_at) RETURNING envelope.seq INTO v_seq;
+                UPDATE mailbox SET envelope_count = envelope_count + 1, envelope_bytes = envelope_bytes + length(p_body)
+                    WHERE id = p_mailbox;
+                IF p_leaf IS NOT NULL THEN INSERT INTO audit_pending (leaf) VALUES (p_leaf); END IF;
+                PERFORM pg_notify('\(arrivalChannel)', encode(p_mailbox, 'hex'));
+                RETURN QUERY SELECT 'stored'::text, v_seq;
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// Applies the migrations that are missing.
