@@ -104,6 +104,16 @@ struct MultiNodeTests {
             let lost = Set(acked).subtracting(stored)
             #expect(acked.count >= 900)
             #expect(lost.isEmpty, "\(lost.count) acknowledged envelopes were lost")
+
+            // The first node integrated the audit log; the survivor takes over and signs a
+            // checkpoint that covers every acknowledged post (one "stored" leaf each).
+            var covered = 0
+            for _ in 0..<100 where covered < acked.count {
+                let note = try await reader.auditCheckpoint()
+                covered = Int(note.split(separator: "\n")[1]) ?? 0
+                if covered < acked.count { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(covered >= acked.count, "the log stopped at \(covered) leaves after the sequencer died")
         }
     }
 

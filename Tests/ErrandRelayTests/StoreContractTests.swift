@@ -237,6 +237,25 @@ struct StoreContractTests {
         }
     }
 
+    @Test("A backlog larger than one expiry chunk is expired completely, each envelope logged once", arguments: factories)
+    func largeExpiry(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (mailbox, token) = try await makeMailbox(store)
+            let quota = MailboxQuota(maximumEnvelopes: 10_000, maximumBytes: 100_000_000)
+            let count = 2_345
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<count {
+                    group.addTask { _ = try await store.storeEnvelope(incoming(mailbox, sampleEnvelope(size: 32), ttl: 50), sendToken: token.hash, quota: quota) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await store.expire(now: 200).envelopes == count)
+            #expect(try await store.statistics().envelopes == 0)
+            let leaves = try await store.pendingAuditLeaves(after: 0, limit: 10 * count).map { try AuditLeaf(bytes: $0.bytes) }
+            #expect(leaves.filter { $0.event == .expired }.count == count)
+        }
+    }
+
     @Test("SQLite commits with synchronous = FULL by default")
     func durability() async throws {
         let folder = try ScratchFolder()

@@ -80,13 +80,18 @@ public enum RelayRunner {
     public static func audit(configuration: RelayConfiguration, logger: Logger) async throws -> AuditReport {
         let signer = try loadSigner(configuration)
         let store = try await openStore(configuration, logger: logger)
-        defer { Task { try? await store.close() } }
         let snapshot: AuditSnapshot
-        switch store {
-        case let sqlite as SQLiteRelayStore: snapshot = try sqlite.auditSnapshot()
-        case let postgres as PostgresRelayStore: snapshot = try await postgres.auditSnapshot()
-        default: throw RelayStartupError("this store cannot be audited")
+        do {
+            switch store {
+            case let sqlite as SQLiteRelayStore: snapshot = try sqlite.auditSnapshot()
+            case let postgres as PostgresRelayStore: snapshot = try await postgres.auditSnapshot()
+            default: throw RelayStartupError("this store cannot be audited")
+            }
+        } catch {
+            try? await store.close()
+            throw error
         }
+        try? await store.close()
         return RelayAuditor.audit(snapshot, verifier: signer.verifier)
     }
 

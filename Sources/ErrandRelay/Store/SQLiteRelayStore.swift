@@ -293,17 +293,31 @@ public final class SQLiteRelayStore: RelayStore {
         }
     }
 
+    /// Envelopes deleted per transaction when expiring: a large backlog never holds the single
+    /// writer for long, and posts commit between the chunks.
+    static let expiryChunk = 2_000
+
     public func expire(now: Int64) async throws -> ExpiryReport {
         let auditLog = self.auditLog
-        return try await writer.write { db in
-            var report = ExpiryReport()
-            let expiring = try Row.fetchAll(db, sql: "SELECT mailbox, envelope_id, digest, body FROM envelope WHERE expires_at <= ? ORDER BY seq", arguments: [now])
-            try db.execute(sql: "DELETE FROM envelope WHERE expires_at <= ?", arguments: [now])
-            report.envelopes = db.changesCount
-            for row in expiring where auditLog {
-                let digest = (row[2] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[3] as Data))
-                try Self.appendLeaf(db, .expired, mailbox: [UInt8](row[0] as Data), envelopeID: [UInt8](row[1] as Data), digest: digest, time: now)
+        var report = ExpiryReport()
+        while true {
+            let deleted = try await writer.write { db in
+                let expiring = try Row.fetchAll(
+                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END",
+                    arguments: [now, Self.expiryChunk])
+                // RETURNING gives no order: leaves go in sequence order.
+                for row in expiring.sorted(by: { ($0[0] as Int64) < ($1[0] as Int64) }) where auditLog {
+                    let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
+                    try Self.appendLeaf(db, .expired, mailbox: [UInt8](row[1] as Data), envelopeID: [UInt8](row[2] as Data), digest: digest, time: now)
+                }
+                return expiring.count
             }
+            report.envelopes += deleted
+            if deleted < Self.expiryChunk { break }
+        }
+        let envelopes = report.envelopes
+        return try await writer.write { db in
+            var report = ExpiryReport(envelopes: envelopes)
             try db.execute(sql: "DELETE FROM pairing_slot WHERE expires_at <= ?", arguments: [now])
             report.slots = db.changesCount
             try db.execute(sql: "DELETE FROM request_nonce WHERE expires_at <= ?", arguments: [now])

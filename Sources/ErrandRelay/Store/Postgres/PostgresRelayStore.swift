@@ -42,6 +42,12 @@ public final class PostgresRelayStore: RelayStore {
             let connection = try await PostgresConnection.connect(configuration: location.connectionConfiguration(), id: 0, logger: logger)
             do {
                 try await PostgresSchema.migrate(connection, logger: logger)
+                // A 2xx promises the envelope is committed; with this off a crash of the
+                // database can take back what was acknowledged.
+                let commit = try await connection.query("SHOW synchronous_commit", logger: logger).collect().first?.decode(String.self)
+                if commit == "off" {
+                    logger.warning("PostgreSQL has synchronous_commit = off: a crash of the database can lose envelopes the relay acknowledged; set it to on")
+                }
                 try await connection.close()
             } catch {
                 try? await connection.close()
