@@ -53,4 +53,34 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try ConfigurationLoader.parseListen("8080") }
         #expect(try ConfigurationLoader.parseListen(":8443") == ("0.0.0.0", 8443))
     }
+
+    @Test("PostgreSQL URLs: forms, TLS modes, sockets, PGPASSWORD, and errors that never show the password")
+    func postgresLocations() throws {
+        let full = try PostgresLocation(url: "postgres://relay:p%40ss%25word@db.example:6543/errand?sslmode=require", environment: [:])
+        #expect(full.host == "db.example" && full.port == 6543 && full.username == "relay" && full.database == "errand")
+        #expect(full.tls == .require)
+        #expect(full.redacted == "postgres://relay@db.example:6543/errand")
+        #expect(!full.description.contains("p@ss"))
+        #expect(PostgresLocation.hasPassword("postgres://relay:secret@db/errand"))
+        #expect(!PostgresLocation.hasPassword("postgres://relay@db/errand"))
+
+        let socket = try PostgresLocation(url: "postgresql://relay@/errand?host=/run/postgresql", environment: ["PGPASSWORD": "from-env"])
+        #expect(socket.socketDirectory == "/run/postgresql" && socket.port == 5432 && socket.tls == .prefer)
+        #expect(socket.redacted == "postgres://relay@/errand?host=/run/postgresql")
+
+        for (url, complaint) in [
+            ("mysql://relay@db/errand", "must be a URL like"),
+            ("postgres://db/errand", "names no user"),
+            ("postgres://relay@db/", "names no database"),
+            ("postgres://relay:hunter2@db/errand?sslmode=sometimes", "sslmode"),
+            ("postgres://relay:hunter2@db/errand?pool=3", "unknown parameter 'pool'"),
+            ("postgres://relay@/errand", "names no host"),
+        ] {
+            #expect(throws: ConfigurationError.self) { try PostgresLocation(url: url, environment: [:]) }
+            do { _ = try PostgresLocation(url: url, environment: [:]) } catch {
+                #expect(error.description.contains(complaint), "\(url): \(error)")
+                #expect(!error.description.contains("hunter2"))
+            }
+        }
+    }
 }

@@ -68,7 +68,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         self.port = components.port ?? 5432
         self.socketDirectory = socketDirectory
         self.username = user
-        self.password = components.password.flatMap { $0.removingPercentEncoding } ?? environment["PGPASSWORD"]
+        // URLComponents has already percent-decoded it.
+        self.password = components.password ?? environment["PGPASSWORD"]
         self.database = database
         self.tls = tls
     }
