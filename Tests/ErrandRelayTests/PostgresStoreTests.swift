@@ -35,15 +35,6 @@ struct PostgresStoreTests {
         await TestPostgres.drop(url)
     }
 
-    func mailbox(_ store: any RelayStore) async throws -> (MailboxID, SendToken) {
-        let key = Ed25519.SecretKey()
-        let id = MailboxID(owner: key.publicKey)
-        _ = try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 1, now: 100)
-        let token = SendToken()
-        try await store.addSendToken(token.hash, to: id, now: 100)
-        return (id, token)
-    }
-
     func post(_ store: any RelayStore, _ mailbox: MailboxID, _ token: SendToken, expiresAt: Int64 = 10_000) async throws -> Envelope {
         let envelope = sampleEnvelope(size: 64)
         let outcome = try await store.storeEnvelope(
@@ -56,7 +47,7 @@ struct PostgresStoreTests {
     @Test("A reader's cursor never skips an envelope, however posts through two nodes interleave")
     func cursorSeesEveryEnvelope() async throws {
         try await withNodes { first, second, _ in
-            let (mailbox, token) = try await mailbox(first)
+            let (mailbox, token) = try await makeMailbox(first)
             enum Report: Sendable { case posted([EnvelopeID]), seen([EnvelopeID]) }
             let reports = try await withThrowingTaskGroup(of: Report.self) { group in
                 for writer in 0..<8 {
@@ -98,7 +89,7 @@ struct PostgresStoreTests {
     @Test("An envelope stored through one node wakes the other node's listeners")
     func arrivalsCrossNodes() async throws {
         try await withNodes { first, second, _ in
-            let (mailbox, token) = try await mailbox(first)
+            let (mailbox, token) = try await makeMailbox(first)
             let heard = Heard()
             let watcher = Task { try await second.watchArrivals { heard.add($0) } }
             defer { watcher.cancel() }
@@ -130,7 +121,7 @@ struct PostgresStoreTests {
         try await withNodes { first, second, _ in
             let signer = try NoteSigner(name: "errand-relay/test", secretKey: Ed25519.SecretKey())
             let logs = [AuditLog(store: first, signer: signer), AuditLog(store: second, signer: signer)]
-            let (mailbox, token) = try await mailbox(first)
+            let (mailbox, token) = try await makeMailbox(first)
             var rounds = 0
             var posted = 0
             while rounds < 6 {
@@ -165,7 +156,7 @@ struct PostgresStoreTests {
     @Test("Expiry through two nodes at once deletes and logs each envelope once")
     func expiryOnce() async throws {
         try await withNodes { first, second, _ in
-            let (mailbox, token) = try await mailbox(first)
+            let (mailbox, token) = try await makeMailbox(first)
             for _ in 0..<30 { _ = try await post(first, mailbox, token, expiresAt: 150) }
             let reports = try await withThrowingTaskGroup(of: ExpiryReport.self) { group in
                 for _ in 0..<3 {
@@ -187,12 +178,13 @@ struct PostgresStoreTests {
     func sharedRateLimits() async throws {
         try await withNodes { first, second, _ in
             let key = Array("client".utf8)
-            #expect(try await first.takeRateToken(key, rate: 0.5, burst: 3) == nil)
-            #expect(try await second.takeRateToken(key, rate: 0.5, burst: 3) == nil)
-            #expect(try await first.takeRateToken(key, rate: 0.5, burst: 3) == nil)
-            let wait = try #require(try await second.takeRateToken(key, rate: 0.5, burst: 3))
-            #expect(wait >= 1 && wait <= 2)
-            #expect(try await second.takeRateToken(Array("someone else".utf8), rate: 0.5, burst: 3) == nil)
+            // One token per 100 s: a loaded machine cannot refill the bucket between the calls.
+            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3) == nil)
+            #expect(try await second.takeRateToken(key, rate: 0.01, burst: 3) == nil)
+            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3) == nil)
+            let wait = try #require(try await second.takeRateToken(key, rate: 0.01, burst: 3))
+            #expect(wait >= 1 && wait <= 100)
+            #expect(try await second.takeRateToken(Array("someone else".utf8), rate: 0.01, burst: 3) == nil)
         }
     }
 

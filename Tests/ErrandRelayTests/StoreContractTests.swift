@@ -49,14 +49,6 @@ struct StoreContractTests {
         }
     }
 
-    func makeMailbox(_ store: any RelayStore, token: SendToken = SendToken()) async throws -> (MailboxID, SendToken) {
-        let key = Ed25519.SecretKey()
-        let id = MailboxID(owner: key.publicKey)
-        #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 1, now: 100) == .created)
-        try await store.addSendToken(token.hash, to: id, now: 100)
-        return (id, token)
-    }
-
     func incoming(_ mailbox: MailboxID, _ envelope: Envelope = sampleEnvelope(), now: Int64 = 100, ttl: Int64 = 1000) -> IncomingEnvelope {
         IncomingEnvelope(mailbox: mailbox, id: envelope.id, encoded: envelope.encoded, storedAt: now, expiresAt: now + ttl)
     }
@@ -266,4 +258,13 @@ struct StoreContractTests {
         #expect(try await relaxed.synchronousMode() == 1)
         try await relaxed.close()
     }
+}
+
+/// A new mailbox in `store` with one registered send token (for the store tests).
+func makeMailbox(_ store: any RelayStore, token: SendToken = SendToken()) async throws -> (MailboxID, SendToken) {
+    let key = Ed25519.SecretKey()
+    let id = MailboxID(owner: key.publicKey)
+    #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 1, now: 100) == .created)
+    try await store.addSendToken(token.hash, to: id, now: 100)
+    return (id, token)
 }

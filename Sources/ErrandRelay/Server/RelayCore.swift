@@ -86,14 +86,9 @@ final class RelayCore: Sendable {
 
     /// Per-IP limit for every request.
     func limitClient(_ ip: String) async throws {
-        let wait: Int?
-        if store.sharesRateLimits {
-            guard configuration.requestsPerSecondPerIP > 0 else { return }
-            wait = try await store.takeRateToken(Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP,
-                                                 burst: configuration.requestBurstPerIP)
-        } else {
-            wait = ipLimiter.acquire(ip)
-        }
+        let wait = try await waitTime(
+            shared: Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,
+            local: { ipLimiter.acquire(ip) })
         if let wait {
             throw refuse(.rateLimited, "too many requests from this address; retry in \(wait) s", retryAfterSeconds: wait)
         }
@@ -102,17 +97,20 @@ final class RelayCore: Sendable {
     /// Per-mailbox limit for posts, per send token: strangers guessing tokens cannot use up the
     /// mailbox's allowance of its real senders.
     func limitMailbox(_ mailbox: MailboxID, token: TokenHash) async throws {
-        let wait: Int?
-        if store.sharesRateLimits {
-            guard configuration.postsPerSecondPerMailbox > 0 else { return }
-            wait = try await store.takeRateToken(Self.sharedKey("post", mailbox.bytes + token.bytes), rate: configuration.postsPerSecondPerMailbox,
-                                                 burst: configuration.postBurstPerMailbox)
-        } else {
-            wait = mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token))
-        }
+        let wait = try await waitTime(
+            shared: Self.sharedKey("post", mailbox.bytes + token.bytes), rate: configuration.postsPerSecondPerMailbox,
+            burst: configuration.postBurstPerMailbox, local: { mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token)) })
         if let wait {
             throw refuse(.rateLimited, "too many envelopes for this mailbox; retry in \(wait) s", retryAfterSeconds: wait)
         }
+    }
+
+    /// Takes a token from the store's shared bucket when the store keeps rate limits (several
+    /// nodes), otherwise from this node's; `nil` when allowed, else the seconds to wait.
+    private func waitTime(shared key: @autoclosure () -> [UInt8], rate: Double, burst: Double, local: () -> Int?) async throws -> Int? {
+        guard store.sharesRateLimits else { return local() }
+        guard rate > 0 else { return nil }
+        return try await store.takeRateToken(key(), rate: rate, burst: burst)
     }
 
     /// The key of a bucket kept in a shared store: a hash, so no address or mailbox id is stored as such.

@@ -82,11 +82,8 @@ public enum RelayRunner {
         let store = try await openStore(configuration, logger: logger)
         let snapshot: AuditSnapshot
         do {
-            switch store {
-            case let sqlite as SQLiteRelayStore: snapshot = try sqlite.auditSnapshot()
-            case let postgres as PostgresRelayStore: snapshot = try await postgres.auditSnapshot()
-            default: throw RelayStartupError("this store cannot be audited")
-            }
+            guard let auditable = store as? any AuditableStore else { throw RelayStartupError("this store cannot be audited") }
+            snapshot = try await auditable.auditSnapshot()
         } catch {
             try? await store.close()
             throw error

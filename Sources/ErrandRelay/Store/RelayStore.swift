@@ -113,6 +113,16 @@ public protocol RelayStore: Sendable {
     func close() async throws
 }
 
+/// Envelopes a store deletes per transaction when expiring, so that a large backlog never holds
+/// writers (or mailbox locks) for long.
+let expiryChunkSize = 2_000
+
+/// What the operator's audit (`errand-relay audit`) reads from a store.
+protocol AuditableStore: RelayStore {
+    /// The log, the latest checkpoint and every stored envelope, from one consistent snapshot.
+    func auditSnapshot() async throws -> AuditSnapshot
+}
+
 /// Result of ``RelayStore/createMailbox(_:ownerKey:sponsor:maximumSponsored:now:)``.
 public enum MailboxCreation: Sendable, Equatable {
     case created

@@ -7,7 +7,7 @@ import GRDB
 ///
 /// With `synchronous = FULL` (the default) a write is on disk when the call returns, so an
 /// envelope acknowledged to its sender survives a crash of the relay or of the machine.
-public final class SQLiteRelayStore: RelayStore {
+public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// How hard SQLite works to keep commits on disk.
     public enum Durability: String, Sendable, CaseIterable {
         /// fsync on every commit: survives power loss (default).
@@ -293,18 +293,15 @@ public final class SQLiteRelayStore: RelayStore {
         }
     }
 
-    /// Envelopes deleted per transaction when expiring: a large backlog never holds the single
-    /// writer for long, and posts commit between the chunks.
-    static let expiryChunk = 2_000
-
     public func expire(now: Int64) async throws -> ExpiryReport {
+        // In chunks (see ``expiryChunkSize``): posts commit between them.
         let auditLog = self.auditLog
         var report = ExpiryReport()
         while true {
             let deleted = try await writer.write { db in
                 let expiring = try Row.fetchAll(
                     db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END",
-                    arguments: [now, Self.expiryChunk])
+                    arguments: [now, expiryChunkSize])
                 // RETURNING gives no order: leaves go in sequence order.
                 for row in expiring.sorted(by: { ($0[0] as Int64) < ($1[0] as Int64) }) where auditLog {
                     let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
@@ -313,7 +310,7 @@ public final class SQLiteRelayStore: RelayStore {
                 return expiring.count
             }
             report.envelopes += deleted
-            if deleted < Self.expiryChunk { break }
+            if deleted < expiryChunkSize { break }
         }
         let envelopes = report.envelopes
         return try await writer.write { db in

@@ -14,7 +14,7 @@ import Synchronization
 /// a reader's cursor never skips an envelope that commits late. Nodes learn of each other's
 /// envelopes through `LISTEN`/`NOTIFY`; one node at a time integrates the audit log, chosen by
 /// an advisory lock that PostgreSQL releases when that node's connection goes.
-public final class PostgresRelayStore: RelayStore {
+public final class PostgresRelayStore: RelayStore, AuditableStore {
     let client: PostgresClient
     let location: PostgresLocation
     let logger: Logger
@@ -236,22 +236,47 @@ public final class PostgresRelayStore: RelayStore {
     }
 
     public func expire(now: Int64) async throws -> ExpiryReport {
+        var report = ExpiryReport()
+        // In chunks (see ``expiryChunkSize``); one node sweeps at a time, and a node that finds
+        // the lock taken leaves the rest to the node holding it.
+        while true {
+            guard let chunk = try await expireChunk(now: now) else { return report }
+            report.envelopes += chunk.deleted
+            if !chunk.more { break }
+        }
+        let logger = self.logger
+        let envelopes = report.envelopes
+        return try await transaction { connection in
+            var report = ExpiryReport(envelopes: envelopes)
+            report.slots = try await connection.query("DELETE FROM pairing_slot WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
+            report.nonces = try await connection.query("DELETE FROM request_nonce WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
+            report.invites = try await connection.query("DELETE FROM invite WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
+            // Buckets untouched for an hour have long refilled: forgetting them changes nothing.
+            try await connection.query("DELETE FROM rate_bucket WHERE updated < extract(epoch FROM clock_timestamp()) - 3600", logger: logger)
+            return report
+        }
+    }
+
+    /// Deletes up to ``expiryChunkSize`` expired envelopes with their audit leaves in one
+    /// transaction: how many, and whether there may be more; `nil` when another node is sweeping.
+    private func expireChunk(now: Int64) async throws -> (deleted: Int, more: Bool)? {
         let logger = self.logger
         let auditLog = self.auditLog
         return try await transaction { connection in
-            var report = ExpiryReport()
-            // One node sweeps at a time; the others find the lock taken and leave it to that one.
             let sweeping = try await connection.query(
                 "SELECT pg_try_advisory_xact_lock(\(PostgresSchema.LockKey.expiry.rawValue))", logger: logger).collect().first?.decode(Bool.self) ?? false
-            guard sweeping else { return report }
+            guard sweeping else { return nil }
             // Lock the affected mailboxes in one order (as posts lock one each): no deadlock.
+            let chosen = try await connection.query("""
+                SELECT seq FROM envelope WHERE expires_at <= \(now) ORDER BY seq LIMIT \(Int64(expiryChunkSize))
+                """, logger: logger).collect().map { try $0.decode(Int64.self) }
+            guard !chosen.isEmpty else { return (0, false) }
             try await connection.query("""
-                SELECT 1 FROM mailbox WHERE id IN (SELECT DISTINCT mailbox FROM envelope WHERE expires_at <= \(now)) ORDER BY id FOR UPDATE
+                SELECT 1 FROM mailbox WHERE id IN (SELECT DISTINCT mailbox FROM envelope WHERE seq = ANY(\(chosen))) ORDER BY id FOR UPDATE
                 """, logger: logger)
             let expired = try await connection.query("""
-                DELETE FROM envelope WHERE expires_at <= \(now) RETURNING seq, mailbox, envelope_id, digest, length(body)
+                DELETE FROM envelope WHERE seq = ANY(\(chosen)) AND expires_at <= \(now) RETURNING seq, mailbox, envelope_id, digest, length(body)
                 """, logger: logger).collect()
-            report.envelopes = expired.count
             var freed: [[UInt8]: (count: Int64, bytes: Int64)] = [:]
             var leaves: [(Int64, ByteBuffer)] = []
             for row in expired {
@@ -273,12 +298,7 @@ public final class PostgresRelayStore: RelayStore {
             if !leaves.isEmpty {
                 try await Self.appendLeaves(leaves.sorted { $0.0 < $1.0 }.map(\.1), connection: connection, logger: logger)
             }
-            report.slots = try await connection.query("DELETE FROM pairing_slot WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
-            report.nonces = try await connection.query("DELETE FROM request_nonce WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
-            report.invites = try await connection.query("DELETE FROM invite WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
-            // Buckets untouched for an hour have long refilled: forgetting them changes nothing.
-            try await connection.query("DELETE FROM rate_bucket WHERE updated < extract(epoch FROM clock_timestamp()) - 3600", logger: logger)
-            return report
+            return (expired.count, chosen.count == expiryChunkSize)
         }
     }
 
@@ -322,7 +342,7 @@ public final class PostgresRelayStore: RelayStore {
         try await transaction { connection in
             // Whoever holds the sequencer lock, two integrations can never both land: they are
             // serialised here and the second finds the log moved on.
-            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.LockKey.auditSequencer.rawValue) + 1)", logger: logger)
+            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.LockKey.auditIntegration.rawValue))", logger: logger)
             let latest = try await connection.query("SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint", logger: logger)
                 .collect().first?.decode(Int64.self) ?? 0
             guard latest == previousSize else {

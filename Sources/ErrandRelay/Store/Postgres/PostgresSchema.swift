@@ -10,6 +10,8 @@ enum PostgresSchema {
         case migration = 0x6572_7261_6e64_0001
         case auditSequencer = 0x6572_7261_6e64_0002
         case expiry = 0x6572_7261_6e64_0003
+        /// Held (per transaction) while an integration is saved.
+        case auditIntegration = 0x6572_7261_6e64_0004
     }
 
     /// The channel that carries "an envelope arrived for mailbox X" between nodes.
