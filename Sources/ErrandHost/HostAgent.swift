@@ -421,15 +421,31 @@ public actor HostAgent {
             flushAgain = false
             guard let pending = try? host.store.pendingOutbox() else { return }
             var blocked: Set<Int64> = []
-            for item in pending where !blocked.contains(item.device) {
+            // In batches: one request and one commit at the relay for many messages (a
+            // streamed output, a history page, a message to every device).
+            var start = pending.startIndex
+            while start < pending.endIndex {
+                let chunk = Array(pending[start..<min(start + Self.outboxBatch, pending.endIndex)].filter { !blocked.contains($0.device) })
+                start += Self.outboxBatch
+                guard !chunk.isEmpty else { continue }
+                let results: [Result<RelayClient.Receipt, RelayClientError>]
                 do {
-                    _ = try await client.post(item.envelope, to: item.mailbox, token: item.token)
-                    try? host.store.sent(item.envelope.id)
-                    try? host.store.recordAudit(item.envelope, mailbox: item.mailbox, event: .stored, at: Self.now)
+                    results = try await client.post(batch: chunk.map { .init(mailbox: $0.mailbox, token: $0.token, envelope: $0.envelope.encoded) })
                 } catch {
-                    // Keep order per device: later messages wait for this one.
-                    blocked.insert(item.device)
-                    if !error.isTransient { log("the relay refused a message for device \(item.device): \(error.message)") }
+                    if !error.isTransient { log("the relay refused a batch of \(chunk.count) messages: \(error.message)") }
+                    return
+                }
+                for (item, result) in zip(chunk, results) {
+                    switch result {
+                    case .success:
+                        try? host.store.sent(item.envelope.id)
+                        try? host.store.recordAudit(item.envelope, mailbox: item.mailbox, event: .stored, at: Self.now)
+                    case .failure(let error):
+                        // Keep order per device: later messages wait for this one (the relay
+                        // does not store them either: they come back "not attempted").
+                        blocked.insert(item.device)
+                        if !error.isTransient { log("the relay refused a message for device \(item.device): \(error.message)") }
+                    }
                 }
             }
             if !blocked.isEmpty { return }
@@ -437,6 +453,9 @@ public actor HostAgent {
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// Most outbox messages posted in one request.
+    static let outboxBatch = 64
 
     /// A device-provided string made safe for one log line.
     static func printable(_ text: String) -> String {

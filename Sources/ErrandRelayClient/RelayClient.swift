@@ -168,6 +168,29 @@ public struct RelayClient: Sendable {
         return Receipt(sequence: answer.seq, duplicate: answer.duplicate)
     }
 
+    /// Posts several envelopes (each to its mailbox, with its token) in one request and one
+    /// commit at the relay. Returns one result per item, in order: a receipt, or the refusal of
+    /// that item. After a refusal for a mailbox, the later items for it are refused with
+    /// `not_attempted`, so what is stored keeps its order. Safe to retry (ids dedupe).
+    /// - Throws: when the batch as a whole fails (unreachable, malformed, too large).
+    public func post(batch items: [EnvelopeBatch.Item]) async throws(RelayClientError) -> [Result<Receipt, RelayClientError>] {
+        guard !items.isEmpty else { return [] }
+        let response = try await send(.POST, "/v1/envelopes", body: EnvelopeBatch(items: items).encoded,
+                                      headers: [("Content-Type", EnvelopeBatch.contentType)])
+        let answer = try decode(EnvelopeBatch.Response.self, response)
+        guard answer.results.count == items.count else {
+            throw RelayClientError(.protocolViolation, "the relay answered \(answer.results.count) results for \(items.count) envelopes")
+        }
+        return answer.results.map { result in
+            if result.isStored, let sequence = result.seq {
+                return .success(Receipt(sequence: sequence, duplicate: result.status == 200))
+            }
+            let code = result.code.flatMap(RelayErrorCode.init(rawValue:)) ?? (result.status == 429 ? .rateLimited : .badRequest)
+            return .failure(RelayClientError(.refused(code), result.message ?? "the relay refused this envelope (HTTP \(result.status))",
+                                             status: result.status, retryAfterSeconds: result.retryAfterSeconds))
+        }
+    }
+
     /// A page of stored envelopes.
     public struct Page: Sendable {
         public let envelopes: [(sequence: Int64, envelope: Envelope)]

@@ -36,7 +36,7 @@ public struct RelayClientError: Error, Sendable, CustomStringConvertible {
     public var isTransient: Bool {
         switch kind {
         case .unreachable: true
-        case .refused(let code): code == .rateLimited || code == .unavailable || code == .internalError
+        case .refused(let code): code == .rateLimited || code == .unavailable || code == .internalError || code == .notAttempted
         case .protocolViolation: false
         }
     }

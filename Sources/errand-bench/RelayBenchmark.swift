@@ -16,6 +16,8 @@ struct RelayBenchmark: AsyncParsableCommand {
 
     @Option(help: "Seconds of the throughput phase.") var seconds = 10
     @Option(help: "Concurrent senders (HTTP connections).") var senders = 32
+    @Option(help: "Envelopes per request: 1 posts each alone (POST /v1/mailboxes/{id}/envelopes); more sends batches (POST /v1/envelopes). In the latency phase a batch carries what is due in one millisecond, up to this many.")
+    var batch = 1
     @Option(help: "Mailboxes (each with a live receiver).") var mailboxes = 8
     @Option(help: "Envelope ciphertext size in bytes.") var size = 1024
     @Option(help: "Posts per second in the latency phase.") var rate = 5000
@@ -29,6 +31,7 @@ struct RelayBenchmark: AsyncParsableCommand {
     var nodes = 1
 
     func validate() throws {
+        guard (1...EnvelopeBatch.maximumItems).contains(batch) else { throw ValidationError("--batch must be 1…\(EnvelopeBatch.maximumItems)") }
         guard seconds > 0, senders > 0, mailboxes > 0, rate > 0, latencySeconds > 0, idle >= 0 else {
             throw ValidationError("every count and duration must be positive")
         }
@@ -60,7 +63,7 @@ struct RelayBenchmark: AsyncParsableCommand {
         let clients = relays.map { RelayClient(baseURL: $0.url, httpClient: http) }
         let client = clients[0]
         let store = postgres.map { _ in "PostgreSQL, \(nodes) node\(nodes == 1 ? "" : "s")" } ?? "SQLite, durability \(durability)"
-        print("errand-bench relay: \(relays.map(\.url).joined(separator: " ")), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(store), audit log \(auditLog), \(size)-byte envelopes")
+        print("errand-bench relay: \(relays.map(\.url).joined(separator: " ")), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(store), audit log \(auditLog), \(size)-byte envelopes, \(batch == 1 ? "one per request" : "up to \(batch) per request")")
 
         var registered: [(key: Ed25519.SecretKey, token: SendToken)] = []
         for _ in 0..<mailboxes {
@@ -91,14 +94,11 @@ struct RelayBenchmark: AsyncParsableCommand {
                 group.addTask {
                     var index = sender
                     while ContinuousClock.now < deadline {
-                        let owner = owners[index % owners.count]
-                        index += 1
-                        do {
-                            _ = try await client.post(Self.envelope(size: size, stamp: ContinuousClock.now - start), to: MailboxID(owner: owner.key.publicKey), token: owner.token)
-                            posted.add(1)
-                        } catch {
-                            failed.add(1)
-                        }
+                        let due = (0..<batch).map { offset in owners[(index + offset) % owners.count] }
+                        index += batch
+                        let stored = await Self.post(due, client: client, size: size, start: start)
+                        posted.add(stored)
+                        failed.add(due.count - stored)
                     }
                 }
             }
@@ -125,15 +125,14 @@ struct RelayBenchmark: AsyncParsableCommand {
             while sentInPhase < rate * latencySeconds {
                 tick += interval
                 try? await Task.sleep(until: tick, clock: .continuous)
-                for _ in 0..<perTick {
-                    let owner = owners[index % owners.count]
-                    let client = clients[index % clients.count]
-                    index += 1
-                    sentInPhase += 1
-                    group.addTask {
-                        _ = try? await client.post(Self.envelope(size: size, stamp: ContinuousClock.now - start), to: MailboxID(owner: owner.key.publicKey), token: owner.token)
-                    }
+                // One request per envelope, or per batch of what is due in this tick.
+                for first in stride(from: 0, to: perTick, by: batch) {
+                    let chunk = (first..<min(first + batch, perTick)).map { offset in owners[(index + offset) % owners.count] }
+                    let client = clients[(index + first) % clients.count]
+                    group.addTask { _ = await Self.post(chunk, client: client, size: size, start: start) }
                 }
+                index += perTick
+                sentInPhase += perTick
             }
         }
         await waitUntil { delivered.value >= target }
@@ -213,6 +212,22 @@ struct RelayBenchmark: AsyncParsableCommand {
         }
         await waitUntil { caughtUp.value >= owners.count }
         return subscriptions
+    }
+
+    /// Posts one envelope to each owner's mailbox (alone, or as one batch); returns how many were stored.
+    private static func post(_ owners: [(key: Ed25519.SecretKey, token: SendToken)], client: RelayClient, size: Int,
+                             start: ContinuousClock.Instant) async -> Int {
+        if owners.count == 1, let owner = owners.first {
+            let stored = try? await client.post(envelope(size: size, stamp: ContinuousClock.now - start),
+                                                to: MailboxID(owner: owner.key.publicKey), token: owner.token)
+            return stored == nil ? 0 : 1
+        }
+        let items = owners.map { owner in
+            EnvelopeBatch.Item(mailbox: MailboxID(owner: owner.key.publicKey), token: owner.token,
+                               envelope: envelope(size: size, stamp: ContinuousClock.now - start).encoded)
+        }
+        guard let results = try? await client.post(batch: items) else { return 0 }
+        return results.count { if case .success = $0 { true } else { false } }
     }
 
     /// An envelope whose first 8 ciphertext bytes carry the send time (ns since start).

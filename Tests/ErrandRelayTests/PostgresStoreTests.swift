@@ -86,6 +86,40 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("Batches naming the same mailboxes in opposite orders, through two nodes at once, never deadlock")
+    func batchesDoNotDeadlock() async throws {
+        try await withNodes { first, second, _ in
+            let (a, tokenA) = try await makeMailbox(first)
+            let (b, tokenB) = try await makeMailbox(first)
+            func batch(_ order: [(MailboxID, SendToken)]) -> [EnvelopePost] {
+                order.map { mailbox, token in
+                    let envelope = sampleEnvelope(size: 64)
+                    return EnvelopePost(IncomingEnvelope(mailbox: mailbox, id: envelope.id, encoded: envelope.encoded, storedAt: 100, expiresAt: 10_000),
+                                        sendToken: token.hash)
+                }
+            }
+            // Without the batch's up-front locks in one order, these transactions lock A then B
+            // and B then A, and PostgreSQL aborts one of them as a deadlock.
+            let stored = try await withThrowingTaskGroup(of: Int.self) { group in
+                for worker in 0..<4 {
+                    let store = worker % 2 == 0 ? first : second
+                    let order = worker % 2 == 0 ? [(a, tokenA), (b, tokenB)] : [(b, tokenB), (a, tokenA)]
+                    group.addTask {
+                        var stored = 0
+                        for _ in 0..<25 {
+                            let outcomes = try await store.storeEnvelopes(batch(order + order), quota: Self.roomy)
+                            stored += outcomes.count { if case .stored? = $0 { true } else { false } }
+                        }
+                        return stored
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(stored == 4 * 25 * 4)
+            #expect(try await first.envelopes(in: a, after: 0, limit: 1000).count == 200)
+        }
+    }
+
     @Test("An envelope stored through one node wakes the other node's listeners")
     func arrivalsCrossNodes() async throws {
         try await withNodes { first, second, _ in

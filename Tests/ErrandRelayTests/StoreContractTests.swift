@@ -161,6 +161,47 @@ struct StoreContractTests {
         }
     }
 
+    @Test("A batch stores in order, skips a mailbox after its first refusal, and leaves other mailboxes alone", arguments: factories)
+    func batches(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (a, tokenA) = try await makeMailbox(store)
+            let (b, tokenB) = try await makeMailbox(store)
+            let (c, tokenC) = try await makeMailbox(store)
+            let stored = sampleEnvelope()
+            _ = try await store.storeEnvelope(incoming(a, stored), sendToken: tokenA.hash, quota: Self.quota)
+            let a1 = sampleEnvelope(), a2 = sampleEnvelope(), a3 = sampleEnvelope()
+            let b1 = sampleEnvelope(), b2 = sampleEnvelope()
+            let c1 = sampleEnvelope(), c2 = sampleEnvelope()
+            let posts = [
+                EnvelopePost(incoming(a, a1), sendToken: tokenA.hash),
+                EnvelopePost(incoming(b, b1), sendToken: SendToken().hash),   // refused: not b's token
+                EnvelopePost(incoming(a, stored), sendToken: tokenA.hash),    // a retry: duplicate
+                EnvelopePost(incoming(b, b2), sendToken: tokenB.hash),        // after b's refusal: not attempted
+                EnvelopePost(incoming(c, c1), sendToken: tokenC.hash),
+                EnvelopePost(incoming(a, a2), sendToken: tokenA.hash),        // a's third: fills the quota of 3
+                EnvelopePost(incoming(a, a3), sendToken: tokenA.hash),        // over quota
+                EnvelopePost(incoming(c, c2), sendToken: tokenC.hash),
+            ]
+            let outcomes = try await store.storeEnvelopes(posts, quota: Self.quota)
+            #expect(outcomes.count == posts.count)
+            guard case .stored(let a1Sequence)? = outcomes[0], case .duplicate? = outcomes[2], case .stored(let c1Sequence)? = outcomes[4],
+                  case .stored(let a2Sequence)? = outcomes[5], case .stored(let c2Sequence)? = outcomes[7] else {
+                Issue.record("unexpected outcomes: \(outcomes)")
+                return
+            }
+            #expect(outcomes[1] == .forbidden)
+            #expect(outcomes[3] == nil)
+            #expect(outcomes[6] == .quotaExceeded(.envelopes))
+            #expect(a1Sequence < c1Sequence && c1Sequence < a2Sequence && a2Sequence < c2Sequence)
+            #expect(try await store.envelopes(in: a, after: 0, limit: 10).map(\.encoded) == [stored.encoded, a1.encoded, a2.encoded])
+            #expect(try await store.envelopes(in: b, after: 0, limit: 10).isEmpty)
+            #expect(try await store.envelopes(in: c, after: 0, limit: 10).map(\.encoded) == [c1.encoded, c2.encoded])
+            // Usage follows what was stored, and each stored envelope got its audit leaf.
+            #expect(try await store.statistics().envelopes == 5)
+            #expect(try await store.pendingAuditLeaves(after: 0, limit: 100).count == 5)
+        }
+    }
+
     @Test("Pairing slots take one request and one reply, then vanish", arguments: factories)
     func slots(_ factory: Factory) async throws {
         try await withStore(factory) { store in

@@ -15,6 +15,9 @@ public enum RelayErrorCode: String, Sendable, Codable, CaseIterable {
     case notFound = "not_found"
     /// 409: the pairing slot already has a request (or reply) from someone.
     case slotAlreadyUsed = "slot_already_used"
+    /// 424: in a batch, an earlier envelope for the same mailbox was refused, so this one was not
+    /// stored either (a mailbox's envelopes keep their order).
+    case notAttempted = "not_attempted"
     /// 413: the body exceeds the size limit.
     case tooLarge = "too_large"
     /// 429: too many requests; retry after `retryAfterSeconds`.
@@ -35,6 +38,7 @@ public enum RelayErrorCode: String, Sendable, Codable, CaseIterable {
         case .notFound: 404
         case .slotAlreadyUsed: 409
         case .tooLarge: 413
+        case .notAttempted: 424
         case .rateLimited: 429
         case .unavailable: 503
         case .quotaExceeded: 507

@@ -10,6 +10,7 @@ import Logging
 /// - `POST /v1/mailboxes/:mailbox/envelopes` (body: envelope v1, `Authorization: Bearer <send token>`)
 /// - `GET /v1/mailboxes/:mailbox/envelopes?after=SEQ&limit=N` (owner)
 /// - `POST /v1/mailboxes/:mailbox/acks` `{"ids": [hex…]}` (owner)
+/// - `POST /v1/envelopes` (body: ``EnvelopeBatch``, each envelope with its own send token)
 struct EnvelopeRoutes {
     let core: RelayCore
 
@@ -29,6 +30,7 @@ struct EnvelopeRoutes {
         router.post("/v1/mailboxes/:mailbox/envelopes") { request, context in try await post(request, context) }
         router.get("/v1/mailboxes/:mailbox/envelopes") { request, context in try await fetch(request, context) }
         router.post("/v1/mailboxes/:mailbox/acks") { request, context in try await acknowledge(request, context) }
+        router.post("/v1/envelopes") { request, _ in try await postBatch(request) }
     }
 
     private func post(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -53,12 +55,84 @@ struct EnvelopeRoutes {
         case .duplicate(let sequence):
             return try json(PostResponse(id: envelope.id.description, seq: sequence, duplicate: true))
         case .forbidden:
-            throw core.refuse(.forbidden, "this send token is not valid for mailbox \(mailbox.logPrefix)… (revoked, or never registered)")
+            throw core.refuse(.forbidden, forbiddenMessage(mailbox))
         case .quotaExceeded(let kind):
-            let limit = kind == .envelopes ? "\(core.configuration.mailboxQuota.maximumEnvelopes) envelopes"
-                                           : "\(core.configuration.mailboxQuota.maximumBytes) bytes"
-            throw core.refuse(.quotaExceeded, "mailbox \(mailbox.logPrefix)… is full (\(limit) waiting); its owner must collect them first")
+            throw core.refuse(.quotaExceeded, quotaMessage(mailbox, kind))
         }
+    }
+
+    /// Stores a batch in one commit and answers 200 with one result per item. Items are checked
+    /// one by one (token, envelope, rate, quota), in order; after a refusal for a mailbox, the
+    /// batch's later items for that mailbox are `not_attempted`, so a mailbox keeps its order.
+    private func postBatch(_ request: Request) async throws -> Response {
+        let started = ContinuousClock.now
+        let body = try await core.body(request, limit: EnvelopeBatch.maximumBodyBytes)
+        let batch: EnvelopeBatch
+        do { batch = try EnvelopeBatch(parsing: body) } catch { throw core.refuse(.badRequest, error.description) }
+        let now = core.nowSeconds
+        var results = [EnvelopeBatch.Result?](repeating: nil, count: batch.items.count)
+        var refused: Set<MailboxID> = []
+        var posts: [(index: Int, post: EnvelopePost)] = []
+        for (index, item) in batch.items.enumerated() {
+            guard !refused.contains(item.mailbox) else {
+                results[index] = notAttempted(item.mailbox)
+                continue
+            }
+            do {
+                let hash = item.token.hash
+                guard item.envelope.count <= core.configuration.maximumEnvelopeBytes else {
+                    throw core.refuse(.tooLarge, "the envelope is \(item.envelope.count) bytes; this relay takes at most \(core.configuration.maximumEnvelopeBytes)")
+                }
+                let envelope = try core.envelope(item.envelope)
+                try await core.limitMailbox(item.mailbox, token: hash)
+                posts.append((index, EnvelopePost(
+                    IncomingEnvelope(mailbox: item.mailbox, id: envelope.id, encoded: item.envelope, storedAt: now,
+                                     expiresAt: now + core.configuration.envelopeTTL),
+                    sendToken: hash)))
+            } catch let error as RelayError {
+                refused.insert(item.mailbox)
+                results[index] = .refused(error.code, error.message, retryAfterSeconds: error.retryAfterSeconds)
+            }
+        }
+        let outcomes = posts.isEmpty ? [] : try await core.store.storeEnvelopes(posts.map(\.post), quota: core.configuration.mailboxQuota)
+        var arrived: Set<MailboxID> = []
+        let elapsed = ContinuousClock.now - started
+        for ((index, post), outcome) in zip(posts, outcomes) {
+            let mailbox = post.envelope.mailbox
+            switch outcome {
+            case .stored(let sequence)?:
+                core.metrics.stored(bytes: post.envelope.encoded.count, duration: elapsed)
+                arrived.insert(mailbox)
+                results[index] = .stored(sequence: sequence, duplicate: false)
+            case .duplicate(let sequence)?:
+                results[index] = .stored(sequence: sequence, duplicate: true)
+            case .forbidden?:
+                core.metrics.refused(.forbidden)
+                results[index] = .refused(.forbidden, forbiddenMessage(mailbox))
+            case .quotaExceeded(let kind)?:
+                core.metrics.refused(.quotaExceeded)
+                results[index] = .refused(.quotaExceeded, quotaMessage(mailbox, kind))
+            case nil:
+                results[index] = notAttempted(mailbox)
+            }
+        }
+        for mailbox in arrived { core.hub.notify(mailbox) }
+        return try json(EnvelopeBatch.Response(results: results.map { $0! }))
+    }
+
+    private func notAttempted(_ mailbox: MailboxID) -> EnvelopeBatch.Result {
+        core.metrics.refused(.notAttempted)
+        return .refused(.notAttempted, "an earlier envelope for mailbox \(mailbox.logPrefix)… in this batch was refused; this one was not stored, to keep the mailbox's order")
+    }
+
+    private func forbiddenMessage(_ mailbox: MailboxID) -> String {
+        "this send token is not valid for mailbox \(mailbox.logPrefix)… (revoked, or never registered)"
+    }
+
+    private func quotaMessage(_ mailbox: MailboxID, _ kind: QuotaKind) -> String {
+        let limit = kind == .envelopes ? "\(core.configuration.mailboxQuota.maximumEnvelopes) envelopes"
+                                       : "\(core.configuration.mailboxQuota.maximumBytes) bytes"
+        return "mailbox \(mailbox.logPrefix)… is full (\(limit) waiting); its owner must collect them first"
     }
 
     private func fetch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

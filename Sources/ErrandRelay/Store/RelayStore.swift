@@ -46,6 +46,10 @@ public protocol RelayStore: Sendable {
     /// Stores an envelope if `sendToken` is registered for its mailbox, the mailbox has room,
     /// and no envelope with the same id is stored there yet (then it reports the existing one).
     func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome
+    /// Stores several envelopes in one commit, in order, each as ``storeEnvelope(_:sendToken:quota:)``
+    /// would. Once an envelope for a mailbox is refused (forbidden, quota), the later ones for that
+    /// mailbox are not attempted (`nil`), so a mailbox's envelopes keep their order.
+    func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?]
     /// Up to `limit` envelopes of `mailbox` with a sequence number above `sequence`, oldest first.
     func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope]
     /// Deletes acknowledged envelopes; returns how many were deleted.
@@ -162,6 +166,17 @@ public struct PendingAuditLeaf: Sendable, Equatable {
     public init(key: Int64, bytes: [UInt8]) {
         self.key = key
         self.bytes = bytes
+    }
+}
+
+/// One envelope of a batch with the hash of the send token it came with.
+public struct EnvelopePost: Sendable {
+    public let envelope: IncomingEnvelope
+    public let sendToken: TokenHash
+
+    public init(_ envelope: IncomingEnvelope, sendToken: TokenHash) {
+        self.envelope = envelope
+        self.sendToken = sendToken
     }
 }
 

@@ -232,34 +232,57 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
         let auditLog = self.auditLog
         return try await writer.write { db in
-            let mailbox = Data(envelope.mailbox.bytes)
-            // The token is checked in the same transaction as the insert: once a revocation
-            // has returned, no post with that token can be stored.
-            // Hot path: prepared statements are cached per connection (no re-parsing).
-            let authorised = try Bool.fetchOne(
-                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)"),
-                arguments: [mailbox, Data(sendToken.bytes)]) ?? false
-            guard authorised else { return .forbidden }
-            if let existing = try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?"),
-                arguments: [mailbox, Data(envelope.id.bytes)]) {
-                return .duplicate(sequence: existing)
-            }
-            guard let usage = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?"), arguments: [mailbox]) else {
-                return .forbidden
-            }
-            let count: Int = usage["envelope_count"]
-            let bytes: Int = usage["envelope_bytes"]
-            if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
-            if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
-            let digest = SHA256.hash(envelope.encoded)
-            try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
-                .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt, Data(digest)])
-            let sequence = db.lastInsertedRowID
-            if auditLog { try Self.appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt) }
-            return .stored(sequence: sequence)
+            try Self.insertEnvelope(db, envelope, sendToken: sendToken, quota: quota, auditLog: auditLog)
         }
+    }
+
+    public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
+        let auditLog = self.auditLog
+        return try await writer.write { db in
+            var refused: Set<MailboxID> = []
+            return try posts.map { post -> StoreOutcome? in
+                guard !refused.contains(post.envelope.mailbox) else { return nil }
+                let outcome = try Self.insertEnvelope(db, post.envelope, sendToken: post.sendToken, quota: quota, auditLog: auditLog)
+                switch outcome {
+                case .stored, .duplicate: break
+                case .forbidden, .quotaExceeded: refused.insert(post.envelope.mailbox)
+                }
+                return outcome
+            }
+        }
+    }
+
+    /// Checks and inserts one envelope (with its audit leaf) in the current transaction. A
+    /// refusal changes nothing.
+    private static func insertEnvelope(_ db: Database, _ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota,
+                                       auditLog: Bool) throws -> StoreOutcome {
+        let mailbox = Data(envelope.mailbox.bytes)
+        // The token is checked in the same transaction as the insert: once a revocation
+        // has returned, no post with that token can be stored.
+        // Hot path: prepared statements are cached per connection (no re-parsing).
+        let authorised = try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)"),
+            arguments: [mailbox, Data(sendToken.bytes)]) ?? false
+        guard authorised else { return .forbidden }
+        if let existing = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?"),
+            arguments: [mailbox, Data(envelope.id.bytes)]) {
+            return .duplicate(sequence: existing)
+        }
+        guard let usage = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?"), arguments: [mailbox]) else {
+            return .forbidden
+        }
+        let count: Int = usage["envelope_count"]
+        let bytes: Int = usage["envelope_bytes"]
+        if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
+        if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
+        let digest = SHA256.hash(envelope.encoded)
+        try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt, Data(digest)])
+        let sequence = db.lastInsertedRowID
+        if auditLog { try appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt) }
+        return .stored(sequence: sequence)
     }
 
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {

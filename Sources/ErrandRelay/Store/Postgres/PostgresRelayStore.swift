@@ -172,18 +172,58 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
     // MARK: Envelopes
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
+        // One statement, so one transaction: see migration "v2: store_envelope function". The
+        // mailbox's row lock inside it orders the mailbox's envelopes: sequence numbers are taken
+        // in commit order. The notification reaches the other nodes when (and only if) it commits.
+        guard let row = try await rows(storeQuery(envelope, sendToken: sendToken, quota: quota)).first else {
+            throw PostgresStoreError("errand_store_envelope returned nothing")
+        }
+        return try Self.outcome(row)
+    }
+
+    public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
+        let logger = self.logger
+        let queries = posts.map { storeQuery($0.envelope, sendToken: $0.sendToken, quota: quota) }
+        let mailboxes = Set(posts.map(\.envelope.mailbox.bytes)).sorted { $0.lexicographicallyPrecedes($1) }.map(bytea)
+        return try await transaction { connection in
+            // Every mailbox of the batch is locked first, in one order, so that two batches
+            // naming the same mailboxes in different orders cannot deadlock.
+            try await connection.query("SELECT 1 FROM mailbox WHERE id = ANY(\(mailboxes)) ORDER BY id FOR UPDATE", logger: logger)
+            var refused: Set<MailboxID> = []
+            var outcomes: [StoreOutcome?] = []
+            for (post, query) in zip(posts, queries) {
+                guard !refused.contains(post.envelope.mailbox) else {
+                    outcomes.append(nil)
+                    continue
+                }
+                guard let row = try await connection.query(query, logger: logger).collect().first else {
+                    throw PostgresStoreError("errand_store_envelope returned nothing")
+                }
+                let outcome = try Self.outcome(row)
+                switch outcome {
+                case .stored, .duplicate: break
+                case .forbidden, .quotaExceeded: refused.insert(post.envelope.mailbox)
+                }
+                outcomes.append(outcome)
+            }
+            return outcomes
+        }
+    }
+
+    /// The call of `errand_store_envelope` that stores one envelope with its audit leaf.
+    private func storeQuery(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) -> PostgresQuery {
         let digest = SHA256.hash(envelope.encoded)
         let leaf = auditLog
             ? bytea(AuditLeaf(event: .stored, mailbox: envelope.mailbox, envelopeID: envelope.id, envelopeDigest: digest, time: envelope.storedAt).bytes)
             : nil
-        // One statement, so one transaction: see migration "v2: store_envelope function". The
-        // mailbox's row lock inside it orders the mailbox's envelopes: sequence numbers are taken
-        // in commit order. The notification reaches the other nodes when (and only if) it commits.
-        guard let row = try await rows("""
+        return """
             SELECT result_outcome, result_seq FROM errand_store_envelope(
                 \(bytea(envelope.mailbox.bytes)), \(bytea(sendToken.bytes)), \(bytea(envelope.id.bytes)), \(bytea(envelope.encoded)),
                 \(bytea(digest)), \(envelope.storedAt), \(envelope.expiresAt), \(Int64(quota.maximumEnvelopes)), \(Int64(quota.maximumBytes)), \(leaf))
-            """).first else { throw PostgresStoreError("errand_store_envelope returned nothing") }
+            """
+    }
+
+    private static func outcome(_ row: PostgresRow) throws -> StoreOutcome {
         let (outcome, sequence) = try row.decode((String, Int64).self)
         switch outcome {
         case "stored": return .stored(sequence: sequence)
