@@ -151,7 +151,7 @@ let package = Package(
         .target(
             name: "ErrandHost",
             dependencies: [
-                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer",
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer", "ErrandTransparency",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],

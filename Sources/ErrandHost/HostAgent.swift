@@ -1,4 +1,5 @@
 import ErrandPeer
+import ErrandTransparency
 public import ErrandProtocol
 public import ErrandRelayClient
 import ErrandCrypto
@@ -50,6 +51,8 @@ public actor HostAgent {
                 await self?.flushOutbox()
             }
         }
+        let auditChecks = Task { [weak self] in await self?.checkAuditLogPeriodically() }
+        defer { auditChecks.cancel() }
         let subscription = client.subscribe(owner: host.identity.signing)
         var failure: (any Error)?
         do { try await listen(subscription) } catch { failure = error }
@@ -450,6 +453,45 @@ public actor HostAgent {
             }
             if !blocked.isEmpty { return }
         } while flushAgain
+    }
+
+    /// Checks the relay's audit log every `audit.verify_interval_seconds` (the first time a few
+    /// seconds after start), until cancelled.
+    private func checkAuditLogPeriodically() async {
+        let interval = configuration.auditVerifyIntervalSeconds
+        guard interval > 0 else { return }
+        var delay = Duration.seconds(min(interval, 5))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: delay)
+            guard !Task.isCancelled else { return }
+            guard await checkAuditLog() else { return }
+            delay = .seconds(interval)
+        }
+    }
+
+    /// One check of the relay's audit log (as `errand audit verify` does), logged: quietly when it
+    /// holds, as a security error when it does not. Returns `false` when checks cannot run here.
+    func checkAuditLog() async -> Bool {
+        guard let keyText = try? host.store.pinnedAuditKey(), let verifier = try? NoteVerifier(parsing: keyText) else {
+            log("no audit-log key is pinned (the relay had no log at setup): the relay's log is not checked")
+            return false
+        }
+        let checker = AuditVerifier(client: client, verifier: verifier, state: HostAuditState(store: host.store),
+                                    evidenceFolder: host.directory.file("audit-evidence"))
+        do {
+            let result = try await checker.verify()
+            if result.passed {
+                if result.newlyVerified > 0 {
+                    log("audit log checked: checkpoint of \(result.checkpointSize) events, \(result.newlyVerified) more of this host's events proven included")
+                }
+            } else {
+                for finding in result.findings { log("SECURITY: the relay's audit log does not match what this host saw: \(finding)") }
+                log("SECURITY: evidence saved in \(result.evidence ?? "(could not be saved)"); stop using this relay and tell its operator")
+            }
+        } catch {
+            log("could not check the relay's audit log: \(error.message)")
+        }
+        return true
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }

@@ -26,6 +26,8 @@ public struct HostConfiguration: Sendable, Equatable {
     public var environment: [String: String] = [:]
     /// Executors a newly paired device may use.
     public var defaultExecutors: [Executor] = [.agent, .action]
+    /// Seconds between the agent's own checks of the relay's audit log; 0 turns them off.
+    public var auditVerifyIntervalSeconds = 600
 
     public init() {}
 
@@ -63,6 +65,14 @@ public struct HostConfiguration: Sendable, Equatable {
         # Executors a newly paired device may use: "agent", "action", "shell". Change one device
         # with 'errand host policy DEVICE --executors …'. "shell" runs any command: grant it with care.
         default_executors = ["agent", "action"]
+
+        [audit]
+        # While 'errand host run' runs, it checks the relay's audit log this often (seconds): signed
+        # by the key pinned at setup, consistent with the last checkpoint it verified, and holding
+        # this host's envelope events. A mismatch is logged as a security error, with the signed
+        # checkpoints saved under audit-evidence/. 0 turns the checks off ('errand audit verify'
+        # still works).
+        verify_interval_seconds = 600
 
         """
 
@@ -121,6 +131,9 @@ public struct HostConfiguration: Sendable, Equatable {
                     let executors = array.compactMap { $0.string.flatMap(Executor.init(rawValue:)) }
                     guard executors.count == array.count else { throw fail("policy.default_executors", "an array of \"agent\", \"action\", \"shell\"") }
                     configuration.defaultExecutors = executors
+                case ("audit", "verify_interval_seconds"):
+                    guard let number = value.int, (0...86_400).contains(number) else { throw fail("audit.verify_interval_seconds", "an integer from 0 (off) to 86400") }
+                    configuration.auditVerifyIntervalSeconds = number
                 default:
                     throw PeerError("\(path): unknown setting '\(section).\(key)'", hint: "see the comments 'errand host init' wrote in the file")
                 }

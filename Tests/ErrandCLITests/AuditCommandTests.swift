@@ -100,4 +100,31 @@ struct AuditCommandTests {
         #expect(FileManager.default.fileExists(atPath: evidence + "/checkpoint-before.txt"))
         #expect(FileManager.default.fileExists(atPath: evidence + "/checkpoint-now.txt"))
     }
+
+    @Test("The running host checks the log by itself and reports a rewritten log as a security error, with evidence")
+    func hostChecksInBackground() async throws {
+        let journey = try await Journey(config: ["verify_interval_seconds": "1"])
+        try await journey.startHost()
+        let agent = try #require(journey.hostAgent)
+        _ = try await journey.sendAndWait(["--action", "greet", "a", "b"])
+        try await agent.waitForOutput(containing: "more of this host's events proven included", timeout: 30)
+        #expect(!agent.output.contains("SECURITY"))
+
+        // The operator rewrites an old leaf and rebuilds the log under the running relay.
+        let relayDatabase = journey.folder.path("relay") + "/relay.sqlite"
+        let tamper = try await runAsync("sqlite3", [relayDatabase, """
+            PRAGMA busy_timeout = 5000;
+            BEGIN IMMEDIATE;
+            UPDATE audit_leaf SET leaf = (SELECT leaf FROM audit_leaf WHERE idx = 2) WHERE idx = 1;
+            DELETE FROM audit_node; DELETE FROM audit_checkpoint;
+            COMMIT;
+            """])
+        #expect(tamper.status == 0, "\(tamper.errorOutput)")
+        try await agent.waitForOutput(containing: "SECURITY: the relay's audit log does not match what this host saw", timeout: 30)
+        try await agent.waitForOutput(containing: "SECURITY: evidence saved in", timeout: 10)
+        let evidence = journey.host + "/audit-evidence"
+        let folders = try FileManager.default.contentsOfDirectory(atPath: evidence)
+        #expect(folders.contains { FileManager.default.fileExists(atPath: "\(evidence)/\($0)/checkpoint-before.txt") })
+        await journey.stopHost()
+    }
 }

@@ -230,58 +230,79 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     // MARK: Envelopes
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
-        let auditLog = self.auditLog
-        return try await writer.write { db in
-            try Self.insertEnvelope(db, envelope, sendToken: sendToken, quota: quota, auditLog: auditLog)
-        }
+        let prepared = PreparedEnvelope(envelope, sendToken: sendToken, auditLog: auditLog)
+        return try await writer.write { db in try Self.insertEnvelope(db, prepared, quota: quota) }
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
-        let auditLog = self.auditLog
+        let prepared = posts.map { PreparedEnvelope($0.envelope, sendToken: $0.sendToken, auditLog: auditLog) }
         return try await writer.write { db in
             var refused: Set<MailboxID> = []
-            return try posts.map { post -> StoreOutcome? in
-                guard !refused.contains(post.envelope.mailbox) else { return nil }
-                let outcome = try Self.insertEnvelope(db, post.envelope, sendToken: post.sendToken, quota: quota, auditLog: auditLog)
+            return try prepared.map { envelope -> StoreOutcome? in
+                guard !refused.contains(envelope.mailboxID) else { return nil }
+                let outcome = try Self.insertEnvelope(db, envelope, quota: quota)
                 switch outcome {
                 case .stored, .duplicate: break
-                case .forbidden, .quotaExceeded: refused.insert(post.envelope.mailbox)
+                case .forbidden, .quotaExceeded: refused.insert(envelope.mailboxID)
                 }
                 return outcome
             }
         }
     }
 
+    /// An envelope's columns, digest and audit leaf, computed before it reaches the one writer
+    /// (whose time bounds the relay's throughput).
+    private struct PreparedEnvelope: Sendable {
+        let mailboxID: MailboxID
+        let mailbox: Data
+        let id: Data
+        let body: Data
+        let token: Data
+        let digest: Data
+        let leaf: Data?
+        let storedAt: Int64
+        let expiresAt: Int64
+
+        init(_ envelope: IncomingEnvelope, sendToken: TokenHash, auditLog: Bool) {
+            let digest = SHA256.hash(envelope.encoded)
+            mailboxID = envelope.mailbox
+            mailbox = Data(envelope.mailbox.bytes)
+            id = Data(envelope.id.bytes)
+            body = Data(envelope.encoded)
+            token = Data(sendToken.bytes)
+            self.digest = Data(digest)
+            leaf = auditLog
+                ? Data(AuditLeaf(event: .stored, mailbox: envelope.mailbox, envelopeID: envelope.id, envelopeDigest: digest, time: envelope.storedAt).bytes)
+                : nil
+            storedAt = envelope.storedAt
+            expiresAt = envelope.expiresAt
+        }
+    }
+
     /// Checks and inserts one envelope (with its audit leaf) in the current transaction. A
     /// refusal changes nothing.
-    private static func insertEnvelope(_ db: Database, _ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota,
-                                       auditLog: Bool) throws -> StoreOutcome {
-        let mailbox = Data(envelope.mailbox.bytes)
-        // The token is checked in the same transaction as the insert: once a revocation
-        // has returned, no post with that token can be stored.
-        // Hot path: prepared statements are cached per connection (no re-parsing).
-        let authorised = try Bool.fetchOne(
-            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)"),
-            arguments: [mailbox, Data(sendToken.bytes)]) ?? false
-        guard authorised else { return .forbidden }
-        if let existing = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?"),
-            arguments: [mailbox, Data(envelope.id.bytes)]) {
-            return .duplicate(sequence: existing)
-        }
-        guard let usage = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT envelope_count, envelope_bytes FROM mailbox WHERE id = ?"), arguments: [mailbox]) else {
-            return .forbidden
-        }
-        let count: Int = usage["envelope_count"]
-        let bytes: Int = usage["envelope_bytes"]
+    private static func insertEnvelope(_ db: Database, _ envelope: PreparedEnvelope, quota: MailboxQuota) throws -> StoreOutcome {
+        // The token is checked in the same transaction as the insert: once a revocation has
+        // returned, no post with that token can be stored. One statement reads everything the
+        // checks need; prepared statements are cached per connection (no re-parsing).
+        guard let check = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ?1 AND hash = ?2),
+                       (SELECT seq FROM envelope WHERE mailbox = ?1 AND envelope_id = ?3),
+                       envelope_count, envelope_bytes
+                FROM mailbox WHERE id = ?1
+                """),
+            arguments: [envelope.mailbox, envelope.token, envelope.id]), check[0] as Bool
+        else { return .forbidden }
+        if let existing = check[1] as Int64? { return .duplicate(sequence: existing) }
+        let count: Int = check[2]
+        let bytes: Int = check[3]
         if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
-        if bytes + envelope.encoded.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
-        let digest = SHA256.hash(envelope.encoded)
+        if bytes + envelope.body.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
         try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [mailbox, Data(envelope.id.bytes), Data(envelope.encoded), envelope.storedAt, envelope.expiresAt, Data(digest)])
+            .execute(arguments: [envelope.mailbox, envelope.id, envelope.body, envelope.storedAt, envelope.expiresAt, envelope.digest])
         let sequence = db.lastInsertedRowID
-        if auditLog { try appendLeaf(db, .stored, mailbox: envelope.mailbox.bytes, envelopeID: envelope.id.bytes, digest: digest, time: envelope.storedAt) }
+        if let leaf = envelope.leaf { try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES (?)").execute(arguments: [leaf]) }
         return .stored(sequence: sequence)
     }
 
@@ -382,11 +403,24 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             guard latest == previousSize else {
                 throw AuditLogError("the audit log moved on to \(latest) leaves while \(previousSize) + \(leaves.count) were being integrated")
             }
-            let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES (?, ?, ?)")
-            for (coordinate, hash) in nodes { try statement.execute(arguments: [coordinate.level, coordinate.index, Data(hash)]) }
+            // Many rows per statement: an integration writes about two nodes per leaf, and this
+            // runs on the one writer.
+            let rows = Array(nodes)
+            for start in stride(from: 0, to: rows.count, by: Self.nodesPerStatement) {
+                let chunk = rows[start..<min(start + Self.nodesPerStatement, rows.count)]
+                let statement = try db.cachedStatement(
+                    sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES " + Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", "))
+                var values: [(any DatabaseValueConvertible)?] = []
+                values.reserveCapacity(chunk.count * 3)
+                for (coordinate, hash) in chunk { values += [coordinate.level, coordinate.index, Data(hash)] as [(any DatabaseValueConvertible)?] }
+                try statement.execute(arguments: StatementArguments(values))
+            }
             try db.execute(sql: "INSERT OR REPLACE INTO audit_checkpoint (size, note) VALUES (?, ?)", arguments: [checkpoint.size, checkpoint.note])
         }
     }
+
+    /// Audit nodes inserted per statement (3 parameters each; SQLite allows 32,766).
+    static let nodesPerStatement = 256
 
     /// One node writes this file: it is always the sequencer.
     public func claimAuditSequencer() async throws -> Bool { true }
