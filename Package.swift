@@ -188,7 +188,7 @@ let package = Package(
         .executableTarget(
             name: "errand-bench",
             dependencies: [
-                "ErrandCrypto", "CSodium", "ErrandProtocol", "ErrandRelayClient", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandTransparency",
+                "ErrandCrypto", "CSodium", "ErrandProtocol", "ErrandRelay", "ErrandRelayClient", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandTransparency",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
