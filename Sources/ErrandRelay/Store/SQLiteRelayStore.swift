@@ -135,12 +135,21 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         return migrator
     }
 
-    /// Appends the leaf of an envelope event (inside the event's transaction). Leaf index =
-    /// rowid − 1: rows are never deleted, so indices are dense and assigned in commit order.
-    private static func appendLeaf(_ db: Database, _ event: AuditLeaf.Event, mailbox: [UInt8], envelopeID: [UInt8], digest: [UInt8], time: Int64) throws {
-        guard let mailboxID = try? MailboxID(bytes: mailbox), let id = try? EnvelopeID(bytes: envelopeID) else { return }
-        let leaf = AuditLeaf(event: event, mailbox: mailboxID, envelopeID: id, envelopeDigest: digest, time: time)
-        try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES (?)").execute(arguments: [Data(leaf.bytes)])
+    /// The leaf of an envelope event.
+    private static func leaf(_ event: AuditLeaf.Event, mailbox: [UInt8], envelopeID: [UInt8], digest: [UInt8], time: Int64) -> Data? {
+        guard let mailboxID = try? MailboxID(bytes: mailbox), let id = try? EnvelopeID(bytes: envelopeID) else { return nil }
+        return Data(AuditLeaf(event: event, mailbox: mailboxID, envelopeID: id, envelopeDigest: digest, time: time).bytes)
+    }
+
+    /// Appends leaves, in order, inside the events' transaction: many rows per statement, as this
+    /// runs on the one writer. Leaf index = rowid − 1: rows are never deleted, so indices are
+    /// dense and assigned in commit order.
+    private static func appendLeaves(_ db: Database, _ leaves: [Data]) throws {
+        for start in stride(from: 0, to: leaves.count, by: rowsPerStatement) {
+            let chunk = Array(leaves[start..<min(start + rowsPerStatement, leaves.count)])
+            try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES " + Array(repeating: "(?)", count: chunk.count).joined(separator: ", "))
+                .execute(arguments: StatementArguments(chunk))
+        }
     }
 
     // MARK: Registration
@@ -235,22 +244,30 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
         let prepared = PreparedEnvelope(envelope, sendToken: sendToken, auditLog: auditLog)
-        return try await writer.write { db in try Self.insertEnvelope(db, prepared, quota: quota) }
+        return try await writer.write { db in
+            var leaves: [Data] = []
+            let outcome = try Self.insertEnvelope(db, prepared, quota: quota, leaves: &leaves)
+            try Self.appendLeaves(db, leaves)
+            return outcome
+        }
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
         let prepared = posts.map { PreparedEnvelope($0.envelope, sendToken: $0.sendToken, auditLog: auditLog) }
         return try await writer.write { db in
             var refused: Set<MailboxID> = []
-            return try prepared.map { envelope -> StoreOutcome? in
+            var leaves: [Data] = []
+            let outcomes = try prepared.map { envelope -> StoreOutcome? in
                 guard !refused.contains(envelope.mailboxID) else { return nil }
-                let outcome = try Self.insertEnvelope(db, envelope, quota: quota)
+                let outcome = try Self.insertEnvelope(db, envelope, quota: quota, leaves: &leaves)
                 switch outcome {
                 case .stored, .duplicate: break
                 case .forbidden, .quotaExceeded: refused.insert(envelope.mailboxID)
                 }
                 return outcome
             }
+            try Self.appendLeaves(db, leaves)
+            return outcomes
         }
     }
 
@@ -283,9 +300,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    /// Checks and inserts one envelope (with its audit leaf) in the current transaction. A
-    /// refusal changes nothing.
-    private static func insertEnvelope(_ db: Database, _ envelope: PreparedEnvelope, quota: MailboxQuota) throws -> StoreOutcome {
+    /// Checks and inserts one envelope in the current transaction, adding its audit leaf to
+    /// `leaves` (for the caller to append). A refusal changes nothing.
+    private static func insertEnvelope(_ db: Database, _ envelope: PreparedEnvelope, quota: MailboxQuota, leaves: inout [Data]) throws -> StoreOutcome {
         // The token is checked in the same transaction as the insert: once a revocation has
         // returned, no post with that token can be stored. One statement reads everything the
         // checks need; prepared statements are cached per connection (no re-parsing).
@@ -306,7 +323,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
             .execute(arguments: [envelope.mailbox, envelope.id, envelope.body, envelope.storedAt, envelope.expiresAt, envelope.digest])
         let sequence = db.lastInsertedRowID
-        if let leaf = envelope.leaf { try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES (?)").execute(arguments: [leaf]) }
+        if let leaf = envelope.leaf { leaves.append(leaf) }
         return .stored(sequence: sequence)
     }
 
@@ -327,17 +344,19 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         let now = Int64(Date().timeIntervalSince1970)
         let auditLog = self.auditLog
         return try await writer.write { db in
-            var deleted = 0
-            // One statement per id: the row goes and its digest comes back (SQLite ≥ 3.35).
-            let statement = try db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id = ? RETURNING digest, CASE WHEN digest IS NULL THEN body END")
-            for id in ids {
-                guard let row = try Row.fetchOne(statement, arguments: [Data(mailbox.bytes), Data(id.bytes)]) else { continue }
-                deleted += 1
-                guard auditLog else { continue }
-                let digest = (row[0] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[1] as Data))
-                try Self.appendLeaf(db, .delivered, mailbox: mailbox.bytes, envelopeID: id.bytes, digest: digest, time: now)
+            // One statement: the rows go and their digests come back (SQLite ≥ 3.35).
+            let deleted = try Row.fetchAll(
+                db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                                   + ") RETURNING seq, envelope_id, digest, CASE WHEN digest IS NULL THEN body END"),
+                arguments: StatementArguments([Data(mailbox.bytes)] + ids.map { Data($0.bytes) }))
+            guard auditLog else { return deleted.count }
+            // RETURNING gives no order: leaves go in sequence order.
+            let leaves = deleted.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row -> Data? in
+                let digest = (row[2] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[3] as Data))
+                return Self.leaf(.delivered, mailbox: mailbox.bytes, envelopeID: [UInt8](row[1] as Data), digest: digest, time: now)
             }
-            return deleted
+            try Self.appendLeaves(db, leaves)
+            return deleted.count
         }
     }
 
@@ -351,9 +370,11 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                     db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END",
                     arguments: [now, expiryChunkSize])
                 // RETURNING gives no order: leaves go in sequence order.
-                for row in expiring.sorted(by: { ($0[0] as Int64) < ($1[0] as Int64) }) where auditLog {
-                    let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
-                    try Self.appendLeaf(db, .expired, mailbox: [UInt8](row[1] as Data), envelopeID: [UInt8](row[2] as Data), digest: digest, time: now)
+                if auditLog {
+                    try Self.appendLeaves(db, expiring.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
+                        let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
+                        return Self.leaf(.expired, mailbox: [UInt8](row[1] as Data), envelopeID: [UInt8](row[2] as Data), digest: digest, time: now)
+                    })
                 }
                 return expiring.count
             }
@@ -410,8 +431,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             // Many rows per statement: an integration writes about two nodes per leaf, and this
             // runs on the one writer.
             let rows = Array(nodes)
-            for start in stride(from: 0, to: rows.count, by: Self.nodesPerStatement) {
-                let chunk = rows[start..<min(start + Self.nodesPerStatement, rows.count)]
+            for start in stride(from: 0, to: rows.count, by: Self.rowsPerStatement) {
+                let chunk = rows[start..<min(start + Self.rowsPerStatement, rows.count)]
                 let statement = try db.cachedStatement(
                     sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES " + Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", "))
                 var values: [(any DatabaseValueConvertible)?] = []
@@ -423,8 +444,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    /// Audit nodes inserted per statement (3 parameters each; SQLite allows 32,766).
-    static let nodesPerStatement = 256
+    /// Rows inserted per statement (at most 3 parameters each; SQLite allows 32,766).
+    static let rowsPerStatement = 256
 
     /// One node writes this file: it is always the sequencer.
     public func claimAuditSequencer() async throws -> Bool { true }
