@@ -91,6 +91,38 @@ struct AuditLogTests {
         }
     }
 
+    @Test("Integrations of uneven batches give the roots and proofs of the same tree held in memory (nodes of unstored levels computed)")
+    func integrationsMatchTheTree() async throws {
+        let folder = try ScratchFolder()
+        let store = try SQLiteRelayStore(directory: folder.path)
+        let log = AuditLog(store: store, signer: try NoteSigner(name: "test/log", secretKey: Ed25519.SecretKey()))
+        let (mailbox, token) = try await makeMailbox(store)
+        var tree = MerkleTree()
+        var sizes: [Int64] = []
+        // Batches of 1, 2, 3, … leaves: sizes cross every level up to 2^9 at odd places.
+        for batch in 1...30 {
+            for _ in 0..<batch {
+                let envelope = sampleEnvelope(size: 32)
+                _ = try await store.storeEnvelope(IncomingEnvelope(mailbox: mailbox, id: envelope.id, encoded: envelope.encoded, storedAt: 100, expiresAt: 10_000),
+                                                  sendToken: token.hash, quota: MailboxQuota(maximumEnvelopes: 10_000, maximumBytes: 10_000_000))
+            }
+            for leaf in try await store.pendingAuditLeaves(after: Int64(tree.size), limit: 1000) { tree.append(leafHash: MerkleHash.leaf(leaf.bytes)) }
+            let size = try await log.integrate()
+            #expect(size == Int64(tree.size))
+            let note = try #require(try await store.latestAuditCheckpoint()).note
+            #expect(try Checkpoint(text: SignedNote(parsing: note).text).rootHash == tree.root())
+            sizes.append(size)
+        }
+        let size = Int(sizes.last!)
+        for index in [0, 1, 5, 15, 16, 17, 255, 256, 300, size - 1] {
+            #expect(try await log.inclusionProof(index: Int64(index), size: Int64(size)) == tree.inclusionProof(index: index, size: size), "leaf \(index)")
+        }
+        for earlier in sizes.prefix(29) where earlier % 3 == 0 || earlier == 1 {
+            #expect(try await log.consistencyProof(from: earlier, to: Int64(size)) == tree.consistencyProof(from: Int(earlier), to: size), "from \(earlier)")
+        }
+        try await store.close()
+    }
+
     @Test("Tile paths encode and parse like C2SP tlog-tiles")
     func tilePaths() {
         #expect(TilePath.encode(index: 1_234_067) == "x001/x234/067")

@@ -12,6 +12,10 @@ public actor AuditLog {
     public static let keyFileName = "audit.key"
     /// Leaves integrated per batch at most.
     static let batchSize = 16_384
+    /// Nodes are stored at levels 0, 4, 8, … only (tiles read levels 8L); a node of another level
+    /// is computed from the stored level below it (at most 8 hashes). That halves the rows an
+    /// integration writes, on the relay's one writer.
+    static let storedLevelStride = 4
 
     let store: any RelayStore
     public let signer: NoteSigner
@@ -55,7 +59,7 @@ public actor AuditLog {
                 let sibling = AuditNodeID(level: level, index: index - 1)
                 let left: [UInt8]
                 if let cached = nodes[sibling] { left = cached } else {
-                    guard let stored = try await store.auditNodes([sibling])[sibling] else {
+                    guard let stored = try await self.nodes([sibling], extra: nodes)[sibling] else {
                         throw AuditLogError("the audit log is missing node \(sibling.level)/\(sibling.index)")
                     }
                     left = stored
@@ -70,7 +74,8 @@ public actor AuditLog {
         let root = try await root(size: newSize, extra: nodes)
         let checkpoint = Checkpoint(origin: signer.verifier.name, size: UInt64(newSize), rootHash: root)
         let note = try SignedNote.sign(checkpoint.text, with: [signer])
-        try await store.saveAuditIntegration(previousSize: size, leaves: leaves, nodes: nodes,
+        try await store.saveAuditIntegration(previousSize: size, leaves: leaves,
+                                             nodes: nodes.filter { $0.key.level % Self.storedLevelStride == 0 },
                                              checkpoint: AuditCheckpoint(size: newSize, note: note.encoded))
         return newSize
     }
@@ -90,6 +95,34 @@ public actor AuditLog {
         try await withNodes { builder in try builder.consistencyProof(from: UInt64(size1), to: UInt64(size2)) }
     }
 
+    /// The nodes `ids` (those that exist), from `extra`, the store, or computed from the stored
+    /// level below (see ``storedLevelStride``).
+    private func nodes(_ ids: [AuditNodeID], extra: [AuditNodeID: [UInt8]] = [:]) async throws -> [AuditNodeID: [UInt8]] {
+        func descendants(_ id: AuditNodeID) -> [AuditNodeID] {
+            let span = id.level % Self.storedLevelStride
+            return (0..<(Int64(1) << span)).map { AuditNodeID(level: id.level - span, index: (id.index << Int64(span)) + $0) }
+        }
+        let wanted = Set(ids.filter { extra[$0] == nil })
+        var known = try await store.auditNodes(Array(Set(wanted.flatMap(descendants)).filter { extra[$0] == nil }))
+        known.merge(extra) { $1 }
+        var found: [AuditNodeID: [UInt8]] = [:]
+        for id in Set(ids) {
+            if let hash = known[id] {
+                found[id] = hash
+                continue
+            }
+            var layer: [[UInt8]] = []
+            for descendant in descendants(id) {
+                guard let hash = known[descendant] else { break }
+                layer.append(hash)
+            }
+            guard layer.count == descendants(id).count else { continue }
+            while layer.count > 1 { layer = stride(from: 0, to: layer.count, by: 2).map { MerkleHash.node(layer[$0], layer[$0 + 1]) } }
+            found[id] = layer[0]
+        }
+        return found
+    }
+
     /// Runs `body` twice: first to learn which complete-subtree nodes it needs (the shape of the
     /// recursion does not depend on hash values), then with those nodes fetched in one query.
     private func withNodes<T>(extra: [AuditNodeID: [UInt8]] = [:], _ body: (MerkleProofBuilder) throws -> T) async throws -> T {
@@ -101,8 +134,7 @@ public actor AuditLog {
             }
         }
         _ = try body(recorder)
-        var nodes = try await store.auditNodes(wanted.filter { extra[$0] == nil })
-        nodes.merge(extra) { $1 }
+        let nodes = try await self.nodes(wanted, extra: extra)
         let builder = MerkleProofBuilder { start, count in
             try MerkleProofBuilder.subtreeHash(start: start, count: count) { level, index in
                 guard let hash = nodes[AuditNodeID(level: level, index: Int64(index))] else {
