@@ -99,9 +99,15 @@ public struct AuditVerifier: Sendable {
                 guard checkpoint.size >= previous.size else {
                     throw MerkleProofError("the log shrank from \(previous.size) to \(checkpoint.size) leaves")
                 }
-                let proof = checkpoint.size == previous.size ? [] : try await client.auditConsistencyProof(from: Int64(previous.size), to: currentSize)
-                try MerkleProof.verifyConsistency(size1: previous.size, size2: checkpoint.size, proof: proof,
-                                                  root1: previous.rootHash, root2: checkpoint.rootHash)
+                if previous.size == 0 {
+                    // Every log extends the empty one (there is no proof to ask for), as long as
+                    // what was signed then really was the empty tree.
+                    guard previous.rootHash == MerkleHash.empty else { throw MerkleProofError("a checkpoint of 0 leaves had a root other than the empty tree's") }
+                } else {
+                    let proof = checkpoint.size == previous.size ? [] : try await client.auditConsistencyProof(from: Int64(previous.size), to: currentSize)
+                    try MerkleProof.verifyConsistency(size1: previous.size, size2: checkpoint.size, proof: proof,
+                                                      root1: previous.rootHash, root2: checkpoint.rootHash)
+                }
             } catch {
                 result.findings.append("the relay's log is not consistent with the checkpoint this device verified before: \(error)")
                 result.evidence = saveEvidence(["checkpoint-before.txt": previousText, "checkpoint-now.txt": noteText])

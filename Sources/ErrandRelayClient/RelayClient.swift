@@ -168,13 +168,74 @@ public struct RelayClient: Sendable {
         return Receipt(sequence: answer.seq, duplicate: answer.duplicate)
     }
 
-    /// Posts several envelopes (each to its mailbox, with its token) in one request and one
-    /// commit at the relay. Returns one result per item, in order: a receipt, or the refusal of
-    /// that item. After a refusal for a mailbox, the later items for it are refused with
-    /// `not_attempted`, so what is stored keeps its order. Safe to retry (ids dedupe).
-    /// - Throws: when the batch as a whole fails (unreachable, malformed, too large).
+    /// Posts several envelopes (each to its mailbox, with its token) in as few requests as the
+    /// batch limits allow (``EnvelopeBatch/maximumItems``, ``EnvelopeBatch/maximumBodyBytes``),
+    /// each one commit at the relay. Returns one result per item, in order: a receipt, or the
+    /// refusal of that item. After a refusal for a mailbox, its later items are refused with
+    /// `not_attempted` and not stored, so what is stored keeps its order. A relay without batches
+    /// (404) gets one post per envelope. Safe to retry (ids dedupe).
+    /// - Throws: when a request as a whole fails (unreachable, malformed, refused).
     public func post(batch items: [EnvelopeBatch.Item]) async throws(RelayClientError) -> [Result<Receipt, RelayClientError>] {
-        guard !items.isEmpty else { return [] }
+        var results: [Result<Receipt, RelayClientError>] = []
+        results.reserveCapacity(items.count)
+        var refused: Set<MailboxID> = []
+        var start = items.startIndex
+        var batches = true
+        while start < items.endIndex {
+            var end = start
+            var bytes = 0
+            while end < items.endIndex, end - start < EnvelopeBatch.maximumItems,
+                  end == start || bytes + EnvelopeBatch.itemHeaderLength + items[end].envelope.count <= EnvelopeBatch.maximumBodyBytes {
+                bytes += EnvelopeBatch.itemHeaderLength + items[end].envelope.count
+                end += 1
+            }
+            let chunk = items[start..<end]
+            start = end
+            let sending = chunk.filter { !refused.contains($0.mailbox) }
+            var answers: [Result<Receipt, RelayClientError>] = []
+            if batches && !sending.isEmpty {
+                do { answers = try await postOnce(batch: Array(sending)) } catch where error.code == .notFound && error.status == 404 {
+                    batches = false
+                }
+            }
+            if !batches {
+                // One post each, keeping the rule that a refusal stops the mailbox.
+                var stopped: Set<MailboxID> = []
+                for item in sending {
+                    guard !stopped.contains(item.mailbox) else {
+                        answers.append(.failure(Self.notAttempted(item.mailbox)))
+                        continue
+                    }
+                    do throws(RelayClientError) {
+                        let envelope: Envelope
+                        do { envelope = try Envelope(parsing: item.envelope) } catch {
+                            throw RelayClientError(.refused(.invalidEnvelope), error.description, status: 400)
+                        }
+                        answers.append(.success(try await post(envelope, to: item.mailbox, token: item.token)))
+                    } catch {
+                        guard case .refused = error.kind else { throw error }
+                        stopped.insert(item.mailbox)
+                        answers.append(.failure(error))
+                    }
+                }
+            }
+            var next = answers.makeIterator()
+            let heldBack = refused  // the mailboxes whose items were not sent in this request
+            for item in chunk {
+                if heldBack.contains(item.mailbox) {
+                    results.append(.failure(Self.notAttempted(item.mailbox)))
+                    continue
+                }
+                guard let answer = next.next() else { throw RelayClientError(.protocolViolation, "the relay answered too few results") }
+                if case .failure = answer { refused.insert(item.mailbox) }
+                results.append(answer)
+            }
+        }
+        return results
+    }
+
+    /// One `POST /v1/envelopes` request.
+    private func postOnce(batch items: [EnvelopeBatch.Item]) async throws(RelayClientError) -> [Result<Receipt, RelayClientError>] {
         let response = try await send(.POST, "/v1/envelopes", body: EnvelopeBatch(items: items).encoded,
                                       headers: [("Content-Type", EnvelopeBatch.contentType)])
         let answer = try decode(EnvelopeBatch.Response.self, response)
@@ -189,6 +250,11 @@ public struct RelayClient: Sendable {
             return .failure(RelayClientError(.refused(code), result.message ?? "the relay refused this envelope (HTTP \(result.status))",
                                              status: result.status, retryAfterSeconds: result.retryAfterSeconds))
         }
+    }
+
+    private static func notAttempted(_ mailbox: MailboxID) -> RelayClientError {
+        RelayClientError(.refused(.notAttempted), "an earlier envelope for mailbox \(mailbox.logPrefix)… was refused; this one was not sent, to keep the order",
+                         status: 424)
     }
 
     /// A page of stored envelopes.

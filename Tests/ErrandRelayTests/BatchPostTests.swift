@@ -111,6 +111,52 @@ struct BatchPostTests {
         }
     }
 
+    @Test("Each envelope of a batch counts against the per-address limit: a batch passes while allowance is left, then the address waits")
+    func addressLimitCountsEnvelopes() async throws {
+        // 3 requests at once, then one per 20 s.
+        try await TestRelay.with({ $0.requestsPerSecondPerIP = 0.05; $0.requestBurstPerIP = 3 }) { relay in
+            let mailbox = MailboxID(owner: Ed25519.SecretKey().publicKey)
+            let items = (0..<10).map { _ in EnvelopeBatch.Item(mailbox: mailbox, token: SendToken(), envelope: sampleEnvelope().encoded) }
+            let url = "\(relay.url)/v1/envelopes"
+            let first = try await raw("POST", url, headers: [("Content-Type", EnvelopeBatch.contentType)], body: EnvelopeBatch(items: items).encoded)
+            #expect(first.status == 200)
+            // Without the charge per envelope, two more requests would be allowed now.
+            let second = try await raw("POST", url, headers: [("Content-Type", EnvelopeBatch.contentType)], body: EnvelopeBatch(items: items).encoded)
+            #expect(second.status == 429)
+            #expect(second.body.contains("rate_limited"))
+            #expect((second.headers["retry-after"].flatMap(Int.init) ?? 0) > 20)
+        }
+    }
+
+    @Test("The client splits a batch larger than a request may be, and keeps a refused mailbox's later envelopes back")
+    func clientSplitsLargeBatches() async throws {
+        try await TestRelay.with { relay in
+            let alice = try await Owner.register(on: relay)
+            let bob = try await Owner.register(on: relay)
+            let large = (0..<18).map { _ in sampleEnvelope(size: 60_000) }
+            let items = [EnvelopeBatch.Item(mailbox: alice.mailbox, token: SendToken(), envelope: sampleEnvelope().encoded)]
+                + large.map { EnvelopeBatch.Item(mailbox: bob.mailbox, token: bob.token, envelope: $0.encoded) }
+                + [EnvelopeBatch.Item(mailbox: alice.mailbox, token: alice.token, envelope: sampleEnvelope().encoded)]
+            #expect(EnvelopeBatch(items: items).encoded.count > EnvelopeBatch.maximumBodyBytes)
+            let results = try await relay.client.post(batch: items)
+            #expect(results.count == items.count)
+            #expect(refusal(results[0]) == .forbidden)
+            #expect(results[1...18].allSatisfy { if case .success = $0 { true } else { false } })
+            // Alice's second envelope went in another request; it is held back all the same.
+            #expect(refusal(results[19]) == .notAttempted)
+            var stored = 0
+            var after: Int64 = 0
+            while true {
+                let page = try await relay.client.fetch(owner: bob.key, after: after)
+                stored += page.envelopes.count
+                guard page.more, let last = page.envelopes.last else { break }
+                after = last.sequence
+            }
+            #expect(stored == 18)
+            #expect(try await relay.client.fetch(owner: alice.key).envelopes.isEmpty)
+        }
+    }
+
     @Test("A batch wakes the live connections of every mailbox it stored into")
     func liveDelivery() async throws {
         try await TestRelay.with { relay in

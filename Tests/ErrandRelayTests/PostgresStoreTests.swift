@@ -213,12 +213,17 @@ struct PostgresStoreTests {
         try await withNodes { first, second, _ in
             let key = Array("client".utf8)
             // One token per 100 s: a loaded machine cannot refill the bucket between the calls.
-            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3) == nil)
-            #expect(try await second.takeRateToken(key, rate: 0.01, burst: 3) == nil)
-            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3) == nil)
-            let wait = try #require(try await second.takeRateToken(key, rate: 0.01, burst: 3))
+            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3, cost: 1) == nil)
+            #expect(try await second.takeRateToken(key, rate: 0.01, burst: 3, cost: 1) == nil)
+            #expect(try await first.takeRateToken(key, rate: 0.01, burst: 3, cost: 1) == nil)
+            let wait = try #require(try await second.takeRateToken(key, rate: 0.01, burst: 3, cost: 1))
             #expect(wait >= 1 && wait <= 100)
-            #expect(try await second.takeRateToken(Array("someone else".utf8), rate: 0.01, burst: 3) == nil)
+            #expect(try await second.takeRateToken(Array("someone else".utf8), rate: 0.01, burst: 3, cost: 1) == nil)
+            // A request worth 10 passes while a token is left, and the debt makes the next one wait.
+            let batch = Array("batch".utf8)
+            #expect(try await first.takeRateToken(batch, rate: 0.01, burst: 3, cost: 10) == nil)
+            let debt = try #require(try await second.takeRateToken(batch, rate: 0.01, burst: 3, cost: 1))
+            #expect(debt > 100)
         }
     }
 

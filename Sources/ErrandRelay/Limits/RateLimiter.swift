@@ -25,8 +25,9 @@ final class RateLimiter<Key: Hashable & Sendable>: Sendable {
         self.maximumKeys = maximumKeys
     }
 
-    /// Takes one token for `key`; `nil` when allowed, otherwise the seconds to wait (≥ 1).
-    func acquire(_ key: Key, now: TimeInterval = ProcessInfo.processInfo.systemUptime) -> Int? {
+    /// Takes `cost` tokens for `key` (allowed while at least one is left; the bucket may go into
+    /// debt, which later requests wait out); `nil` when allowed, otherwise the seconds to wait (≥ 1).
+    func acquire(_ key: Key, cost: Double = 1, now: TimeInterval = ProcessInfo.processInfo.systemUptime) -> Int? {
         guard rate > 0 else { return nil }
         return buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
@@ -37,7 +38,7 @@ final class RateLimiter<Key: Hashable & Sendable>: Sendable {
                 buckets[key] = bucket
             }
             if bucket.tokens >= 1 {
-                bucket.tokens -= 1
+                bucket.tokens -= cost
                 return nil
             }
             return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))

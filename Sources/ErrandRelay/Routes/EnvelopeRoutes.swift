@@ -30,7 +30,7 @@ struct EnvelopeRoutes {
         router.post("/v1/mailboxes/:mailbox/envelopes") { request, context in try await post(request, context) }
         router.get("/v1/mailboxes/:mailbox/envelopes") { request, context in try await fetch(request, context) }
         router.post("/v1/mailboxes/:mailbox/acks") { request, context in try await acknowledge(request, context) }
-        router.post("/v1/envelopes") { request, _ in try await postBatch(request) }
+        router.post("/v1/envelopes") { request, context in try await postBatch(request, context) }
     }
 
     private func post(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -64,11 +64,14 @@ struct EnvelopeRoutes {
     /// Stores a batch in one commit and answers 200 with one result per item. Items are checked
     /// one by one (token, envelope, rate, quota), in order; after a refusal for a mailbox, the
     /// batch's later items for that mailbox are `not_attempted`, so a mailbox keeps its order.
-    private func postBatch(_ request: Request) async throws -> Response {
+    private func postBatch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let started = ContinuousClock.now
         let body = try await core.body(request, limit: EnvelopeBatch.maximumBodyBytes)
         let batch: EnvelopeBatch
         do { batch = try EnvelopeBatch(parsing: body) } catch { throw core.refuse(.badRequest, error.description) }
+        // Each envelope counts as a request for the per-address limit (the request itself was
+        // counted on the way in): a batch is not a way around it.
+        if batch.items.count > 1 { try await core.limitClient(context.clientIP, cost: Double(batch.items.count - 1)) }
         let now = core.nowSeconds
         var results = [EnvelopeBatch.Result?](repeating: nil, count: batch.items.count)
         var refused: Set<MailboxID> = []
@@ -95,6 +98,9 @@ struct EnvelopeRoutes {
             }
         }
         let outcomes = posts.isEmpty ? [] : try await core.store.storeEnvelopes(posts.map(\.post), quota: core.configuration.mailboxQuota)
+        guard outcomes.count == posts.count else {
+            throw core.refuse(.internalError, "the store answered \(outcomes.count) outcomes for \(posts.count) envelopes")
+        }
         var arrived: Set<MailboxID> = []
         let elapsed = ContinuousClock.now - started
         for ((index, post), outcome) in zip(posts, outcomes) {
@@ -117,7 +123,7 @@ struct EnvelopeRoutes {
             }
         }
         for mailbox in arrived { core.hub.notify(mailbox) }
-        return try json(EnvelopeBatch.Response(results: results.map { $0! }))
+        return try json(EnvelopeBatch.Response(results: results.map { $0 ?? .refused(.internalError, "this envelope was not handled") }))
     }
 
     private func notAttempted(_ mailbox: MailboxID) -> EnvelopeBatch.Result {

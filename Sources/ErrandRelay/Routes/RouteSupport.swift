@@ -40,7 +40,7 @@ extension RelayCore {
             }
             return Array(buffer.readableBytesView)
         } catch is NIOTooManyBytesError {
-            throw refuse(.tooLarge, "the body is larger than \(limit) bytes (envelopes are at most \(Envelope.maximumLength))")
+            throw refuse(.tooLarge, "the body is larger than \(limit) bytes (an envelope is at most \(Envelope.maximumLength), a batch at most \(EnvelopeBatch.maximumBodyBytes))")
         }
     }
 

@@ -84,11 +84,12 @@ final class RelayCore: Sendable {
         }
     }
 
-    /// Per-IP limit for every request.
-    func limitClient(_ ip: String) async throws {
+    /// Per-IP limit for every request; `cost` more for a request that does the work of several
+    /// (a batch of envelopes counts as one request per envelope).
+    func limitClient(_ ip: String, cost: Double = 1) async throws {
         let wait = try await waitTime(
             shared: Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,
-            local: { ipLimiter.acquire(ip) })
+            cost: cost, local: { ipLimiter.acquire(ip, cost: cost) })
         if let wait {
             throw refuse(.rateLimited, "too many requests from this address; retry in \(wait) s", retryAfterSeconds: wait)
         }
@@ -99,7 +100,7 @@ final class RelayCore: Sendable {
     func limitMailbox(_ mailbox: MailboxID, token: TokenHash) async throws {
         let wait = try await waitTime(
             shared: Self.sharedKey("post", mailbox.bytes + token.bytes), rate: configuration.postsPerSecondPerMailbox,
-            burst: configuration.postBurstPerMailbox, local: { mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token)) })
+            burst: configuration.postBurstPerMailbox, cost: 1, local: { mailboxLimiter.acquire(MailboxSender(mailbox: mailbox, token: token)) })
         if let wait {
             throw refuse(.rateLimited, "too many envelopes for this mailbox; retry in \(wait) s", retryAfterSeconds: wait)
         }
@@ -107,10 +108,11 @@ final class RelayCore: Sendable {
 
     /// Takes a token from the store's shared bucket when the store keeps rate limits (several
     /// nodes), otherwise from this node's; `nil` when allowed, else the seconds to wait.
-    private func waitTime(shared key: @autoclosure () -> [UInt8], rate: Double, burst: Double, local: () -> Int?) async throws -> Int? {
+    private func waitTime(shared key: @autoclosure () -> [UInt8], rate: Double, burst: Double, cost: Double,
+                          local: () -> Int?) async throws -> Int? {
         guard store.sharesRateLimits else { return local() }
         guard rate > 0 else { return nil }
-        return try await store.takeRateToken(key(), rate: rate, burst: burst)
+        return try await store.takeRateToken(key(), rate: rate, burst: burst, cost: cost)
     }
 
     /// The key of a bucket kept in a shared store: a hash, so no address or mailbox id is stored as such.

@@ -89,9 +89,10 @@ public protocol RelayStore: Sendable {
     func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws
     /// Whether rate limits are kept here, shared by every node, instead of in each node's memory.
     var sharesRateLimits: Bool { get }
-    /// Takes one token from the bucket `key` (`rate` per second, up to `burst`); `nil` when
-    /// allowed, otherwise the seconds to wait (≥ 1). Only called when ``sharesRateLimits``.
-    func takeRateToken(_ key: [UInt8], rate: Double, burst: Double) async throws -> Int?
+    /// Takes `cost` tokens from the bucket `key` (`rate` per second, up to `burst`), allowed while
+    /// at least one token is left (the bucket may go into debt); `nil` when allowed, otherwise the
+    /// seconds to wait (≥ 1). Only called when ``sharesRateLimits``.
+    func takeRateToken(_ key: [UInt8], rate: Double, burst: Double, cost: Double) async throws -> Int?
 
     // MARK: Pairing slots
 

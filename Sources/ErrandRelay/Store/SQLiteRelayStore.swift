@@ -145,9 +145,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// runs on the one writer. Leaf index = rowid − 1: rows are never deleted, so indices are
     /// dense and assigned in commit order.
     private static func appendLeaves(_ db: Database, _ leaves: [Data]) throws {
-        for start in stride(from: 0, to: leaves.count, by: rowsPerStatement) {
-            let chunk = Array(leaves[start..<min(start + rowsPerStatement, leaves.count)])
-            try db.cachedStatement(sql: "INSERT INTO audit_leaf (leaf) VALUES " + Array(repeating: "(?)", count: chunk.count).joined(separator: ", "))
+        for chunk in rowChunks(leaves.count) {
+            let chunk = Array(leaves[chunk])
+            try Self.rowsStatement(db, "INSERT INTO audit_leaf (leaf) VALUES ", row: "(?)", count: chunk.count)
                 .execute(arguments: StatementArguments(chunk))
         }
     }
@@ -346,8 +346,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         return try await writer.write { db in
             // One statement: the rows go and their digests come back (SQLite ≥ 3.35).
             let deleted = try Row.fetchAll(
-                db.cachedStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                                   + ") RETURNING seq, envelope_id, digest, CASE WHEN digest IS NULL THEN body END"),
+                db.makeStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                                 + ") RETURNING seq, envelope_id, digest, CASE WHEN digest IS NULL THEN body END"),
                 arguments: StatementArguments([Data(mailbox.bytes)] + ids.map { Data($0.bytes) }))
             guard auditLog else { return deleted.count }
             // RETURNING gives no order: leaves go in sequence order.
@@ -431,10 +431,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             // Many rows per statement: an integration writes about two nodes per leaf, and this
             // runs on the one writer.
             let rows = Array(nodes)
-            for start in stride(from: 0, to: rows.count, by: Self.rowsPerStatement) {
-                let chunk = rows[start..<min(start + Self.rowsPerStatement, rows.count)]
-                let statement = try db.cachedStatement(
-                    sql: "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES " + Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", "))
+            for chunk in Self.rowChunks(rows.count) {
+                let chunk = rows[chunk]
+                let statement = try Self.rowsStatement(db, "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES ", row: "(?, ?, ?)", count: chunk.count)
                 var values: [(any DatabaseValueConvertible)?] = []
                 values.reserveCapacity(chunk.count * 3)
                 for (coordinate, hash) in chunk { values += [coordinate.level, coordinate.index, Data(hash)] as [(any DatabaseValueConvertible)?] }
@@ -446,6 +445,25 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     /// Rows inserted per statement (at most 3 parameters each; SQLite allows 32,766).
     static let rowsPerStatement = 256
+
+    /// `0..<count` cut into ranges whose lengths are powers of two up to ``rowsPerStatement``
+    /// (100 → 64, 32, 4), so that the statement cache holds at most 9 forms of a multi-row insert.
+    private static func rowChunks(_ count: Int) -> [Range<Int>] {
+        var chunks: [Range<Int>] = []
+        var start = 0
+        while start < count {
+            var length = rowsPerStatement
+            while length > count - start { length >>= 1 }
+            chunks.append(start..<(start + length))
+            start += length
+        }
+        return chunks
+    }
+
+    /// The cached multi-row statement `prefix row, row, …` (`count` a power of two, see ``rowChunks(_:)``).
+    private static func rowsStatement(_ db: Database, _ prefix: String, row: String, count: Int) throws -> Statement {
+        try db.cachedStatement(sql: prefix + Array(repeating: row, count: count).joined(separator: ", "))
+    }
 
     /// One node writes this file: it is always the sequencer.
     public func claimAuditSequencer() async throws -> Bool { true }
@@ -483,7 +501,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// Rate limits stay in the node's memory.
     public var sharesRateLimits: Bool { false }
 
-    public func takeRateToken(_ key: [UInt8], rate: Double, burst: Double) async throws -> Int? { nil }
+    public func takeRateToken(_ key: [UInt8], rate: Double, burst: Double, cost: Double) async throws -> Int? { nil }
 
     // MARK: Pairing slots
 

@@ -505,16 +505,16 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
 
     public var sharesRateLimits: Bool { true }
 
-    public func takeRateToken(_ key: [UInt8], rate: Double, burst: Double) async throws -> Int? {
+    public func takeRateToken(_ key: [UInt8], rate: Double, burst: Double, cost: Double) async throws -> Int? {
         // One statement: refill by the time since the last use (the database's clock, so nodes'
         // clocks do not matter), then take a token if there is one.
         let row = try await rows("""
             WITH now AS (SELECT extract(epoch FROM clock_timestamp())::double precision AS t)
             INSERT INTO rate_bucket AS b (key, tokens, updated, allowed)
-            SELECT \(bytea(key)), \(burst) - 1, now.t, true FROM now
+            SELECT \(bytea(key)), \(burst) - \(cost), now.t, true FROM now
             ON CONFLICT (key) DO UPDATE SET
                 tokens = LEAST(\(burst), b.tokens + GREATEST(0, EXCLUDED.updated - b.updated) * \(rate))
-                         - CASE WHEN LEAST(\(burst), b.tokens + GREATEST(0, EXCLUDED.updated - b.updated) * \(rate)) >= 1 THEN 1 ELSE 0 END,
+                         - CASE WHEN LEAST(\(burst), b.tokens + GREATEST(0, EXCLUDED.updated - b.updated) * \(rate)) >= 1 THEN \(cost) ELSE 0 END,
                 allowed = LEAST(\(burst), b.tokens + GREATEST(0, EXCLUDED.updated - b.updated) * \(rate)) >= 1,
                 updated = EXCLUDED.updated
             RETURNING allowed, tokens
