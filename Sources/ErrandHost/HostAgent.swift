@@ -496,7 +496,7 @@ public actor HostAgent {
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
 
-    /// Most outbox messages posted in one request.
+    /// Most outbox messages handed to one batch post (the client splits what one request cannot carry).
     static let outboxBatch = 64
 
     /// A device-provided string made safe for one log line.

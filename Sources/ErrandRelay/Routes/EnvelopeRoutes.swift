@@ -62,7 +62,7 @@ struct EnvelopeRoutes {
     }
 
     /// Stores a batch in one commit and answers 200 with one result per item. Items are checked
-    /// one by one (token, envelope, rate, quota), in order; after a refusal for a mailbox, the
+    /// one by one (envelope, rate, token, quota), in order; after a refusal for a mailbox, the
     /// batch's later items for that mailbox are `not_attempted`, so a mailbox keeps its order.
     private func postBatch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let started = ContinuousClock.now
