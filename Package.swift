@@ -102,6 +102,7 @@ let package = Package(
                 "ErrandTransparency",
                 "ErrandProtocol", "ErrandCrypto",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -209,6 +210,7 @@ let package = Package(
             dependencies: [
                 "ErrandRelay", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto", "ErrandTestSupport", "errand-relay",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

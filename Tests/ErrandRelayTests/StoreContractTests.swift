@@ -289,14 +289,21 @@ struct StoreContractTests {
         }
     }
 
-    @Test("SQLite commits with synchronous = FULL by default")
+    @Test("SQLite with full durability syncs the WAL after each commit, before answering; normal durability never does")
     func durability() async throws {
         let folder = try ScratchFolder()
         let store = try SQLiteRelayStore(directory: folder.path)
-        #expect(try await store.synchronousMode() == 2)
+        // SQLite itself commits without syncing: the store's syncer does it, off the writer.
+        #expect(try await store.synchronousMode() == 1)
+        let (mailbox, token) = try await makeMailbox(store)
+        let before = store.walSyncCount
+        _ = try await store.storeEnvelope(incoming(mailbox, sampleEnvelope(size: 32)), sendToken: token.hash, quota: Self.quota)
+        #expect(store.walSyncCount > before)
         try await store.close()
         let relaxed = try SQLiteRelayStore(directory: folder.path, durability: .normal)
         #expect(try await relaxed.synchronousMode() == 1)
+        _ = try await relaxed.storeEnvelope(incoming(mailbox, sampleEnvelope(size: 32)), sendToken: token.hash, quota: Self.quota)
+        #expect(relaxed.walSyncCount == 0)
         try await relaxed.close()
     }
 }

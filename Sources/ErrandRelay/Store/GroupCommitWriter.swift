@@ -4,7 +4,8 @@ import Synchronization
 /// Runs many small writes in few transactions: while one transaction commits (and syncs to
 /// disk), new writes queue up; the next transaction takes all of them. Each write runs in its
 /// own savepoint, so one failing write does not undo the others, and no caller hears back
-/// before the transaction holding its write has committed.
+/// before the transaction holding its write has committed — and, with a ``WALSyncer``, until
+/// that commit is on disk, while the writer already runs the next transaction.
 final class GroupCommitWriter: Sendable {
     /// One queued write: `perform` runs inside the batch transaction, `finish` after it ends.
     private struct Pending: Sendable {
@@ -19,11 +20,15 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let maximumBatch: Int
+    private let syncer: WALSyncer?
     private let state = Mutex(State())
 
-    init(pool: DatabasePool, maximumBatch: Int = 1024) {
+    /// - Parameter syncer: makes each commit durable before its callers hear back; `nil` when
+    ///   the commit itself is as durable as wanted.
+    init(pool: DatabasePool, maximumBatch: Int = 1024, syncer: WALSyncer? = nil) {
         self.pool = pool
         self.maximumBatch = maximumBatch
+        self.syncer = syncer
     }
 
     /// Runs `body` in a savepoint of the next batch transaction and returns its result once
@@ -86,7 +91,14 @@ final class GroupCommitWriter: Sendable {
                 // Begin or commit failed (disk full, I/O error): nothing in the batch is durable.
                 transactionError = error
             }
-            for pending in batch { pending.finish(transactionError) }
+            if let syncer, transactionError == nil {
+                syncer.whenDurable { syncError in
+                    for pending in batch { pending.finish(syncError) }
+                }
+            } else {
+                for pending in batch { pending.finish(transactionError) }
+            }
         }
     }
 }
+

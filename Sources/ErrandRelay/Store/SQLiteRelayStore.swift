@@ -2,27 +2,35 @@ import ErrandCrypto
 public import ErrandProtocol
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode, written through a group-commit writer.
 ///
 /// With `synchronous = FULL` (the default) a write is on disk when the call returns, so an
 /// envelope acknowledged to its sender survives a crash of the relay or of the machine.
 public final class SQLiteRelayStore: RelayStore, AuditableStore {
-    /// How hard SQLite works to keep commits on disk.
+    /// How hard the store works to keep commits on disk.
     public enum Durability: String, Sendable, CaseIterable {
-        /// fsync on every commit: survives power loss (default).
+        /// The WAL is synced after every commit, before any caller hears back: survives power
+        /// loss (default).
         case full
-        /// fsync at checkpoints only: survives a crash of the relay, not of the machine.
+        /// Synced at checkpoints only: survives a crash of the relay, not of the machine.
         case normal
     }
 
     private let pool: DatabasePool
     private let writer: GroupCommitWriter
+    /// Syncs the WAL after commits (``Durability/full``).
+    private let syncer: WALSyncer?
+    /// The size of the audit checkpoint last known to be on disk: none larger is served.
+    /// Readers can see a commit before its sync ends, and a signed checkpoint that a crash could
+    /// take back would look like a fork to the peers that saw it.
+    private let durableCheckpointSize = Mutex<Int64>(0)
 
-    /// Opens (creating and migrating if needed) the store in `directory/relay.sqlite`.
     /// Whether envelope events append audit leaves.
     let auditLog: Bool
 
+    /// Opens (creating and migrating if needed) the store in `directory/relay.sqlite`.
     public init(directory: String, durability: Durability = .full, auditLog: Bool = true) throws {
         self.auditLog = auditLog
         var configuration = Configuration()
@@ -31,16 +39,26 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         // Every write runs in a savepoint of a group transaction (GroupCommitWriter); SQLite keeps
         // a savepoint's undo pages in a temporary file unless told to keep them in memory, and
         // writing that file cost the single writer about a fifth of its time.
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA temp_store = MEMORY") }
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192") }
         let path = URL(fileURLWithPath: directory).appendingPathComponent("relay.sqlite").path
         pool = try DatabasePool(path: path, configuration: configuration)
-        // GRDB sets NORMAL on the writer connection of a WAL pool when it opens; only the writer
-        // commits, so set the durability there, after opening.
+        // SQLite commits without syncing (NORMAL); with full durability the syncer syncs the WAL
+        // after each group commit, off the writer, and only then are the callers answered. That
+        // is the same guarantee as SQLite's FULL, without the writer idling through every sync.
+        // A larger page cache keeps the writer from re-reading index pages it just wrote.
         try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
         }
         try Self.migrator.migrate(pool)
-        writer = GroupCommitWriter(pool: pool)
+        syncer = durability == .full ? WALSyncer(walPath: path + "-wal") : nil
+        if durability == .full {
+            // Whatever an earlier run committed without a sync is made durable before it is served.
+            try WALSyncer.syncFile(at: path + "-wal")
+            try WALSyncer.syncFile(at: directory)
+        }
+        writer = GroupCommitWriter(pool: pool, syncer: syncer)
+        let size = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0 }
+        durableCheckpointSize.withLock { $0 = size }
     }
 
     /// Named, append-only schema migrations.
@@ -132,6 +150,13 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 );
                 """)
         }
+        migrator.registerMigration("v3: usage kept by the writer") { db in
+            // The writer updates a mailbox's usage once per write, not once per envelope.
+            try db.execute(sql: """
+                DROP TRIGGER envelope_added;
+                DROP TRIGGER envelope_removed;
+                """)
+        }
         return migrator
     }
 
@@ -141,15 +166,25 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         return Data(AuditLeaf(event: event, mailbox: mailboxID, envelopeID: id, envelopeDigest: digest, time: time).bytes)
     }
 
-    /// Appends leaves, in order, inside the events' transaction: many rows per statement, as this
-    /// runs on the one writer. Leaf index = rowid − 1: rows are never deleted, so indices are
-    /// dense and assigned in commit order.
+    /// Appends leaves, in order, inside the events' transaction. Leaf index = rowid − 1: rows are
+    /// never deleted, so indices are dense and assigned in commit order.
     private static func appendLeaves(_ db: Database, _ leaves: [Data]) throws {
-        for chunk in rowChunks(leaves.count) {
-            let chunk = Array(leaves[chunk])
-            try Self.rowsStatement(db, "INSERT INTO audit_leaf (leaf) VALUES ", row: "(?)", count: chunk.count)
-                .execute(arguments: StatementArguments(chunk))
+        guard !leaves.isEmpty else { return }
+        let insert = try RawStatement(db, "INSERT INTO audit_leaf (leaf) VALUES (?)")
+        for leaf in leaves {
+            try insert.bind(1, leaf)
+            try insert.run()
         }
+    }
+
+    /// Adds `count` envelopes of `bytes` bytes in all (negative to remove) to a mailbox's usage.
+    private static func addUsage(_ db: Database, mailbox: Data, count: Int, bytes: Int) throws {
+        guard count != 0 || bytes != 0 else { return }
+        let update = try RawStatement(db, "UPDATE mailbox SET envelope_count = envelope_count + ?, envelope_bytes = envelope_bytes + ? WHERE id = ?")
+        try update.bind(1, Int64(count))
+        try update.bind(2, Int64(bytes))
+        try update.bind(3, mailbox)
+        try update.run()
     }
 
     // MARK: Registration
@@ -243,32 +278,18 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     // MARK: Envelopes
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
-        let prepared = PreparedEnvelope(envelope, sendToken: sendToken, auditLog: auditLog)
+        let prepared = [PreparedEnvelope(envelope, sendToken: sendToken, auditLog: auditLog)]
         return try await writer.write { db in
-            var leaves: [Data] = []
-            let outcome = try Self.insertEnvelope(db, prepared, quota: quota, leaves: &leaves)
-            try Self.appendLeaves(db, leaves)
+            guard let outcome = try Self.insertEnvelopes(db, prepared, quota: quota).first ?? nil else {
+                throw DatabaseError(message: "the store answered no outcome for an envelope")
+            }
             return outcome
         }
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
         let prepared = posts.map { PreparedEnvelope($0.envelope, sendToken: $0.sendToken, auditLog: auditLog) }
-        return try await writer.write { db in
-            var refused: Set<MailboxID> = []
-            var leaves: [Data] = []
-            let outcomes = try prepared.map { envelope -> StoreOutcome? in
-                guard !refused.contains(envelope.mailboxID) else { return nil }
-                let outcome = try Self.insertEnvelope(db, envelope, quota: quota, leaves: &leaves)
-                switch outcome {
-                case .stored, .duplicate: break
-                case .forbidden, .quotaExceeded: refused.insert(envelope.mailboxID)
-                }
-                return outcome
-            }
-            try Self.appendLeaves(db, leaves)
-            return outcomes
-        }
+        return try await writer.write { db in try Self.insertEnvelopes(db, prepared, quota: quota) }
     }
 
     /// An envelope's columns, digest and audit leaf, computed before it reaches the one writer
@@ -300,42 +321,110 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    /// Checks and inserts one envelope in the current transaction, adding its audit leaf to
-    /// `leaves` (for the caller to append). A refusal changes nothing.
-    private static func insertEnvelope(_ db: Database, _ envelope: PreparedEnvelope, quota: MailboxQuota, leaves: inout [Data]) throws -> StoreOutcome {
-        // The token is checked in the same transaction as the insert: once a revocation has
-        // returned, no post with that token can be stored. One statement reads everything the
-        // checks need; prepared statements are cached per connection (no re-parsing).
-        guard let check = try Row.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ?1 AND hash = ?2),
-                       (SELECT seq FROM envelope WHERE mailbox = ?1 AND envelope_id = ?3),
-                       envelope_count, envelope_bytes
-                FROM mailbox WHERE id = ?1
-                """),
-            arguments: [envelope.mailbox, envelope.token, envelope.id]), check[0] as Bool
-        else { return .forbidden }
-        if let existing = check[1] as Int64? { return .duplicate(sequence: existing) }
-        let count: Int = check[2]
-        let bytes: Int = check[3]
-        if count + 1 > quota.maximumEnvelopes { return .quotaExceeded(.envelopes) }
-        if bytes + envelope.body.count > quota.maximumBytes { return .quotaExceeded(.bytes) }
-        try db.cachedStatement(sql: "INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [envelope.mailbox, envelope.id, envelope.body, envelope.storedAt, envelope.expiresAt, envelope.digest])
-        let sequence = db.lastInsertedRowID
-        if let leaf = envelope.leaf { leaves.append(leaf) }
-        return .stored(sequence: sequence)
+    /// What one write knows of a mailbox it stores into.
+    private struct MailboxUsage {
+        var count: Int
+        var bytes: Int
+        var added = 0
+        var addedBytes = 0
+    }
+
+    /// Checks and inserts envelopes, in order, in the current transaction, then appends their
+    /// audit leaves and updates each mailbox's usage once. A refusal changes nothing; after a
+    /// refusal for a mailbox its later envelopes are not attempted (`nil`), so it keeps its order.
+    ///
+    /// The token is checked in the same transaction as the insert: once a revocation has
+    /// returned, no post with that token can be stored. Each (mailbox, token) is looked up once
+    /// per write.
+    private static func insertEnvelopes(_ db: Database, _ envelopes: [PreparedEnvelope], quota: MailboxQuota) throws -> [StoreOutcome?] {
+        var usage: [Data: MailboxUsage] = [:]
+        var tokens: [Data: Bool] = [:]
+        var refused: Set<Data> = []
+        var leaves: [Data] = []
+        var outcomes: [StoreOutcome?] = []
+        outcomes.reserveCapacity(envelopes.count)
+        let lookUp = try RawStatement(db, "SELECT envelope_count, envelope_bytes, EXISTS (SELECT 1 FROM send_token WHERE mailbox = ?1 AND hash = ?2) FROM mailbox WHERE id = ?1")
+        let insert = try RawStatement(db, """
+            INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (mailbox, envelope_id) DO NOTHING
+            """)
+        let existing = try RawStatement(db, "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?")
+        func duplicate(_ envelope: PreparedEnvelope) throws -> Int64? {
+            try existing.bind(1, envelope.mailbox)
+            try existing.bind(2, envelope.id)
+            defer { existing.finish() }
+            return try existing.step() ? existing.int64(0) : nil
+        }
+        for envelope in envelopes {
+            guard !refused.contains(envelope.mailbox) else {
+                outcomes.append(nil)
+                continue
+            }
+            let tokenKey = envelope.mailbox + envelope.token
+            if tokens[tokenKey] == nil || usage[envelope.mailbox] == nil {
+                try lookUp.bind(1, envelope.mailbox)
+                try lookUp.bind(2, envelope.token)
+                if try lookUp.step() {
+                    if usage[envelope.mailbox] == nil { usage[envelope.mailbox] = MailboxUsage(count: Int(lookUp.int64(0)), bytes: Int(lookUp.int64(1))) }
+                    tokens[tokenKey] = lookUp.int64(2) != 0
+                } else {
+                    tokens[tokenKey] = false
+                }
+                lookUp.finish()
+            }
+            guard tokens[tokenKey] == true, var mailbox = usage[envelope.mailbox] else {
+                refused.insert(envelope.mailbox)
+                outcomes.append(.forbidden)
+                continue
+            }
+            let full: QuotaKind? = mailbox.count + mailbox.added + 1 > quota.maximumEnvelopes ? .envelopes
+                : mailbox.bytes + mailbox.addedBytes + envelope.body.count > quota.maximumBytes ? .bytes : nil
+            if let full {
+                // A retry of an envelope already stored is still answered as a duplicate.
+                if let sequence = try duplicate(envelope) {
+                    outcomes.append(.duplicate(sequence: sequence))
+                } else {
+                    refused.insert(envelope.mailbox)
+                    outcomes.append(.quotaExceeded(full))
+                }
+                continue
+            }
+            try insert.bind(1, envelope.mailbox)
+            try insert.bind(2, envelope.id)
+            try insert.bind(3, envelope.body)
+            try insert.bind(4, envelope.storedAt)
+            try insert.bind(5, envelope.expiresAt)
+            try insert.bind(6, envelope.digest)
+            try insert.run()
+            guard db.changesCount == 1 else {
+                guard let sequence = try duplicate(envelope) else { throw DatabaseError(message: "an envelope insert was ignored, yet no such envelope is stored") }
+                outcomes.append(.duplicate(sequence: sequence))
+                continue
+            }
+            mailbox.added += 1
+            mailbox.addedBytes += envelope.body.count
+            usage[envelope.mailbox] = mailbox
+            if let leaf = envelope.leaf { leaves.append(leaf) }
+            outcomes.append(.stored(sequence: db.lastInsertedRowID))
+        }
+        for (mailbox, change) in usage where change.added > 0 {
+            try addUsage(db, mailbox: mailbox, count: change.added, bytes: change.addedBytes)
+        }
+        try appendLeaves(db, leaves)
+        return outcomes
     }
 
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
-        try await pool.read { db in
-            try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?"),
-                arguments: [Data(mailbox.bytes), sequence, limit]
-            ).map { row in
-                let body: Data = row["body"]
-                return StoredEnvelope(sequence: row["seq"], encoded: [UInt8](body))
-            }
+        let mailbox = Data(mailbox.bytes)
+        return try await pool.read { db in
+            let select = try RawStatement(db, "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?")
+            try select.bind(1, mailbox)
+            try select.bind(2, sequence)
+            try select.bind(3, Int64(limit))
+            defer { select.finish() }
+            var page: [StoredEnvelope] = []
+            while try select.step() { page.append(StoredEnvelope(sequence: select.int64(0), encoded: select.bytes(1))) }
+            return page
         }
     }
 
@@ -343,20 +432,24 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         guard !ids.isEmpty else { return 0 }
         let now = Int64(Date().timeIntervalSince1970)
         let auditLog = self.auditLog
+        let mailboxData = Data(mailbox.bytes)
+        let idData = ids.map { Data($0.bytes) }
         return try await writer.write { db in
-            // One statement: the rows go and their digests come back (SQLite ≥ 3.35).
-            let deleted = try Row.fetchAll(
-                db.makeStatement(sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                                 + ") RETURNING seq, envelope_id, digest, CASE WHEN digest IS NULL THEN body END"),
-                arguments: StatementArguments([Data(mailbox.bytes)] + ids.map { Data($0.bytes) }))
-            guard auditLog else { return deleted.count }
+            // One statement: the rows go and their digests come back (SQLite ≥ 3.35). Not cached:
+            // its length varies with the number of ids.
+            let delete = try db.makeStatement(
+                sql: "DELETE FROM envelope WHERE mailbox = ? AND envelope_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                    + ") RETURNING seq, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body)")
+            let rows = try Row.fetchAll(delete, arguments: StatementArguments([mailboxData] + idData))
+            try Self.addUsage(db, mailbox: mailboxData, count: -rows.count, bytes: -rows.reduce(0) { $0 + ($1[4] as Int) })
+            guard auditLog else { return rows.count }
             // RETURNING gives no order: leaves go in sequence order.
-            let leaves = deleted.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row -> Data? in
+            let leaves = rows.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row -> Data? in
                 let digest = (row[2] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[3] as Data))
                 return Self.leaf(.delivered, mailbox: mailbox.bytes, envelopeID: [UInt8](row[1] as Data), digest: digest, time: now)
             }
             try Self.appendLeaves(db, leaves)
-            return deleted.count
+            return rows.count
         }
     }
 
@@ -367,8 +460,14 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         while true {
             let deleted = try await writer.write { db in
                 let expiring = try Row.fetchAll(
-                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END",
+                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body)",
                     arguments: [now, expiryChunkSize])
+                var removed: [Data: (count: Int, bytes: Int)] = [:]
+                for row in expiring {
+                    removed[row[1] as Data, default: (0, 0)].count += 1
+                    removed[row[1] as Data, default: (0, 0)].bytes += row[5] as Int
+                }
+                for (mailbox, change) in removed { try Self.addUsage(db, mailbox: mailbox, count: -change.count, bytes: -change.bytes) }
                 // RETURNING gives no order: leaves go in sequence order.
                 if auditLog {
                     try Self.appendLeaves(db, expiring.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
@@ -428,49 +527,28 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             guard latest == previousSize else {
                 throw AuditLogError("the audit log moved on to \(latest) leaves while \(previousSize) + \(leaves.count) were being integrated")
             }
-            // Many rows per statement: an integration writes about two nodes per leaf, and this
-            // runs on the one writer.
-            let rows = Array(nodes)
-            for chunk in Self.rowChunks(rows.count) {
-                let chunk = rows[chunk]
-                let statement = try Self.rowsStatement(db, "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES ", row: "(?, ?, ?)", count: chunk.count)
-                var values: [(any DatabaseValueConvertible)?] = []
-                values.reserveCapacity(chunk.count * 3)
-                for (coordinate, hash) in chunk { values += [coordinate.level, coordinate.index, Data(hash)] as [(any DatabaseValueConvertible)?] }
-                try statement.execute(arguments: StatementArguments(values))
+            // In key order, so each level's new nodes go to the end of its part of the tree.
+            let insert = try RawStatement(db, "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES (?, ?, ?)")
+            for (coordinate, hash) in nodes.sorted(by: { ($0.key.level, $0.key.index) < ($1.key.level, $1.key.index) }) {
+                try insert.bind(1, Int64(coordinate.level))
+                try insert.bind(2, coordinate.index)
+                try insert.bind(3, hash)
+                try insert.run()
             }
             try db.execute(sql: "INSERT OR REPLACE INTO audit_checkpoint (size, note) VALUES (?, ?)", arguments: [checkpoint.size, checkpoint.note])
         }
-    }
-
-    /// Rows inserted per statement (at most 3 parameters each; SQLite allows 32,766).
-    static let rowsPerStatement = 256
-
-    /// `0..<count` cut into ranges whose lengths are powers of two up to ``rowsPerStatement``
-    /// (100 → 64, 32, 4), so that the statement cache holds at most 9 forms of a multi-row insert.
-    private static func rowChunks(_ count: Int) -> [Range<Int>] {
-        var chunks: [Range<Int>] = []
-        var start = 0
-        while start < count {
-            var length = rowsPerStatement
-            while length > count - start { length >>= 1 }
-            chunks.append(start..<(start + length))
-            start += length
-        }
-        return chunks
-    }
-
-    /// The cached multi-row statement `prefix row, row, …` (`count` a power of two, see ``rowChunks(_:)``).
-    private static func rowsStatement(_ db: Database, _ prefix: String, row: String, count: Int) throws -> Statement {
-        try db.cachedStatement(sql: prefix + Array(repeating: row, count: count).joined(separator: ", "))
+        // The write returns once it is durable: from now on the checkpoint may be served.
+        durableCheckpointSize.withLock { $0 = checkpoint.size }
     }
 
     /// One node writes this file: it is always the sequencer.
     public func claimAuditSequencer() async throws -> Bool { true }
 
     public func latestAuditCheckpoint() async throws -> AuditCheckpoint? {
-        try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
+        let durable = durableCheckpointSize.withLock { $0 }
+        return try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint WHERE size <= ? ORDER BY size DESC LIMIT 1", arguments: [durable])
+                .map { AuditCheckpoint(size: $0[0], note: $0[1]) }
         }
     }
 
@@ -588,10 +666,13 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    /// The writer's `PRAGMA synchronous` (2 = FULL, 1 = NORMAL), for checks and tests.
+    /// The writer's `PRAGMA synchronous` (1 = NORMAL: the store syncs the WAL itself), for checks and tests.
     public func synchronousMode() async throws -> Int {
         try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
+
+    /// WAL syncs made after commits so far (0 with ``Durability/normal``), for checks and tests.
+    public var walSyncCount: Int { syncer?.syncCount ?? 0 }
 
     public func close() async throws {
         try pool.close()
