@@ -1,4 +1,5 @@
 import ErrandCrypto
+import ErrandTransparency
 public import ErrandProtocol
 import Foundation
 import GRDB
@@ -26,6 +27,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// Readers can see a commit before its sync ends, and a signed checkpoint that a crash could
     /// take back would look like a fork to the peers that saw it.
     private let durableCheckpointSize = Mutex<Int64>(0)
+    /// Leaf hash → leaf index, in a file of its own (see ``LeafHashIndex``).
+    private let leafIndex: LeafHashIndex
 
     /// Whether envelope events append audit leaves.
     let auditLog: Bool
@@ -59,6 +62,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         writer = GroupCommitWriter(pool: pool, syncer: syncer)
         let size = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0 }
         durableCheckpointSize.withLock { $0 = size }
+        leafIndex = try LeafHashIndex(directory: directory) { [pool] start, count in try Self.leafHashes(pool, start: start, count: count) }
+        leafIndex.catchUp(to: size)
     }
 
     /// Named, append-only schema migrations.
@@ -155,6 +160,14 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try db.execute(sql: """
                 DROP TRIGGER envelope_added;
                 DROP TRIGGER envelope_removed;
+                """)
+        }
+        migrator.registerMigration("v4: leaf hashes computed from leaves, looked up in audit-index.sqlite") { db in
+            // Level-0 nodes are the leaves' hashes: computed from audit_leaf when read, and
+            // looked up by a separate file (LeafHashIndex), off the writer.
+            try db.execute(sql: """
+                DROP INDEX audit_leaf_hash;
+                DELETE FROM audit_node WHERE level = 0;
                 """)
         }
         return migrator
@@ -513,11 +526,25 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     public func auditNodes(_ coordinates: [AuditNodeID]) async throws -> [AuditNodeID: [UInt8]] {
         try await pool.read { db in
             var found: [AuditNodeID: [UInt8]] = [:]
-            let statement = try db.cachedStatement(sql: "SELECT hash FROM audit_node WHERE level = ? AND idx = ?")
+            let node = try db.cachedStatement(sql: "SELECT hash FROM audit_node WHERE level = ? AND idx = ?")
+            let leaf = try db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx = ?")
             for coordinate in Set(coordinates) {
-                if let hash = try Data.fetchOne(statement, arguments: [coordinate.level, coordinate.index]) { found[coordinate] = [UInt8](hash) }
+                if coordinate.level == 0 {
+                    // Level 0 is the leaves' hashes, not stored (leaf index = rowid − 1).
+                    if let bytes = try Data.fetchOne(leaf, arguments: [coordinate.index + 1]) { found[coordinate] = MerkleHash.leaf([UInt8](bytes)) }
+                } else if let hash = try Data.fetchOne(node, arguments: [coordinate.level, coordinate.index]) {
+                    found[coordinate] = [UInt8](hash)
+                }
             }
             return found
+        }
+    }
+
+    /// The hashes of up to `count` leaves from leaf index `start` on.
+    private static func leafHashes(_ reader: any DatabaseReader, start: Int64, count: Int) throws -> [[UInt8]] {
+        try reader.read { db in
+            try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx", arguments: [start, start + Int64(count)])
+                .map { MerkleHash.leaf([UInt8]($0)) }
         }
     }
 
@@ -528,8 +555,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 throw AuditLogError("the audit log moved on to \(latest) leaves while \(previousSize) + \(leaves.count) were being integrated")
             }
             // In key order, so each level's new nodes go to the end of its part of the tree.
+            // Level 0 (the leaves' hashes) is not stored: see auditNodes.
             let insert = try RawStatement(db, "INSERT OR IGNORE INTO audit_node (level, idx, hash) VALUES (?, ?, ?)")
-            for (coordinate, hash) in nodes.sorted(by: { ($0.key.level, $0.key.index) < ($1.key.level, $1.key.index) }) {
+            for (coordinate, hash) in nodes.filter({ $0.key.level > 0 }).sorted(by: { ($0.key.level, $0.key.index) < ($1.key.level, $1.key.index) }) {
                 try insert.bind(1, Int64(coordinate.level))
                 try insert.bind(2, coordinate.index)
                 try insert.bind(3, hash)
@@ -539,6 +567,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
         // The write returns once it is durable: from now on the checkpoint may be served.
         durableCheckpointSize.withLock { $0 = checkpoint.size }
+        leafIndex.add(start: previousSize, hashes: leaves.indices.map { offset in
+            nodes[AuditNodeID(level: 0, index: previousSize + Int64(offset))] ?? MerkleHash.leaf(leaves[offset].bytes)
+        })
     }
 
     /// One node writes this file: it is always the sequencer.
@@ -553,15 +584,37 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     }
 
     public func auditLeafIndex(leafHash: [UInt8]) async throws -> Int64? {
-        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT idx FROM audit_node WHERE level = 0 AND hash = ?", arguments: [Data(leafHash)]) }
+        // Read the index's size first: whatever it has not taken in yet is searched directly.
+        let indexed = leafIndex.size
+        let integrated = durableCheckpointSize.withLock { $0 }
+        let candidates = try leafIndex.candidates(for: leafHash)
+        return try await pool.read { db in
+            // The index keys 8 bytes of the hash: the leaf itself confirms the match.
+            let leaf = try db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx = ?")
+            for index in candidates {
+                if let bytes = try Data.fetchOne(leaf, arguments: [index + 1]), MerkleHash.leaf([UInt8](bytes)) == leafHash { return index }
+            }
+            // The index trails the log by moments (at most an integration or two): the leaves
+            // integrated since are hashed here, so a lookup is never behind the checkpoint.
+            guard indexed < integrated else { return nil }
+            let tail = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx",
+                                         arguments: [indexed, min(integrated, indexed + Self.leafIndexLagLimit)])
+            return tail.firstIndex { MerkleHash.leaf([UInt8]($0)) == leafHash }.map { indexed + Int64($0) }
+        }
     }
+
+    /// Leaves past the leaf-hash index a lookup searches directly, at most.
+    static let leafIndexLagLimit: Int64 = 65_536
+
+    /// Waits until the leaf-hash index has taken in every integration so far (for tests).
+    func settleLeafIndex() { leafIndex.settle() }
 
     /// Everything the operator's audit reads, from one consistent snapshot.
     func auditSnapshot() throws -> AuditSnapshot {
         try pool.read { db in
             var snapshot = AuditSnapshot()
             snapshot.leaves = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf ORDER BY idx").map { [UInt8]($0) }
-            snapshot.leafNodes = try Row.fetchAll(db, sql: "SELECT idx, hash FROM audit_node WHERE level = 0 ORDER BY idx").map { (Int($0[0] as Int64), [UInt8]($0[1] as Data)) }
+            // No leaf hashes are stored: they are computed from these leaves wherever they are read.
             snapshot.checkpoint = try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
             let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope ORDER BY seq")
             while let row = try rows.next() {
@@ -675,6 +728,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     public var walSyncCount: Int { syncer?.syncCount ?? 0 }
 
     public func close() async throws {
+        try leafIndex.close()
         try pool.close()
     }
 }
