@@ -599,7 +599,13 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             guard indexed < integrated else { return nil }
             let tail = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx",
                                          arguments: [indexed, min(integrated, indexed + Self.leafIndexLagLimit)])
-            return tail.firstIndex { MerkleHash.leaf([UInt8]($0)) == leafHash }.map { indexed + Int64($0) }
+            if let found = tail.firstIndex(where: { MerkleHash.leaf([UInt8]($0)) == leafHash }) { return indexed + Int64(found) }
+            // Rebuilding after a lost index: "not in the log" cannot be told yet.
+            guard integrated - indexed <= Self.leafIndexLagLimit else {
+                throw RelayError(.unavailable, "the relay is rebuilding its index of the audit log (\(indexed) of \(integrated) leaves); try again in a minute",
+                                 retryAfterSeconds: 30)
+            }
+            return nil
         }
     }
 
