@@ -7,8 +7,9 @@ import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode, written through a group-commit writer.
 ///
-/// With `synchronous = FULL` (the default) a write is on disk when the call returns, so an
-/// envelope acknowledged to its sender survives a crash of the relay or of the machine.
+/// With ``Durability/full`` (the default) a write is on disk when the call returns (the WAL is
+/// synced after its group commit, beside the writer), so an envelope acknowledged to its sender
+/// survives a crash of the relay or of the machine.
 public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// How hard the store works to keep commits on disk.
     public enum Durability: String, Sendable, CaseIterable {
