@@ -98,6 +98,7 @@ final class LeafHashIndex: Sendable {
         let end = start + Int64(hashes.count)
         try queue.write { db in
             if start < known {
+                // Only when the log was integrated again from an earlier size (a scan, but rare).
                 try db.execute(sql: "DELETE FROM leaf_hash WHERE idx >= ?", arguments: [start])
             }
             // Sorted, so the inserts walk the table in order.
@@ -110,9 +111,9 @@ final class LeafHashIndex: Sendable {
     }
 
     /// Leaf indices whose hash starts like `hash` (confirm each against the leaf), lowest first.
-    func candidates(for hash: [UInt8]) throws -> [Int64] {
+    func candidates(for hash: [UInt8]) async throws -> [Int64] {
         guard hash.count >= 8 else { return [] }
-        return try queue.read { db in
+        return try await queue.read { db in
             try Int64.fetchAll(db, sql: "SELECT idx FROM leaf_hash WHERE prefix = ? ORDER BY idx", arguments: [Self.prefix(hash)])
         }
     }

@@ -26,17 +26,9 @@ struct RawStatement {
     }
 
     /// Binds a blob (copied by SQLite) to parameter `index` (1-based).
-    func bind(_ index: Int32, _ value: Data) throws {
+    func bind(_ index: Int32, _ value: some ContiguousBytes) throws {
         try value.withUnsafeBytes { buffer in
             // A zero-length blob still needs a non-null pointer, or SQLite binds NULL.
-            let base = buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1)
-            try check(sqlite3_bind_blob(handle, index, base, Int32(buffer.count), sqliteTransient))
-        }
-    }
-
-    /// Binds a blob (copied by SQLite) to parameter `index` (1-based).
-    func bind(_ index: Int32, _ value: [UInt8]) throws {
-        try value.withUnsafeBytes { buffer in
             let base = buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1)
             try check(sqlite3_bind_blob(handle, index, base, Int32(buffer.count), sqliteTransient))
         }
@@ -69,21 +61,11 @@ struct RawStatement {
     /// Integer column `index` (0-based) of the current row.
     func int64(_ index: Int32) -> Int64 { sqlite3_column_int64(handle, index) }
 
-    /// Whether column `index` (0-based) of the current row is NULL.
-    func isNull(_ index: Int32) -> Bool { sqlite3_column_type(handle, index) == SQLITE_NULL }
-
     /// Blob column `index` (0-based) of the current row, copied.
     func bytes(_ index: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(handle, index))
         guard count > 0, let base = sqlite3_column_blob(handle, index) else { return [] }
         return [UInt8](UnsafeRawBufferPointer(start: base, count: count))
-    }
-
-    /// Blob column `index` (0-based) of the current row, copied.
-    func data(_ index: Int32) -> Data {
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let base = sqlite3_column_blob(handle, index) else { return Data() }
-        return Data(bytes: base, count: count)
     }
 
     private func check(_ code: Int32) throws {

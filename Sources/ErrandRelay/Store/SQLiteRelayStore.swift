@@ -63,7 +63,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         writer = GroupCommitWriter(pool: pool, syncer: syncer)
         let size = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0 }
         durableCheckpointSize.withLock { $0 = size }
-        leafIndex = try LeafHashIndex(directory: directory) { [pool] start, count in try Self.leafHashes(pool, start: start, count: count) }
+        leafIndex = try LeafHashIndex(directory: directory) { [pool] start, count in
+            try pool.read { db in try Self.leafHashes(db, start: start, count: Int64(count)) }
+        }
         leafIndex.catchUp(to: size)
     }
 
@@ -309,7 +311,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// An envelope's columns, digest and audit leaf, computed before it reaches the one writer
     /// (whose time bounds the relay's throughput).
     private struct PreparedEnvelope: Sendable {
-        let mailboxID: MailboxID
         let mailbox: Data
         let id: Data
         let body: Data
@@ -321,7 +322,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
         init(_ envelope: IncomingEnvelope, sendToken: TokenHash, auditLog: Bool) {
             let digest = SHA256.hash(envelope.encoded)
-            mailboxID = envelope.mailbox
             mailbox = Data(envelope.mailbox.bytes)
             id = Data(envelope.id.bytes)
             body = Data(envelope.encoded)
@@ -528,11 +528,10 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         try await pool.read { db in
             var found: [AuditNodeID: [UInt8]] = [:]
             let node = try db.cachedStatement(sql: "SELECT hash FROM audit_node WHERE level = ? AND idx = ?")
-            let leaf = try db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx = ?")
             for coordinate in Set(coordinates) {
                 if coordinate.level == 0 {
-                    // Level 0 is the leaves' hashes, not stored (leaf index = rowid − 1).
-                    if let bytes = try Data.fetchOne(leaf, arguments: [coordinate.index + 1]) { found[coordinate] = MerkleHash.leaf([UInt8](bytes)) }
+                    // Level 0 is the leaves' hashes, not stored.
+                    if let hash = try Self.leafHash(db, index: coordinate.index) { found[coordinate] = hash }
                 } else if let hash = try Data.fetchOne(node, arguments: [coordinate.level, coordinate.index]) {
                     found[coordinate] = [UInt8](hash)
                 }
@@ -541,12 +540,15 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    /// The hashes of up to `count` leaves from leaf index `start` on.
-    private static func leafHashes(_ reader: any DatabaseReader, start: Int64, count: Int) throws -> [[UInt8]] {
-        try reader.read { db in
-            try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx", arguments: [start, start + Int64(count)])
-                .map { MerkleHash.leaf([UInt8]($0)) }
-        }
+    /// The hashes of up to `count` leaves from leaf index `start` on (leaf index = rowid − 1).
+    private static func leafHashes(_ db: Database, start: Int64, count: Int64) throws -> [[UInt8]] {
+        try Data.fetchAll(db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx"), arguments: [start, start + count])
+            .map { MerkleHash.leaf([UInt8]($0)) }
+    }
+
+    /// The hash of leaf `index`, if there is such a leaf.
+    private static func leafHash(_ db: Database, index: Int64) throws -> [UInt8]? {
+        try Data.fetchOne(db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx = ?"), arguments: [index + 1]).map { MerkleHash.leaf([UInt8]($0)) }
     }
 
     public func saveAuditIntegration(previousSize: Int64, leaves: [PendingAuditLeaf], nodes: [AuditNodeID: [UInt8]], checkpoint: AuditCheckpoint) async throws {
@@ -588,19 +590,15 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         // Read the index's size first: whatever it has not taken in yet is searched directly.
         let indexed = leafIndex.size
         let integrated = durableCheckpointSize.withLock { $0 }
-        let candidates = try leafIndex.candidates(for: leafHash)
+        let candidates = try await leafIndex.candidates(for: leafHash)
         return try await pool.read { db in
             // The index keys 8 bytes of the hash: the leaf itself confirms the match.
-            let leaf = try db.cachedStatement(sql: "SELECT leaf FROM audit_leaf WHERE idx = ?")
-            for index in candidates {
-                if let bytes = try Data.fetchOne(leaf, arguments: [index + 1]), MerkleHash.leaf([UInt8](bytes)) == leafHash { return index }
-            }
+            for index in candidates where try Self.leafHash(db, index: index) == leafHash { return index }
             // The index trails the log by moments (at most an integration or two): the leaves
             // integrated since are hashed here, so a lookup is never behind the checkpoint.
             guard indexed < integrated else { return nil }
-            let tail = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf WHERE idx > ? AND idx <= ? ORDER BY idx",
-                                         arguments: [indexed, min(integrated, indexed + Self.leafIndexLagLimit)])
-            if let found = tail.firstIndex(where: { MerkleHash.leaf([UInt8]($0)) == leafHash }) { return indexed + Int64(found) }
+            let tail = try Self.leafHashes(db, start: indexed, count: min(integrated - indexed, Self.leafIndexLagLimit))
+            if let found = tail.firstIndex(of: leafHash) { return indexed + Int64(found) }
             // Rebuilding after a lost index: "not in the log" cannot be told yet.
             guard integrated - indexed <= Self.leafIndexLagLimit else {
                 throw RelayError(.unavailable, "the relay is rebuilding its index of the audit log (\(indexed) of \(integrated) leaves); try again in a minute",
