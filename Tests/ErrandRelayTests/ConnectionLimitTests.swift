@@ -7,45 +7,6 @@ import Testing
 /// Limits that protect the relay from slow or oversized requests, checked with raw sockets.
 @Suite("Connection limits")
 struct ConnectionLimitTests {
-    /// A blocking TCP client for misbehaving on purpose.
-    final class RawSocket: @unchecked Sendable {  // an immutable descriptor; the kernel serialises send/recv
-        let descriptor: Int32
-
-        init(port: Int) throws {
-            descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-
-        func send(_ text: String) {
-            let bytes = Array(text.utf8)
-            _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-
-        /// What the server sends until `marker` appears, it closes the connection, or 10 s pass.
-        func read(until marker: String? = nil) -> String {
-            var received: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = recv(descriptor, &buffer, buffer.count, 0)
-                if count <= 0 { break }
-                received += buffer.prefix(count)
-                if let marker, String(decoding: received, as: UTF8.self).contains(marker) { break }
-            }
-            return String(decoding: received, as: UTF8.self)
-        }
-
-        deinit { close(descriptor) }
-    }
-
     func port(_ url: String) -> Int { Int(url.split(separator: ":").last ?? "") ?? 0 }
 
     @Test("A request body that trickles in is cut off after the idle timeout")

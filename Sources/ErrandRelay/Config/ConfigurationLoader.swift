@@ -46,6 +46,7 @@ public enum ConfigurationLoader {
         integer("limits.idle_timeout_seconds", 1...3600) { $0.idleTimeoutSeconds = $1 },
         integer("limits.websocket_ping_seconds", 1...3600) { $0.webSocketPingSeconds = $1 },
         integer("limits.write_timeout_seconds", 1...3600) { $0.writeTimeoutSeconds = $1 },
+        integer("limits.live_authentication_seconds", 1...600) { $0.liveAuthenticationSeconds = $1 },
         Setting(key: "storage.durability", kind: .string) { configuration, value throws(ConfigurationError) in
             guard case .string(let text) = value else { return }
             guard let durability = SQLiteRelayStore.Durability(rawValue: text) else {

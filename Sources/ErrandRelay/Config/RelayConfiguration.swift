@@ -48,6 +48,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var webSocketPingSeconds = 30
     /// Seconds a write to a live connection may take before the connection is dropped.
     public var writeTimeoutSeconds = 10
+    /// Seconds a new live connection has to answer its challenge.
+    public var liveAuthenticationSeconds = 10
 
     /// A shared PostgreSQL database (`postgres://…` URL) instead of the SQLite file in the data
     /// folder: what several relay nodes behind one load balancer use. Better given by

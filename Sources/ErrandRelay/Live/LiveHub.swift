@@ -2,48 +2,60 @@ import ErrandProtocol
 import Foundation
 import Synchronization
 
-/// Wakes the live connections of a mailbox when something is stored for it.
+/// Rings the live connections of a mailbox when something is stored for it.
 ///
 /// A subscription is only a doorbell: each connection reads the envelopes themselves from the
-/// store after its own cursor. The doorbell's buffer holds one ring, so a slow connection never
-/// accumulates a queue in memory; whatever it missed is still in the store (at-least-once).
+/// store after its own cursor, so a slow connection never accumulates a queue in memory; whatever
+/// it missed is still in the store (at-least-once).
 final class LiveHub: Sendable {
-    private let subscribers = Mutex<[MailboxID: [UUID: AsyncStream<Void>.Continuation]]>([:])
+    /// Called when the mailbox may have something new; must return quickly (it hops to the
+    /// connection's event loop).
+    typealias Doorbell = @Sendable () -> Void
 
-    /// A doorbell for `mailbox`; call `cancel` when the connection ends.
-    func subscribe(_ mailbox: MailboxID) -> (wakeups: AsyncStream<Void>, cancel: @Sendable () -> Void) {
-        let id = UUID()
-        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        subscribers.withLock { $0[mailbox, default: [:]][id] = continuation }
-        let cancel: @Sendable () -> Void = { [weak self] in
-            continuation.finish()
-            self?.subscribers.withLock { subscribers in
-                subscribers[mailbox]?[id] = nil
-                if subscribers[mailbox]?.isEmpty == true { subscribers[mailbox] = nil }
-            }
+    private struct State {
+        var subscribers: [MailboxID: [UInt64: Doorbell]] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Adds a doorbell for `mailbox`, unless the mailbox already has `limit` of them.
+    /// - Returns: the subscription's id for ``unsubscribe(_:_:)``, or nil when over the limit.
+    func subscribe(_ mailbox: MailboxID, limit: Int = .max, ring: @escaping Doorbell) -> UInt64? {
+        state.withLock { state in
+            guard state.subscribers[mailbox, default: [:]].count < limit else { return nil }
+            state.nextID += 1
+            state.subscribers[mailbox, default: [:]][state.nextID] = ring
+            return state.nextID
         }
-        return (stream, cancel)
+    }
+
+    func unsubscribe(_ mailbox: MailboxID, _ id: UInt64) {
+        state.withLock { state in
+            state.subscribers[mailbox]?[id] = nil
+            if state.subscribers[mailbox]?.isEmpty == true { state.subscribers[mailbox] = nil }
+        }
     }
 
     /// Rings every connection of `mailbox`.
     func notify(_ mailbox: MailboxID) {
-        let continuations = subscribers.withLock { $0[mailbox].map { Array($0.values) } ?? [] }
-        for continuation in continuations { continuation.yield() }
+        let doorbells = state.withLock { $0.subscribers[mailbox].map { Array($0.values) } ?? [] }
+        for ring in doorbells { ring() }
     }
 
     /// Rings every connection (after a gap in what the node heard from other nodes).
     func notifyEveryone() {
-        let continuations = subscribers.withLock { $0.values.flatMap(\.values) }
-        for continuation in continuations { continuation.yield() }
+        let doorbells = state.withLock { $0.subscribers.values.flatMap(\.values) }
+        for ring in doorbells { ring() }
     }
 
     /// Live connections right now.
     var connectionCount: Int {
-        subscribers.withLock { $0.values.reduce(0) { $0 + $1.count } }
+        state.withLock { $0.subscribers.values.reduce(0) { $0 + $1.count } }
     }
 
     /// Live connections of one mailbox.
     func connectionCount(of mailbox: MailboxID) -> Int {
-        subscribers.withLock { $0[mailbox]?.count ?? 0 }
+        state.withLock { $0.subscribers[mailbox]?.count ?? 0 }
     }
 }

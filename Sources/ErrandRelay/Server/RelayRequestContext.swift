@@ -1,18 +1,15 @@
 public import Hummingbird
-public import HummingbirdWebSocket
 public import NIOCore
 
 /// The request context of every relay route: Hummingbird's core storage plus the peer address
-/// (for per-IP limits) and the WebSocket handler slot.
-public struct RelayRequestContext: RequestContext, WebSocketRequestContext {
+/// (for per-IP limits).
+public struct RelayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<RelayRequestContext>
     /// The TCP peer (nil in in-process tests).
     public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        webSocket = .init()
         remoteAddress = source.channel.remoteAddress
     }
 

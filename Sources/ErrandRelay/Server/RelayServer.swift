@@ -3,7 +3,6 @@ public import ErrandTransparency
 public import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 public import Logging
 import NIOCore
 import NIOSSL
@@ -27,25 +26,17 @@ public enum RelayServer {
         let audit = AuditLog(store: store, signer: signer)
         let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger, audit: audit)
         let router = makeRouter(core: core)
-        let webSocketRouter = Router(context: RelayRequestContext.self)
-        LiveRoute(core: core).register(on: webSocketRouter)
 
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 8 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
-        let webSocket = WebSocketServerConfiguration(
-            maxFrameSize: 128 * 1024,
-            autoPing: .enabled(timePeriod: .seconds(Int64(configuration.webSocketPingSeconds))),
-            closeTimeout: .seconds(10))
-        let webSocketResponder = webSocketRouter.buildResponder()
         let tls = try configuration.tlsCertificatePath.flatMap { certificate in
             try configuration.tlsKeyPath.map { key in try tlsConfiguration(certificate: certificate, key: key) }
         }
         let firstRequestDeadline = TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds))
         let server = HTTPServerBuilder { responder in
             let http = FirstRequestDeadlineChannel(
-                base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
-                                                   configuration: .init(http1: http1, ws: webSocket)),
+                base: RelayHTTPChannel(responder: responder, core: core, http1: http1),
                 deadline: firstRequestDeadline, maximumHeadBytes: 40 * 1024)
             if let tls { return try TLSChannel(http, tlsConfiguration: tls) }
             return http
