@@ -24,6 +24,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     private let writer: GroupCommitWriter
     /// Syncs the WAL after commits (``Durability/full``).
     private let syncer: WALSyncer?
+    /// Copies the WAL into the database file off the writer.
+    private let checkpointer: WALCheckpointer
     /// The size of the audit checkpoint last known to be on disk: none larger is served.
     /// Readers can see a commit before its sync ends, and a signed checkpoint that a crash could
     /// take back would look like a fork to the peers that saw it.
@@ -54,6 +56,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
         }
         try Self.migrator.migrate(pool)
+        // Checkpoints run beside the writer, not on it.
+        checkpointer = try WALCheckpointer(path: path)
+        try pool.writeWithoutTransaction { [checkpointer] db in checkpointer.install(on: db) }
         syncer = durability == .full ? WALSyncer(walPath: path + "-wal") : nil
         if durability == .full {
             // Whatever an earlier run committed without a sync is made durable before it is served.
@@ -734,6 +739,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     public func close() async throws {
         try leafIndex.close()
+        try await pool.writeWithoutTransaction { [checkpointer] db in checkpointer.uninstall(from: db) }
+        checkpointer.stop()
         try pool.close()
     }
 }
