@@ -112,6 +112,8 @@ struct RelayBenchmark: AsyncParsableCommand {
 
         // Phase 2: latency at a fixed rate (open loop: posts start on schedule whatever the relay does).
         let latencyOnly = LatencyRecorder()
+        // How long the relay took to answer each post (durable), apart from the delivery.
+        let answered = LatencyRecorder()
         latencyPhase.recorder.withLock { $0 = latencyOnly }
         let target = delivered.value + rate * latencySeconds
         // Ticks of at least 1 ms; at low rates one post per tick, spaced 1/rate apart.
@@ -129,7 +131,11 @@ struct RelayBenchmark: AsyncParsableCommand {
                 for first in stride(from: 0, to: perTick, by: batch) {
                     let chunk = (first..<min(first + batch, perTick)).map { offset in owners[(index + offset) % owners.count] }
                     let client = clients[(index + first) % clients.count]
-                    group.addTask { _ = await Self.post(chunk, client: client, size: size, start: start) }
+                    group.addTask {
+                        let sent = ContinuousClock.now
+                        _ = await Self.post(chunk, client: client, size: size, start: start)
+                        answered.record(microseconds: UInt64((ContinuousClock.now - sent).nanoseconds / 1000))
+                    }
                 }
                 index += perTick
                 sentInPhase += perTick
@@ -141,6 +147,9 @@ struct RelayBenchmark: AsyncParsableCommand {
         print(String(format: "latency at %d/s (achieved %.0f/s): send→receive p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples)",
                      rate, achieved, Double(summary.p50) / 1000, Double(summary.p99) / 1000, Double(summary.p999) / 1000,
                      Double(summary.max) / 1000, summary.count))
+        let answers = answered.summary
+        print(String(format: "  post answered (durable): p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests)",
+                     Double(answers.p50) / 1000, Double(answers.p99) / 1000, Double(answers.max) / 1000, answers.count))
         for receiver in receivers { receiver.cancel() }
 
         // Phase 3: idle live connections.
