@@ -26,6 +26,17 @@ public enum ConfigurationLoader {
         },
         string("data") { $0.dataDirectory = $1 },
         boolean("open_registration") { $0.openRegistration = $1 },
+        Setting(key: "trusted_proxies", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            var networks: [IPNetwork] = []
+            for entry in text.split(separator: ",") {
+                guard let network = IPNetwork(String(entry)) else {
+                    throw ConfigurationError("trusted_proxies: '\(entry.trimmingCharacters(in: .whitespaces))' is not an IP address or ADDRESS/PREFIX range")
+                }
+                networks.append(network)
+            }
+            configuration.trustedProxies = networks
+        },
         string("tls.certificate") { $0.tlsCertificatePath = $1 },
         string("tls.key") { $0.tlsKeyPath = $1 },
         integer("limits.envelope_ttl_seconds", 60...(365 * 86_400)) { $0.envelopeTTL = Int64($1) },

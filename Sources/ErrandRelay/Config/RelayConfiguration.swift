@@ -15,6 +15,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Serve HTTPS from these PEM files (otherwise plain HTTP, for loopback or behind a proxy).
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for per-IP limits); empty: none.
+    public var trustedProxies: [IPNetwork] = []
 
     /// How long an undelivered envelope is kept, in seconds (default 7 days).
     public var envelopeTTL: Int64 = 7 * 24 * 3600

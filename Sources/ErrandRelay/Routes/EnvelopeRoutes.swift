@@ -71,7 +71,7 @@ struct EnvelopeRoutes {
         do { batch = try EnvelopeBatch(parsing: body) } catch { throw core.refuse(.badRequest, error.description) }
         // Each envelope counts as a request for the per-address limit (the request itself was
         // counted on the way in): a batch is not a way around it.
-        if batch.items.count > 1 { try await core.limitClient(context.clientIP, cost: Double(batch.items.count - 1)) }
+        if batch.items.count > 1 { try await core.limitClient(core.clientIP(request, context), cost: Double(batch.items.count - 1)) }
         let now = core.nowSeconds
         var results = [EnvelopeBatch.Result?](repeating: nil, count: batch.items.count)
         var refused: Set<MailboxID> = []

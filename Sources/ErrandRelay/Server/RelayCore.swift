@@ -16,6 +16,7 @@ final class RelayCore: Sendable {
     let ipLimiter: RateLimiter<String>
     let mailboxLimiter: RateLimiter<MailboxSender>
     private let clock: @Sendable () -> Date
+    let clientAddresses: ClientAddressResolver
 
     let audit: AuditLog
 
@@ -28,6 +29,7 @@ final class RelayCore: Sendable {
         self.logger = logger
         self.clock = clock
         watchdog = WriteWatchdog(limit: .seconds(configuration.writeTimeoutSeconds))
+        clientAddresses = ClientAddressResolver(trustedProxies: configuration.trustedProxies)
         ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
         mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
     }
@@ -86,6 +88,11 @@ final class RelayCore: Sendable {
 
     /// Per-IP limit for every request; `cost` more for a request that does the work of several
     /// (a batch of envelopes counts as one request per envelope).
+    /// The client's address for per-IP limits (see ``ClientAddressResolver``).
+    func clientIP(_ request: Request, _ context: RelayRequestContext) -> String {
+        clientAddresses.clientIP(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
+    }
+
     func limitClient(_ ip: String, cost: Double = 1) async throws {
         let wait = try await waitTime(
             shared: Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,
@@ -133,4 +140,5 @@ extension HTTPField.Name {
     static let errandNonce = HTTPField.Name(RequestSignature.nonceHeader)!
     static let errandSignature = HTTPField.Name(RequestSignature.signatureHeader)!
     static let errandClaim = HTTPField.Name("Errand-Claim")!
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }

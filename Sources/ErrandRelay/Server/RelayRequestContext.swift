@@ -15,7 +15,4 @@ public struct RelayRequestContext: RequestContext {
 
     /// Largest JSON body a route decodes.
     public var maxUploadSize: Int { 64 * 1024 }
-
-    /// The client IP as text, or "local" when there is no socket.
-    var clientIP: String { remoteAddress?.ipAddress ?? "local" }
 }

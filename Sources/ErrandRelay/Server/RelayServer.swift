@@ -131,7 +131,7 @@ struct ClientLimitMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: RelayRequestContext, next: (Request, RelayRequestContext) async throws -> Response) async throws -> Response {
         if request.uri.path != "/healthz" && request.uri.path != "/metrics" {
-            try await core.limitClient(context.clientIP)
+            try await core.limitClient(core.clientIP(request, context))
         }
         return try await next(request, context)
     }
