@@ -120,6 +120,8 @@ struct RelayBenchmark: AsyncParsableCommand {
         let interval = rate >= 1000 ? Duration.milliseconds(1) : Duration.nanoseconds(1_000_000_000 / Int64(rate))
         let perTick = max(1, rate / 1000)
         let phaseStart = ContinuousClock.now
+        let phaseCPUBefore = relays.map(\.cpuSeconds).reduce(0, +)
+        let benchCPUBefore = Self.ownCPUSeconds()
         var sentInPhase = 0
         await withTaskGroup(of: Void.self) { group in
             var tick = phaseStart
@@ -142,14 +144,17 @@ struct RelayBenchmark: AsyncParsableCommand {
             }
         }
         await waitUntil { delivered.value >= target }
-        let achieved = Double(sentInPhase) / (ContinuousClock.now - phaseStart).seconds
+        let phaseSeconds = (ContinuousClock.now - phaseStart).seconds
+        let achieved = Double(sentInPhase) / phaseSeconds
+        let relayCPU = (relays.map(\.cpuSeconds).reduce(0, +) - phaseCPUBefore) / phaseSeconds
+        let benchCPU = (Self.ownCPUSeconds() - benchCPUBefore) / phaseSeconds
         let summary = latencyOnly.summary
         print(String(format: "latency at %d/s (achieved %.0f/s): send→receive p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples)",
                      rate, achieved, Double(summary.p50) / 1000, Double(summary.p99) / 1000, Double(summary.p999) / 1000,
                      Double(summary.max) / 1000, summary.count))
         let answers = answered.summary
-        print(String(format: "  post answered (durable): p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests)",
-                     Double(answers.p50) / 1000, Double(answers.p99) / 1000, Double(answers.max) / 1000, answers.count))
+        print(String(format: "  post answered (durable): p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests); CPU: relay %.2f cores, this generator %.2f",
+                     Double(answers.p50) / 1000, Double(answers.p99) / 1000, Double(answers.max) / 1000, answers.count, relayCPU, benchCPU))
         for receiver in receivers { receiver.cancel() }
 
         // Phase 3: idle live connections.
@@ -250,6 +255,13 @@ struct RelayBenchmark: AsyncParsableCommand {
     private func waitUntil(timeout: Double = 60, _ condition: () -> Bool) async {
         let deadline = Date().addingTimeInterval(timeout)
         while !condition(), Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    /// CPU time this process has used (user + system), in seconds.
+    private static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     private func raiseFileLimit() {
