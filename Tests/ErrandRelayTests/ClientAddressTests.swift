@@ -36,6 +36,10 @@ struct ClientAddressTests {
         #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: ["1.2.3.4", "198.51.100.1"]) == "198.51.100.1")
         // Garbage ends the chain at the last address the proxies vouch for.
         #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: ["198.51.100.1, junk, 10.2.2.2"]) == "10.2.2.2")
+        // Ports some proxies add are dropped.
+        #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: ["198.51.100.1:4711"]) == "198.51.100.1")
+        #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: ["[2001:db8::1]:443"]) == "2001:db8::1")
+        #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: ["2001:db8::2"]) == "2001:db8::2")
         // No header: the proxy itself.
         #expect(resolver.clientIP(peer: "127.0.0.1", forwardedFor: []) == "127.0.0.1")
         #expect(ClientAddressResolver(trustedProxies: []).clientIP(peer: "127.0.0.1", forwardedFor: ["198.51.100.1"]) == "127.0.0.1")

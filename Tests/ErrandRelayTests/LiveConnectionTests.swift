@@ -175,4 +175,42 @@ struct LiveConnectionTests {
             #expect(remaining == 0)
         }
     }
+
+    @Test("A fragmented acknowledgement is joined and applied; an unmasked fragment closes with 1002")
+    func fragmentedAcknowledgement() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            let envelope = sampleEnvelope()
+            _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+            let (socket, challenge) = try await connect(relay, owner.mailbox)
+            try answer(socket, challenge: challenge, owner: owner)
+            _ = await socket.receive()  // the envelope
+            _ = await socket.receive()  // caught up
+            let frame = LiveFrame.acknowledge([envelope.id]).encoded
+            socket.send(opcode: RawWebSocket.binary, Array(frame.prefix(5)), fin: false)
+            socket.send(opcode: 0x0, Array(frame.dropFirst(5)))
+            var remaining = 1
+            for _ in 0..<50 where remaining > 0 {
+                remaining = try await relay.client.fetch(owner: owner.key).envelopes.count
+                if remaining > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(remaining == 0)
+
+            socket.send(opcode: RawWebSocket.binary, Array(frame.prefix(5)), fin: false)
+            socket.send(opcode: 0x0, Array(frame.dropFirst(5)), masked: false)
+            #expect(try #require(await socket.receive()).closeCode == 1002)
+        }
+    }
+
+    @Test("Close codes a peer may send are echoed; others are answered with 1002")
+    func closeCodes() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            for (sent, expected) in [([0x0F, 0xA0], 4000), ([0x03, 0xED], 1002), ([0x03], 1002), ([0x03, 0xE9], 1001)] as [([UInt8], UInt16)] {
+                let (socket, _) = try await connect(relay, owner.mailbox)
+                socket.send(opcode: RawWebSocket.close, sent)
+                #expect(try #require(await socket.receive()).closeCode == expected, "sent \(sent)")
+            }
+        }
+    }
 }

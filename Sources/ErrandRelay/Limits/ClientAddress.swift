@@ -80,11 +80,22 @@ struct ClientAddressResolver: Sendable {
         var client = peerBytes
         for hop in hops.reversed() {
             // An entry that is not an address ends the chain: what the proxies vouch for stops here.
-            guard let bytes = IPNetwork.address(hop) else { break }
+            guard let bytes = IPNetwork.address(Self.withoutPort(hop)) else { break }
             client = bytes
             if !isTrusted(bytes) { break }
         }
         return IPNetwork.text(client)
+    }
+
+    /// `203.0.113.7:4711` → `203.0.113.7`, `[2001:db8::1]:443` or `[2001:db8::1]` → `2001:db8::1`
+    /// (some proxies add the client's port).
+    static func withoutPort(_ hop: String) -> String {
+        if hop.hasPrefix("["), let close = hop.firstIndex(of: "]") {
+            return String(hop[hop.index(after: hop.startIndex)..<close])
+        }
+        let colons = hop.filter { $0 == ":" }.count
+        if colons == 1, let colon = hop.firstIndex(of: ":") { return String(hop[..<colon]) }
+        return hop
     }
 
     private func isTrusted(_ address: [UInt8]) -> Bool {

@@ -53,6 +53,9 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let writeClock = WriteWatchdog.Clock()
     private var watch: UUID?
 
+    // Keepalive.
+    private var pongOwed: ByteBuffer?
+
     // Acknowledging.
     private var acknowledging = false
     private var pendingAcknowledgements: [EnvelopeID] = []
@@ -137,9 +140,13 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             beginClose(code: .messageTooLarge, reason: "message larger than 64 KiB")
         case is NIOWebSocketFrameAggregator.Error:
             beginClose(code: .protocolError, reason: "bad fragmentation")
+        case is ClientFrameCheck.Violation:
+            beginClose(code: .protocolError, reason: "client frames must be masked and use no reserved bits")
+        case is NIOWebSocketError:
+            // NIO's protocol error handler has sent the close frame and closes once it is written.
+            break
         default:
-            // Socket errors: the connection is gone; decoder errors were answered by NIO's
-            // protocol error handler, which closes.
+            // A socket error: the connection is gone.
             context.close(promise: nil)
         }
     }
@@ -147,14 +154,15 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Reading
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Masks and reserved bits were checked frame by frame (``ClientFrameCheck``) before
+        // fragments were joined.
         let frame = unwrapInboundIn(data)
-        // RFC 6455 §5.1: a client masks every frame; no extension is negotiated, so no reserved bit is set.
-        guard frame.maskKey != nil, frame.reservedBits.isEmpty else {
-            return beginClose(code: .protocolError, reason: "client frames must be masked and use no reserved bits")
-        }
         switch frame.opcode {
         case .ping:
-            send(.pong, frame.unmaskedData, flush: true)
+            // Only the latest ping is answered, and only while the peer reads (RFC 6455 §5.5.3):
+            // a peer that pings without reading cannot pile up pongs here.
+            pongOwed = frame.unmaskedData
+            sendOwedPong()
         case .pong:
             awaitingPong = false
         case .connectionClose:
@@ -266,7 +274,6 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             LiveFrame.envelope(sequence: UInt64(stored.sequence), envelope: stored.encoded).encoded
         }
         cursor = batch.last?.sequence ?? cursor
-        core.metrics.delivered(count: batch.count)
         let full = batch.count == Self.batchSize
         if !full && !caughtUp {
             caughtUp = true
@@ -289,6 +296,7 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             writeClock.end()
             pushing = false
             guard case .success = result else { return }  // the connection is closing
+            core.metrics.delivered(count: batch.count)
             if full || rung { push() }
         }
     }
@@ -312,20 +320,40 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             if case .failure(let error) = result { return storeFailed(error) }
             if !pendingAcknowledgements.isEmpty {
                 acknowledge([])
-            } else if readHeld, let context {
-                readHeld = false
-                context.read()
+            } else {
+                resumeReading()
             }
         }
     }
 
-    /// Holds reads from the socket while acknowledgements are being applied (backpressure).
+    /// Holds reads from the socket while acknowledgements are being applied, or while the
+    /// peer does not read what is sent to it (backpressure both ways).
     func read(context: ChannelHandlerContext) {
-        if acknowledging {
+        if acknowledging || !context.channel.isWritable {
             readHeld = true
         } else {
             context.read()
         }
+    }
+
+    private func resumeReading() {
+        guard readHeld, !acknowledging, let context, context.channel.isWritable else { return }
+        readHeld = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            sendOwedPong()
+            resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func sendOwedPong() {
+        guard let data = pongOwed, let context, context.channel.isWritable else { return }
+        pongOwed = nil
+        send(.pong, data, flush: true)
     }
 
     // MARK: Keepalive and closing
@@ -351,11 +379,16 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func receivedClose(_ frame: WebSocketFrame) {
         guard let context else { return }
         if phase != .closing {
-            // Echo the peer's status code (RFC 6455 §5.5.1), then close.
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self)
+            // Echo the peer's status code (RFC 6455 §5.5.1), then close; a code a peer may not
+            // send (§7.4) is answered with 1002.
+            let payload = frame.unmaskedData
             var reply = ByteBuffer()
-            if let code { reply.writeInteger(code) }
+            if let code = payload.getInteger(at: payload.readerIndex, as: UInt16.self) {
+                let valid = (1000...1014).contains(code) && ![1004, 1005, 1006].contains(code) || (3000...4999).contains(code)
+                if valid { reply.writeInteger(code) } else { reply.write(webSocketErrorCode: .protocolError) }
+            } else if payload.readableBytes == 1 {
+                reply.write(webSocketErrorCode: .protocolError)
+            }
             phase = .closing
             leaveLive()
             send(.connectionClose, reply, flush: true)
@@ -401,5 +434,28 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func onLoop<T: Sendable>(of work: @escaping @Sendable () async throws -> T, then: @escaping (Result<T, any Error>) -> Void) {
         guard let context else { return }
         context.eventLoop.makeFutureWithTask(work).assumeIsolated().whenComplete(then)
+    }
+}
+
+/// Refuses client frames that break RFC 6455 §5.1–5.2 before fragments are joined (the joined
+/// message no longer shows them): every client frame is masked, and no reserved bit is set, as
+/// no extension is negotiated. A violation reaches ``LiveConnectionHandler`` as an error, which
+/// closes with 1002.
+final class ClientFrameCheck: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    struct Violation: Error {}
+
+    private var violated = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !violated else { return }
+        let frame = unwrapInboundIn(data)
+        guard frame.maskKey != nil, frame.reservedBits.isEmpty else {
+            violated = true
+            return context.fireErrorCaught(Violation())
+        }
+        context.fireChannelRead(data)
     }
 }

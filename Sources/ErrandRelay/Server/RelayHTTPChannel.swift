@@ -69,6 +69,7 @@ struct RelayHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
                         let mailbox = Self.liveMailbox(in: head.uri).flatMap { try? MailboxID(String($0)) }
+                        try channel.pipeline.syncOperations.addHandler(ClientFrameCheck())
                         try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: Self.maximumMessageSize))
                         try channel.pipeline.syncOperations.addHandler(LiveConnectionHandler(core: core, mailbox: mailbox))

@@ -21,14 +21,18 @@ final class GroupCommitWriter: Sendable {
     private let pool: DatabasePool
     private let maximumBatch: Int
     private let syncer: WALSyncer?
+    private let checkpointer: WALCheckpointer?
     private let state = Mutex(State())
 
-    /// - Parameter syncer: makes each commit durable before its callers hear back; `nil` when
-    ///   the commit itself is as durable as wanted.
-    init(pool: DatabasePool, maximumBatch: Int = 1024, syncer: WALSyncer? = nil) {
+    /// - Parameters:
+    ///   - syncer: makes each commit durable before its callers hear back; `nil` when the commit
+    ///     itself is as durable as wanted.
+    ///   - checkpointer: restarts the write-ahead log between two batches when it is long.
+    init(pool: DatabasePool, maximumBatch: Int = 1024, syncer: WALSyncer? = nil, checkpointer: WALCheckpointer? = nil) {
         self.pool = pool
         self.maximumBatch = maximumBatch
         self.syncer = syncer
+        self.checkpointer = checkpointer
     }
 
     /// Runs `body` in a savepoint of the next batch transaction and returns its result once
@@ -97,6 +101,9 @@ final class GroupCommitWriter: Sendable {
                 }
             } else {
                 for pending in batch { pending.finish(transactionError) }
+            }
+            if let checkpointer, checkpointer.wantsRestart {
+                try? await pool.writeWithoutTransaction { db in checkpointer.restartIfWanted(on: db) }
             }
         }
     }

@@ -41,7 +41,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         self.auditLog = auditLog
         var configuration = Configuration()
         configuration.label = "errand-relay"
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(TimeInterval(Self.busyTimeoutSeconds))
         // Every write runs in a savepoint of a group transaction (GroupCommitWriter); SQLite keeps
         // a savepoint's undo pages in a temporary file unless told to keep them in memory, and
         // writing that file cost the single writer about a fifth of its time.
@@ -56,23 +56,32 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
         }
         try Self.migrator.migrate(pool)
-        // Checkpoints run beside the writer, not on it.
-        checkpointer = try WALCheckpointer(path: path)
-        try pool.writeWithoutTransaction { [checkpointer] db in checkpointer.install(on: db) }
         syncer = durability == .full ? WALSyncer(walPath: path + "-wal") : nil
         if durability == .full {
             // Whatever an earlier run committed without a sync is made durable before it is served.
             try WALSyncer.syncFile(at: path + "-wal")
             try WALSyncer.syncFile(at: directory)
         }
-        writer = GroupCommitWriter(pool: pool, syncer: syncer)
-        let size = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0 }
-        durableCheckpointSize.withLock { $0 = size }
-        leafIndex = try LeafHashIndex(directory: directory) { [pool] start, count in
-            try pool.read { db in try Self.leafHashes(db, start: start, count: Int64(count)) }
+        // Checkpoints run beside the writer, not on it.
+        let checkpointer = try WALCheckpointer(path: path, writerBusyTimeout: Int32(Self.busyTimeoutSeconds * 1000))
+        do {
+            try pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
+            writer = GroupCommitWriter(pool: pool, syncer: syncer, checkpointer: checkpointer)
+            let size = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoint") ?? 0 }
+            durableCheckpointSize.withLock { $0 = size }
+            leafIndex = try LeafHashIndex(directory: directory) { [pool] start, count in
+                try pool.read { db in try Self.leafHashes(db, start: start, count: Int64(count)) }
+            }
+            leafIndex.catchUp(to: size)
+        } catch {
+            checkpointer.stop()
+            throw error
         }
-        leafIndex.catchUp(to: size)
+        self.checkpointer = checkpointer
     }
+
+    /// How long a connection waits for a lock another holds.
+    static let busyTimeoutSeconds = 10
 
     /// Named, append-only schema migrations.
     static var migrator: DatabaseMigrator {
@@ -739,8 +748,14 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     public func close() async throws {
         try leafIndex.close()
-        try await pool.writeWithoutTransaction { [checkpointer] db in checkpointer.uninstall(from: db) }
+        var uninstallError: (any Error)?
+        do {
+            try await pool.writeWithoutTransaction { [checkpointer] db in checkpointer.uninstall(from: db) }
+        } catch {
+            uninstallError = error
+        }
         checkpointer.stop()
+        if let uninstallError { throw uninstallError }
         try pool.close()
     }
 }

@@ -12,10 +12,12 @@ import Synchronization
 /// checkpointer copies in the background (`PASSIVE`: it never blocks the writer).
 ///
 /// A passive checkpoint cannot start the log over while commits keep coming, so under sustained
-/// load the log would only grow. Past ``restartPages`` the checkpointer asks for a `RESTART`
-/// checkpoint, which waits for the writer's lock and holds it while it copies what the passive
-/// ones left (little, since they ran before), so the next commit starts the log from its
-/// beginning.
+/// load the log would only grow. Past ``restartPages`` the writer itself, between two
+/// transactions, runs a `RESTART` checkpoint (``restartIfWanted(on:)``): it copies what the
+/// passive ones left and makes the next commit start the log from its beginning. It waits at
+/// most 100 ms for readers to move on; when a long read holds it up, passive checkpoints go on
+/// alone for a moment (longer after each try that gives up) before the next try. (A RESTART from this thread would have to win
+/// the writer's lock from a writer that takes it back after every commit.)
 final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded by `condition`
     /// Log size (pages; 32 MiB at 4 KiB by default) from which a passive checkpoint is started.
     /// Larger than SQLite's default of 1,000: a page rewritten by many commits (an index's
@@ -23,21 +25,35 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     let passivePages: Int32
     /// Log size (pages; 128 MiB at 4 KiB by default) from which the log is made to start over.
     let restartPages: Int32
+    private let writerBusyTimeout: Int32
 
     private let connection: OpaquePointer
     private let condition = NSCondition()
+    /// Held while a checkpoint runs (passive here, or the writer's RESTART).
+    private let checkpointing = NSLock()
     private var logPages: Int32 = 0
     private var requested = false
     private var stopped = false
     /// True from `init` until the thread has ended.
     private var running = true
     private var checkpoints = 0
+    private var restarts = 0
+    /// After a RESTART that gave up (a long read), none is tried before this time.
+    private var restartNotBefore = ContinuousClock.now
+    /// How long passive checkpoints go on alone after a RESTART gives up: doubled after each
+    /// one that does, back to the first value after one that succeeds.
+    private var restartBackoff = firstRestartBackoff
+    static let firstRestartBackoff: Duration = .milliseconds(250)
+    static let longestRestartBackoff: Duration = .seconds(8)
     private var lastError: String?
 
     /// Opens a second connection to the database at `path` (already in WAL mode).
-    init(path: String, passivePages: Int32 = 8192, restartPages: Int32 = 32_768) throws {
+    /// - Parameter writerBusyTimeout: the writer connection's own busy timeout (ms), set back
+    ///   after a restart.
+    init(path: String, passivePages: Int32 = 8192, restartPages: Int32 = 32_768, writerBusyTimeout: Int32) throws {
         self.passivePages = passivePages
         self.restartPages = restartPages
+        self.writerBusyTimeout = writerBusyTimeout
         var handle: OpaquePointer?
         let opened = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
         guard opened == SQLITE_OK, let handle else {
@@ -59,9 +75,8 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             throw RelayStartupError("\(path) is not in WAL mode (journal_mode \(mode.isEmpty ? "unreadable" : mode))")
         }
         connection = handle
-        // A RESTART checkpoint waits this long for the writer and the readers before giving up
-        // (it is tried again after the next commit).
-        sqlite3_busy_timeout(handle, 2_000)
+        // A passive checkpoint waits for nothing but another checkpoint (the writer's RESTART).
+        sqlite3_busy_timeout(handle, 1_000)
         let thread = Thread { [self] in run() }
         thread.name = "errand-relay.checkpointer"
         thread.start()
@@ -83,19 +98,20 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     }
 
     private func committed(logPages pages: Int32) {
-        guard pages >= passivePages else { return }
         condition.lock()
         logPages = pages
-        requested = true
-        condition.signal()
+        if pages >= passivePages {
+            requested = true
+            condition.signal()
+        }
         condition.unlock()
     }
 
-    /// Checkpoints run so far, and the last failure (for tests and checks).
-    var status: (checkpoints: Int, lastError: String?) {
+    /// Passive checkpoints and successful restarts so far, and the last failure (for tests and checks).
+    var status: (checkpoints: Int, restarts: Int, lastError: String?) {
         condition.lock()
         defer { condition.unlock() }
-        return (checkpoints, lastError)
+        return (checkpoints, restarts, lastError)
     }
 
     private func run() {
@@ -109,8 +125,14 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
 
             var log: Int32 = 0
             var copied: Int32 = 0
-            let mode = pages >= restartPages ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE
-            let result = sqlite3_wal_checkpoint_v2(connection, nil, mode, &log, &copied)
+            if wantsRestartLocked(pages: pages) {
+                // The writer restarts the log at its next pause; copying now would only compete.
+                condition.lock()
+                continue
+            }
+            checkpointing.lock()
+            let result = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+            checkpointing.unlock()
 
             condition.lock()
             checkpoints += 1
@@ -124,9 +146,53 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         condition.unlock()
     }
 
-    /// Stops the thread (after the checkpoint in progress) and closes the connection.
+    /// Whether the log is long enough for the writer to restart it (and no recent try gave up).
+    var wantsRestart: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return wantsRestartLocked(pages: logPages)
+    }
+
+    private func wantsRestartLocked(pages: Int32) -> Bool {
+        pages >= restartPages && ContinuousClock.now >= restartNotBefore
+    }
+
+    /// Runs a RESTART checkpoint on the writer's connection `db`, outside any transaction, if the
+    /// log is long enough; waits at most 100 ms for readers.
+    func restartIfWanted(on db: Database) {
+        guard wantsRestart else { return }
+        // SQLite refuses a checkpoint at once while another runs: if the passive one is still
+        // copying, the writer goes on and tries again after its next batch.
+        guard checkpointing.try() else { return }
+        defer { checkpointing.unlock() }
+        let connection = db.sqliteConnection
+        sqlite3_busy_timeout(connection, 100)
+        var log: Int32 = 0
+        var copied: Int32 = 0
+        let result = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_RESTART, &log, &copied)
+        sqlite3_busy_timeout(connection, writerBusyTimeout)
+        condition.lock()
+        if result == SQLITE_OK {
+            restarts += 1
+            logPages = 0
+            restartBackoff = Self.firstRestartBackoff
+        } else {
+            // Held up by a read (or failed): passive checkpoints alone for a while, longer each time.
+            restartNotBefore = ContinuousClock.now + restartBackoff
+            restartBackoff = min(restartBackoff * 2, Self.longestRestartBackoff)
+            if result != SQLITE_BUSY { lastError = String(cString: sqlite3_errmsg(connection)) }
+        }
+        condition.unlock()
+    }
+
+    /// Stops the thread (after the checkpoint in progress) and closes the connection; safe to
+    /// call more than once.
     func stop() {
         condition.lock()
+        if stopped {
+            condition.unlock()
+            return
+        }
         stopped = true
         condition.broadcast()
         while running { condition.wait() }
