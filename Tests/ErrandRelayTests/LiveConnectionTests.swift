@@ -20,6 +20,26 @@ struct LiveConnectionTests {
         return (socket, challenge)
     }
 
+    /// A live connection of a new owner whose mailbox holds one envelope; returns after that
+    /// envelope and the caught-up marker have arrived.
+    func liveWithOneEnvelope(_ relay: TestRelay) async throws -> (Owner, Envelope, RawWebSocket) {
+        let owner = try await Owner.register(on: relay)
+        let envelope = sampleEnvelope()
+        _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+        let (socket, challenge) = try await connect(relay, owner.mailbox)
+        try answer(socket, challenge: challenge, owner: owner)
+        let pushed = try #require(await socket.receive())
+        guard case .envelope(_, let bytes) = try LiveFrame(parsing: pushed.payload) else { throw LiveTestError("expected an envelope") }
+        #expect(try Envelope(parsing: bytes) == envelope)
+        guard case .caughtUp = try LiveFrame(parsing: try #require(await socket.receive()).payload) else { throw LiveTestError("expected caught-up") }
+        return (owner, envelope, socket)
+    }
+
+    struct LiveTestError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// The live connection count `/healthz` reports.
     func liveConnections(_ relay: TestRelay) async throws -> Int {
         struct Health: Decodable { let liveConnections: Int }
@@ -86,15 +106,7 @@ struct LiveConnectionTests {
     @Test("After going live, a frame that is not an acknowledgement is refused and acknowledges nothing")
     func notAnAcknowledgement() async throws {
         try await TestRelay.with { relay in
-            let owner = try await Owner.register(on: relay)
-            let envelope = sampleEnvelope()
-            _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
-            let (socket, challenge) = try await connect(relay, owner.mailbox)
-            try answer(socket, challenge: challenge, owner: owner)
-            let pushed = try #require(await socket.receive())
-            guard case .envelope(_, let bytes) = try LiveFrame(parsing: pushed.payload) else { Issue.record("expected an envelope"); return }
-            #expect(try Envelope(parsing: bytes) == envelope)
-            guard case .caughtUp = try LiveFrame(parsing: try #require(await socket.receive()).payload) else { Issue.record("expected caught-up"); return }
+            let (owner, envelope, socket) = try await liveWithOneEnvelope(relay)
             // A text frame naming the id, not the binary acknowledgement.
             socket.send(text: "ack \(envelope.id)")
             try await expectRefusal(socket, .badRequest, containing: "acknowledgement frame")
@@ -179,13 +191,7 @@ struct LiveConnectionTests {
     @Test("A fragmented acknowledgement is joined and applied; an unmasked fragment closes with 1002")
     func fragmentedAcknowledgement() async throws {
         try await TestRelay.with { relay in
-            let owner = try await Owner.register(on: relay)
-            let envelope = sampleEnvelope()
-            _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
-            let (socket, challenge) = try await connect(relay, owner.mailbox)
-            try answer(socket, challenge: challenge, owner: owner)
-            _ = await socket.receive()  // the envelope
-            _ = await socket.receive()  // caught up
+            let (owner, envelope, socket) = try await liveWithOneEnvelope(relay)
             let frame = LiveFrame.acknowledge([envelope.id]).encoded
             socket.send(opcode: RawWebSocket.binary, Array(frame.prefix(5)), fin: false)
             socket.send(opcode: 0x0, Array(frame.dropFirst(5)))
