@@ -103,17 +103,18 @@ public actor AuditLog {
             return (0..<(Int64(1) << span)).map { AuditNodeID(level: id.level - span, index: (id.index << Int64(span)) + $0) }
         }
         let wanted = Set(ids.filter { extra[$0] == nil })
-        var known = try await store.auditNodes(Array(Set(wanted.flatMap(descendants)).filter { extra[$0] == nil }))
-        known.merge(extra) { $1 }
+        let stored = try await store.auditNodes(Array(Set(wanted.flatMap(descendants)).filter { extra[$0] == nil }))
+        // `extra` is every node of an integration in progress: looked up, never copied.
+        func known(_ id: AuditNodeID) -> [UInt8]? { extra[id] ?? stored[id] }
         var found: [AuditNodeID: [UInt8]] = [:]
         for id in Set(ids) {
-            if let hash = known[id] {
+            if let hash = known(id) {
                 found[id] = hash
                 continue
             }
             var layer: [[UInt8]] = []
             for descendant in descendants(id) {
-                guard let hash = known[descendant] else { break }
+                guard let hash = known(descendant) else { break }
                 layer.append(hash)
             }
             guard layer.count == descendants(id).count else { continue }
