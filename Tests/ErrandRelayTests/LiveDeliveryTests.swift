@@ -51,6 +51,57 @@ struct LiveDeliveryTests {
         }
     }
 
+    @Test("Envelopes posted concurrently (alone and in batches) while live arrive once each, in sequence order")
+    func concurrentPostsWhileLive() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            let subscription = relay.client.subscribe(owner: owner.key)
+            var events = subscription.events.makeAsyncIterator()
+            guard case .caughtUp? = try await events.next() else { Issue.record("expected caught-up"); return }
+            let posters = 8, rounds = 10
+            let expected = try await withThrowingTaskGroup(of: [EnvelopeID].self) { group in
+                for poster in 0..<posters {
+                    group.addTask {
+                        var sent: [EnvelopeID] = []
+                        for round in 0..<rounds {
+                            if (poster + round) % 2 == 0 {
+                                let envelope = sampleEnvelope()
+                                _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+                                sent.append(envelope.id)
+                            } else {
+                                let envelopes = (0..<3).map { _ in sampleEnvelope() }
+                                _ = try await relay.client.post(batch: envelopes.map {
+                                    EnvelopeBatch.Item(mailbox: owner.mailbox, token: owner.token, envelope: $0.encoded)
+                                })
+                                sent += envelopes.map(\.id)
+                            }
+                        }
+                        return sent
+                    }
+                }
+                return try await group.reduce(into: Set<EnvelopeID>()) { $0.formUnion($1) }
+            }
+            var received: [EnvelopeID] = []
+            var lastSequence: Int64 = 0
+            // A missed envelope would leave this waiting: the subscription is cancelled after 30 s.
+            let deadline = Task {
+                try await Task.sleep(for: .seconds(30))
+                subscription.cancel()
+            }
+            while received.count < expected.count, let event = try? await events.next() {
+                guard case .envelope(let sequence, let envelope) = event else { continue }
+                #expect(sequence > lastSequence, "sequence \(sequence) after \(lastSequence)")
+                lastSequence = sequence
+                received.append(envelope.id)
+            }
+            deadline.cancel()
+            #expect(received.count == expected.count)
+            #expect(expected.subtracting(received).count == 0, "missed")
+            #expect(Set(received).count == received.count, "delivered twice")
+            subscription.cancel()
+        }
+    }
+
     @Test("A mailbox's live connections are capped; the one over the cap is told why")
     func liveConnectionCap() async throws {
         try await TestRelay.with({ $0.maximumLiveConnectionsPerMailbox = 1 }) { relay in

@@ -232,6 +232,8 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let limit = core.configuration.maximumLiveConnectionsPerMailbox
         guard let subscription = core.hub.subscribe(mailbox, limit: limit, ring: {
             eventLoop.execute { bound.value.ring() }
+        }, deliver: { previous, envelopes in
+            eventLoop.execute { bound.value.deliver(previous: previous, envelopes) }
         }) else {
             return refuse(.rateLimited, "mailbox \(mailbox.logPrefix)… already has \(limit) live connections")
         }
@@ -248,6 +250,17 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func ring() {
         rung = true
         push()
+    }
+
+    /// Envelopes just committed for the mailbox: sent on at once if everything up to the one
+    /// before them (`previous`) has been sent and nothing else is in progress; otherwise read
+    /// from the store like any other arrival.
+    private func deliver(previous: Int64?, _ envelopes: [StoredEnvelope]) {
+        guard phase == .live, caughtUp, !pushing, let previous, previous <= cursor else { return ring() }
+        let fresh = envelopes.filter { $0.sequence > cursor }
+        guard !fresh.isEmpty else { return }
+        pushing = true
+        write(fresh)
     }
 
     /// Reads the next batch after the cursor and writes it; one batch at a time.

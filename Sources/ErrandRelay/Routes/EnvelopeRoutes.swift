@@ -50,7 +50,7 @@ struct EnvelopeRoutes {
         switch try await core.store.storeEnvelope(incoming, sendToken: token.hash, quota: core.configuration.mailboxQuota) {
         case .stored(let sequence):
             core.metrics.stored(bytes: bytes.count, duration: ContinuousClock.now - started)
-            core.hub.notify(mailbox)
+            if !core.storePublishesArrivals { core.hub.notify(mailbox) }
             return try json(PostResponse(id: envelope.id.description, seq: sequence, duplicate: false), status: .created)
         case .duplicate(let sequence):
             return try json(PostResponse(id: envelope.id.description, seq: sequence, duplicate: true))
@@ -122,7 +122,9 @@ struct EnvelopeRoutes {
                 results[index] = notAttempted(mailbox)
             }
         }
-        for mailbox in arrived { core.hub.notify(mailbox) }
+        if !core.storePublishesArrivals {
+            for mailbox in arrived { core.hub.notify(mailbox) }
+        }
         return try json(EnvelopeBatch.Response(results: results.map { $0 ?? .refused(.internalError, "this envelope was not handled") }))
     }
 

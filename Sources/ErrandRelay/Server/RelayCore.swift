@@ -9,7 +9,7 @@ import Logging
 final class RelayCore: Sendable {
     let configuration: RelayConfiguration
     let store: any RelayStore
-    let hub = LiveHub()
+    let hub: LiveHub
     let watchdog: WriteWatchdog
     let metrics: RelayMetrics
     let logger: Logger
@@ -17,6 +17,8 @@ final class RelayCore: Sendable {
     let mailboxLimiter: RateLimiter<MailboxSender>
     private let clock: @Sendable () -> Date
     let clientAddresses: ClientAddressResolver
+    /// Whether the store hands the hub what it stores, in commit order (then routes need not ring).
+    let storePublishesArrivals: Bool
 
     let audit: AuditLog
 
@@ -30,6 +32,9 @@ final class RelayCore: Sendable {
         self.clock = clock
         watchdog = WriteWatchdog(limit: .seconds(configuration.writeTimeoutSeconds))
         clientAddresses = ClientAddressResolver(trustedProxies: configuration.trustedProxies)
+        let hub = LiveHub()
+        self.hub = hub
+        storePublishesArrivals = store.publishArrivals { mailbox, envelopes in hub.publish(mailbox, envelopes) }
         ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
         mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
     }

@@ -7,9 +7,11 @@ import Synchronization
 /// before the transaction holding its write has committed — and, with a ``WALSyncer``, until
 /// that commit is on disk, while the writer already runs the next transaction.
 final class GroupCommitWriter: Sendable {
-    /// One queued write: `perform` runs inside the batch transaction, `finish` after it ends.
+    /// One queued write: `perform` runs inside the batch transaction, `committed` right after
+    /// the transaction commits (before its sync), `finish` once the callers may hear back.
     private struct Pending: Sendable {
         let perform: @Sendable (Database) -> Void
+        let committed: @Sendable () -> Void
         let finish: @Sendable (_ transactionError: (any Error)?) -> Void
     }
 
@@ -37,7 +39,10 @@ final class GroupCommitWriter: Sendable {
 
     /// Runs `body` in a savepoint of the next batch transaction and returns its result once
     /// that transaction has committed. If the transaction fails, every write in it fails.
-    func write<Value: Sendable>(_ body: @escaping @Sendable (Database) throws -> Value) async throws -> Value {
+    /// - Parameter committed: called with `body`'s result as soon as its transaction has
+    ///   committed (before the sync that makes it durable), in commit order across all writes.
+    func write<Value: Sendable>(_ body: @escaping @Sendable (Database) throws -> Value,
+                                committed: (@Sendable (Value) -> Void)? = nil) async throws -> Value {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
             let outcome = Mutex<Result<Value, any Error>?>(nil)
             let pending = Pending(
@@ -54,6 +59,10 @@ final class GroupCommitWriter: Sendable {
                         result = .failure(error)
                     }
                     outcome.withLock { $0 = result }
+                },
+                committed: {
+                    guard let committed, case .success(let value)? = outcome.withLock({ $0 }) else { return }
+                    committed(value)
                 },
                 finish: { transactionError in
                     if let transactionError {
@@ -94,6 +103,9 @@ final class GroupCommitWriter: Sendable {
             } catch {
                 // Begin or commit failed (disk full, I/O error): nothing in the batch is durable.
                 transactionError = error
+            }
+            if transactionError == nil {
+                for pending in batch { pending.committed() }
             }
             if let syncer, transactionError == nil {
                 syncer.whenDurable { syncError in

@@ -87,6 +87,11 @@ public protocol RelayStore: Sendable {
     /// may have arrived (the watch was interrupted and resumed). A store that only
     /// one node uses returns at once (the node wakes its connections itself).
     func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws
+    /// Hands every envelope this store stores to `listener` right after its commit, in commit
+    /// order, grouped by mailbox, so live connections that are caught up can be given them
+    /// without reading them back. Returns false if the store cannot keep that order (then
+    /// connections are only rung, and read from the store).
+    func publishArrivals(to listener: @escaping @Sendable (MailboxID, [StoredEnvelope]) -> Void) -> Bool
     /// Whether rate limits are kept here, shared by every node, instead of in each node's memory.
     var sharesRateLimits: Bool { get }
     /// Takes `cost` tokens from the bucket `key` (`rate` per second, up to `burst`), allowed while

@@ -30,6 +30,13 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// Readers can see a commit before its sync ends, and a signed checkpoint that a crash could
     /// take back would look like a fork to the peers that saw it.
     private let durableCheckpointSize = Mutex<Int64>(0)
+    /// Told of every envelope stored, right after its commit (see ``publishArrivals(to:)``).
+    private let arrivalListener = Mutex<ArrivalListener?>(nil)
+    /// A struct around the closure: a closure kept directly in a `Mutex` is wrapped in one more
+    /// reabstraction thunk at every `withLock` (each call then runs through all of them).
+    private struct ArrivalListener: Sendable {
+        let call: @Sendable (MailboxID, [StoredEnvelope]) -> Void
+    }
     /// Leaf hash → leaf index, in a file of its own (see ``LeafHashIndex``).
     private let leafIndex: LeafHashIndex
 
@@ -309,17 +316,18 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     public func storeEnvelope(_ envelope: IncomingEnvelope, sendToken: TokenHash, quota: MailboxQuota) async throws -> StoreOutcome {
         let prepared = [PreparedEnvelope(envelope, sendToken: sendToken, auditLog: auditLog)]
-        return try await writer.write { db in
+        return try await writer.write({ db in
             guard let outcome = try Self.insertEnvelopes(db, prepared, quota: quota).first ?? nil else {
                 throw DatabaseError(message: "the store answered no outcome for an envelope")
             }
             return outcome
-        }
+        }, committed: { [self] outcome in publish([envelope], [outcome]) })
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
         let prepared = posts.map { PreparedEnvelope($0.envelope, sendToken: $0.sendToken, auditLog: auditLog) }
-        return try await writer.write { db in try Self.insertEnvelopes(db, prepared, quota: quota) }
+        return try await writer.write({ db in try Self.insertEnvelopes(db, prepared, quota: quota) },
+                                      committed: { [self] outcomes in publish(posts.map(\.envelope), outcomes) })
     }
 
     /// An envelope's columns, digest and audit leaf, computed before it reaches the one writer
@@ -647,6 +655,28 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     /// Only this node stores here, and it wakes its own connections.
     public func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws {}
+
+    /// The one writer commits in order: each commit's stored envelopes go to `listener` from it.
+    public func publishArrivals(to listener: @escaping @Sendable (MailboxID, [StoredEnvelope]) -> Void) -> Bool {
+        arrivalListener.withLock { $0 = ArrivalListener(call: listener) }
+        return true
+    }
+
+    /// Hands what a commit stored to the arrival listener, by mailbox, in order.
+    private func publish(_ envelopes: [IncomingEnvelope], _ outcomes: [StoreOutcome?]) {
+        guard let listener = arrivalListener.withLock({ $0 }) else { return }
+        var byMailbox: [(MailboxID, [StoredEnvelope])] = []
+        for (envelope, outcome) in zip(envelopes, outcomes) {
+            guard case .stored(let sequence)? = outcome else { continue }
+            let stored = StoredEnvelope(sequence: sequence, encoded: envelope.encoded)
+            if let index = byMailbox.firstIndex(where: { $0.0 == envelope.mailbox }) {
+                byMailbox[index].1.append(stored)
+            } else {
+                byMailbox.append((envelope.mailbox, [stored]))
+            }
+        }
+        for (mailbox, stored) in byMailbox { listener.call(mailbox, stored) }
+    }
 
     /// Rate limits stay in the node's memory.
     public var sharesRateLimits: Bool { false }
