@@ -13,12 +13,14 @@ import NIOWebSocket
 ///
 /// The whole connection is this handler on its event loop: no task waits on an idle connection,
 /// which is what keeps one to a few KiB. A task runs only while the store is read (a batch to push)
-/// or written (acknowledgements).
+/// or written (acknowledgements). Envelopes the store hands over as it commits them
+/// (``LiveHub/publish(_:_:)``) are sent on without a read when nothing is missing before them.
 ///
-/// Bounded: nothing is queued beyond one batch being written and one doorbell ring; a batch whose
-/// write takes longer than the write timeout drops the connection (the envelopes stay stored for
-/// the next one). Acknowledgements are applied one store call at a time; while one runs, the
-/// handler reads no more from the socket.
+/// Bounded: nothing is queued beyond one batch being written, one doorbell ring and one owed
+/// pong; a batch whose write takes longer than the write timeout drops the connection (the
+/// envelopes stay stored for the next one). Acknowledgements are applied one store call at a
+/// time; while one runs, or while the peer does not read what it is sent, the handler reads no
+/// more from the socket.
 final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame

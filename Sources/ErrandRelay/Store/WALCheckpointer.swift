@@ -16,8 +16,9 @@ import Synchronization
 /// transactions, runs a `RESTART` checkpoint (``restartIfWanted(on:)``): it copies what the
 /// passive ones left and makes the next commit start the log from its beginning. It waits at
 /// most 100 ms for readers to move on; when a long read holds it up, passive checkpoints go on
-/// alone for a moment (longer after each try that gives up) before the next try. (A RESTART from this thread would have to win
-/// the writer's lock from a writer that takes it back after every commit.)
+/// alone for a moment (longer after each try that gives up) before the next try. (A RESTART
+/// from this thread would have to win the writer's lock from a writer that takes it back after
+/// every commit, and SQLite refuses one at once while a passive one runs.)
 final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded by `condition`
     /// Log size (pages; 32 MiB at 4 KiB by default) from which a passive checkpoint is started.
     /// Larger than SQLite's default of 1,000: a page rewritten by many commits (an index's
@@ -120,16 +121,13 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             while !requested && !stopped { condition.wait() }
             if stopped { break }
             requested = false
-            let pages = logPages
+            // Past the restart size the writer restarts the log at its next pause; copying now
+            // would only compete.
+            if wantsRestartLocked(pages: logPages) { continue }
             condition.unlock()
 
             var log: Int32 = 0
             var copied: Int32 = 0
-            if wantsRestartLocked(pages: pages) {
-                // The writer restarts the log at its next pause; copying now would only compete.
-                condition.lock()
-                continue
-            }
             checkpointing.lock()
             let result = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
             checkpointing.unlock()
