@@ -16,8 +16,8 @@ import NIOWebSocket
 /// or written (acknowledgements). Envelopes the store hands over as it commits them
 /// (``LiveHub/publish(_:_:)``) are sent on without a read when nothing is missing before them.
 ///
-/// Bounded: nothing is queued beyond one batch being written, one doorbell ring and one owed
-/// pong; a batch whose write takes longer than the write timeout drops the connection (the
+/// Bounded: nothing is queued beyond one batch being written (64 envelopes read back, or what
+/// one commit stored: at most a batch post, 1 MiB), one doorbell ring and one owed pong; a batch whose write takes longer than the write timeout drops the connection (the
 /// envelopes stay stored for the next one). Acknowledgements are applied one store call at a
 /// time; while one runs, or while the peer does not read what it is sent, the handler reads no
 /// more from the socket.

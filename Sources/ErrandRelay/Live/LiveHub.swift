@@ -82,6 +82,16 @@ final class LiveHub: Sendable {
         for subscriber in subscribers { subscriber.deliver(previous, envelopes) }
     }
 
+    /// Something may have been stored without being published: forgets what was published (so
+    /// the next publish of each mailbox only rings) and rings every connection.
+    func forgetPublished() {
+        let subscribers = state.withLock { state -> [Subscriber] in
+            for mailbox in state.mailboxes.keys { state.mailboxes[mailbox]?.lastPublished = nil }
+            return state.mailboxes.values.flatMap(\.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.ring() }
+    }
+
     /// Live connections right now.
     var connectionCount: Int {
         state.withLock { $0.mailboxes.values.reduce(0) { $0 + $1.subscribers.count } }

@@ -34,7 +34,12 @@ final class RelayCore: Sendable {
         clientAddresses = ClientAddressResolver(trustedProxies: configuration.trustedProxies)
         let hub = LiveHub()
         self.hub = hub
-        storePublishesArrivals = store.publishArrivals { mailbox, envelopes in hub.publish(mailbox, envelopes) }
+        storePublishesArrivals = store.publishArrivals { event in
+            switch event {
+            case .stored(let mailbox, let envelopes): hub.publish(mailbox, envelopes)
+            case .unknown: hub.forgetPublished()
+            }
+        }
         ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
         mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
     }

@@ -7,11 +7,11 @@ import Synchronization
 /// before the transaction holding its write has committed — and, with a ``WALSyncer``, until
 /// that commit is on disk, while the writer already runs the next transaction.
 final class GroupCommitWriter: Sendable {
-    /// One queued write: `perform` runs inside the batch transaction, `committed` right after
-    /// the transaction commits (before its sync), `finish` once the callers may hear back.
+    /// One queued write: `perform` runs inside the batch transaction, `committed` once the
+    /// transaction is durable (or, with `false`, when its sync failed), `finish` then.
     private struct Pending: Sendable {
         let perform: @Sendable (Database) -> Void
-        let committed: @Sendable () -> Void
+        let committed: @Sendable (_ durable: Bool) -> Void
         let finish: @Sendable (_ transactionError: (any Error)?) -> Void
     }
 
@@ -39,10 +39,11 @@ final class GroupCommitWriter: Sendable {
 
     /// Runs `body` in a savepoint of the next batch transaction and returns its result once
     /// that transaction has committed. If the transaction fails, every write in it fails.
-    /// - Parameter committed: called with `body`'s result as soon as its transaction has
-    ///   committed (before the sync that makes it durable), in commit order across all writes.
+    /// - Parameter committed: called with `body`'s result once its transaction is durable (synced,
+    ///   or committed when there is no syncer), in commit order across all writes, just before
+    ///   the caller hears back; with `nil` if the transaction committed but its sync failed.
     func write<Value: Sendable>(_ body: @escaping @Sendable (Database) throws -> Value,
-                                committed: (@Sendable (Value) -> Void)? = nil) async throws -> Value {
+                                committed: (@Sendable (Value?) -> Void)? = nil) async throws -> Value {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
             let outcome = Mutex<Result<Value, any Error>?>(nil)
             let pending = Pending(
@@ -60,9 +61,9 @@ final class GroupCommitWriter: Sendable {
                     }
                     outcome.withLock { $0 = result }
                 },
-                committed: {
+                committed: { durable in
                     guard let committed, case .success(let value)? = outcome.withLock({ $0 }) else { return }
-                    committed(value)
+                    committed(durable ? value : nil)
                 },
                 finish: { transactionError in
                     if let transactionError {
@@ -104,14 +105,16 @@ final class GroupCommitWriter: Sendable {
                 // Begin or commit failed (disk full, I/O error): nothing in the batch is durable.
                 transactionError = error
             }
-            if transactionError == nil {
-                for pending in batch { pending.committed() }
-            }
+            // Completions run in the order they were handed over, so `committed` keeps commit order.
             if let syncer, transactionError == nil {
                 syncer.whenDurable { syncError in
+                    for pending in batch { pending.committed(syncError == nil) }
                     for pending in batch { pending.finish(syncError) }
                 }
             } else {
+                if transactionError == nil {
+                    for pending in batch { pending.committed(true) }
+                }
                 for pending in batch { pending.finish(transactionError) }
             }
             if let checkpointer, checkpointer.wantsRestart {

@@ -87,11 +87,11 @@ public protocol RelayStore: Sendable {
     /// may have arrived (the watch was interrupted and resumed). A store that only
     /// one node uses returns at once (the node wakes its connections itself).
     func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws
-    /// Hands every envelope this store stores to `listener` right after its commit, in commit
-    /// order, grouped by mailbox, so live connections that are caught up can be given them
-    /// without reading them back. Returns false if the store cannot keep that order (then
-    /// connections are only rung, and read from the store).
-    func publishArrivals(to listener: @escaping @Sendable (MailboxID, [StoredEnvelope]) -> Void) -> Bool
+    /// Hands every envelope this store stores to `listener` once it is durable, in commit order,
+    /// grouped by mailbox, so live connections that are caught up can be given them without
+    /// reading them back. Returns false if the store cannot keep that order, or already has a
+    /// listener (then connections are only rung, and read from the store).
+    func publishArrivals(to listener: @escaping @Sendable (ArrivalEvent) -> Void) -> Bool
     /// Whether rate limits are kept here, shared by every node, instead of in each node's memory.
     var sharesRateLimits: Bool { get }
     /// Takes `cost` tokens from the bucket `key` (`rate` per second, up to `burst`), allowed while
@@ -231,6 +231,15 @@ public enum StoreOutcome: Sendable, Equatable {
 public enum QuotaKind: String, Sendable, Equatable {
     case envelopes
     case bytes
+}
+
+/// What a store that publishes its arrivals (``RelayStore/publishArrivals(to:)``) reports.
+public enum ArrivalEvent: Sendable {
+    /// Envelopes stored for a mailbox, in order, durable.
+    case stored(MailboxID, [StoredEnvelope])
+    /// Envelopes may have been committed without being reported (their sync failed): anything
+    /// may be new.
+    case unknown
 }
 
 /// A stored envelope as handed to its mailbox's owner.

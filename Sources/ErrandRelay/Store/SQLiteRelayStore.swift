@@ -35,7 +35,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// A struct around the closure: a closure kept directly in a `Mutex` is wrapped in one more
     /// reabstraction thunk at every `withLock` (each call then runs through all of them).
     private struct ArrivalListener: Sendable {
-        let call: @Sendable (MailboxID, [StoredEnvelope]) -> Void
+        let call: @Sendable (ArrivalEvent) -> Void
     }
     /// Leaf hash → leaf index, in a file of its own (see ``LeafHashIndex``).
     private let leafIndex: LeafHashIndex
@@ -63,6 +63,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
         }
         try Self.migrator.migrate(pool)
+        try pool.write { db in try Self.skipSequenceNumbers(db) }
         syncer = durability == .full ? WALSyncer(walPath: path + "-wal") : nil
         if durability == .full {
             // Whatever an earlier run committed without a sync is made durable before it is served.
@@ -85,6 +86,23 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             throw error
         }
         self.checkpointer = checkpointer
+    }
+
+    /// Sequence numbers skipped at every start.
+    static let sequenceNumbersSkippedAtStart: Int64 = 1_000_000
+
+    /// Moves the envelope sequence well past any number issued before. Readers can see a commit
+    /// a moment before it is synced; if the machine then lost power, that commit is gone and
+    /// SQLite would hand its numbers out again, and a reader that saw one would skip the new
+    /// envelope that gets it. Far more than one sync's worth (or, with `normal`, a whole log's
+    /// worth) of envelopes is skipped.
+    private static func skipSequenceNumbers(_ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'envelope', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'envelope')
+            """, arguments: [0])
+        try db.execute(sql: "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'envelope'",
+                       arguments: [sequenceNumbersSkippedAtStart])
     }
 
     /// How long a connection waits for a lock another holds.
@@ -321,7 +339,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 throw DatabaseError(message: "the store answered no outcome for an envelope")
             }
             return outcome
-        }, committed: { [self] outcome in publish([envelope], [outcome]) })
+        }, committed: { [self] outcome in publish([envelope], outcome.map { [$0] }) })
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
@@ -656,15 +674,21 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// Only this node stores here, and it wakes its own connections.
     public func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws {}
 
-    /// The one writer commits in order: each commit's stored envelopes go to `listener` from it.
-    public func publishArrivals(to listener: @escaping @Sendable (MailboxID, [StoredEnvelope]) -> Void) -> Bool {
-        arrivalListener.withLock { $0 = ArrivalListener(call: listener) }
-        return true
+    /// The one writer commits in order: each commit's stored envelopes go to `listener` from it,
+    /// once synced. One listener only.
+    public func publishArrivals(to listener: @escaping @Sendable (ArrivalEvent) -> Void) -> Bool {
+        arrivalListener.withLock { current in
+            guard current == nil else { return false }
+            current = ArrivalListener(call: listener)
+            return true
+        }
     }
 
-    /// Hands what a commit stored to the arrival listener, by mailbox, in order.
-    private func publish(_ envelopes: [IncomingEnvelope], _ outcomes: [StoreOutcome?]) {
+    /// Hands what a commit stored to the arrival listener, by mailbox, in order (`outcomes` nil:
+    /// committed, but the sync failed).
+    private func publish(_ envelopes: [IncomingEnvelope], _ outcomes: [StoreOutcome?]?) {
         guard let listener = arrivalListener.withLock({ $0 }) else { return }
+        guard let outcomes else { return listener.call(.unknown) }
         var byMailbox: [(MailboxID, [StoredEnvelope])] = []
         for (envelope, outcome) in zip(envelopes, outcomes) {
             guard case .stored(let sequence)? = outcome else { continue }
@@ -675,7 +699,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 byMailbox.append((envelope.mailbox, [stored]))
             }
         }
-        for (mailbox, stored) in byMailbox { listener.call(mailbox, stored) }
+        for (mailbox, stored) in byMailbox { listener.call(.stored(mailbox, stored)) }
     }
 
     /// Rate limits stay in the node's memory.

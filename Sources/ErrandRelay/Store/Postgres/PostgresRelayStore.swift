@@ -476,7 +476,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
     // MARK: Several nodes
 
     /// Several nodes commit here: no one node sees every commit in order.
-    public func publishArrivals(to listener: @escaping @Sendable (MailboxID, [StoredEnvelope]) -> Void) -> Bool { false }
+    public func publishArrivals(to listener: @escaping @Sendable (ArrivalEvent) -> Void) -> Bool { false }
 
     public func watchArrivals(_ arrived: @escaping @Sendable (MailboxID?) -> Void) async throws {
         var attempt = 0
