@@ -39,7 +39,7 @@ final class LiveHub: Sendable {
     /// Adds a subscriber for `mailbox`, unless the mailbox already has `limit` of them.
     /// - Returns: the subscription's id for ``unsubscribe(_:_:)``, or nil when over the limit.
     func subscribe(_ mailbox: MailboxID, limit: Int = .max, ring: @escaping Doorbell,
-                   deliver: @escaping Delivery = { _, _ in }) -> UInt64? {
+                   deliver: @escaping Delivery) -> UInt64? {
         state.withLock { state in
             guard state.mailboxes[mailbox, default: Mailbox()].subscribers.count < limit else { return nil }
             state.nextID += 1

@@ -96,13 +96,13 @@ final class RelayCore: Sendable {
         }
     }
 
-    /// Per-IP limit for every request; `cost` more for a request that does the work of several
-    /// (a batch of envelopes counts as one request per envelope).
     /// The client's address for per-IP limits (see ``ClientAddressResolver``).
     func clientIP(_ request: Request, _ context: RelayRequestContext) -> String {
         clientAddresses.clientIP(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
     }
 
+    /// Per-IP limit for every request; `cost` more for a request that does the work of several
+    /// (a batch of envelopes counts as one request per envelope).
     func limitClient(_ ip: String, cost: Double = 1) async throws {
         let wait = try await waitTime(
             shared: Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,

@@ -30,7 +30,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// Readers can see a commit before its sync ends, and a signed checkpoint that a crash could
     /// take back would look like a fork to the peers that saw it.
     private let durableCheckpointSize = Mutex<Int64>(0)
-    /// Told of every envelope stored, right after its commit (see ``publishArrivals(to:)``).
+    /// Told of every envelope stored, once it is durable (see ``publishArrivals(to:)``).
     private let arrivalListener = Mutex<ArrivalListener?>(nil)
     /// A struct around the closure: a closure kept directly in a `Mutex` is wrapped in one more
     /// reabstraction thunk at every `withLock` (each call then runs through all of them).
