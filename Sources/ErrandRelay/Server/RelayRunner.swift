@@ -24,10 +24,11 @@ public enum RelayRunner {
     }
 
     /// Creates the data folder if needed and opens the SQLite store in it.
-    public static func openSQLiteStore(_ configuration: RelayConfiguration) throws -> SQLiteRelayStore {
+    public static func openSQLiteStore(_ configuration: RelayConfiguration, logger: Logger? = nil) throws -> SQLiteRelayStore {
         try prepareDataDirectory(configuration)
         do {
-            return try SQLiteRelayStore(directory: configuration.dataDirectory, durability: configuration.durability, auditLog: configuration.auditLog)
+            return try SQLiteRelayStore(directory: configuration.dataDirectory, durability: configuration.durability,
+                                        auditLog: configuration.auditLog, logger: logger)
         } catch {
             throw RelayStartupError("cannot open the relay database in \(configuration.dataDirectory): \(error)")
         }
@@ -35,7 +36,7 @@ public enum RelayRunner {
 
     /// The configured store: PostgreSQL when `storage.postgres` is set, otherwise SQLite in the data folder.
     public static func openStore(_ configuration: RelayConfiguration, logger: Logger) async throws -> any RelayStore {
-        guard let url = configuration.postgresURL else { return try openSQLiteStore(configuration) }
+        guard let url = configuration.postgresURL else { return try openSQLiteStore(configuration, logger: logger) }
         try prepareDataDirectory(configuration)
         return try await PostgresRelayStore.open(PostgresLocation(url: url), maximumConnections: configuration.postgresMaximumConnections,
                                                  auditLog: configuration.auditLog, logger: logger)

@@ -3,6 +3,7 @@ import ErrandTransparency
 public import ErrandProtocol
 import Foundation
 import GRDB
+public import Logging
 import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode, written through a group-commit writer.
@@ -44,7 +45,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     let auditLog: Bool
 
     /// Opens (creating and migrating if needed) the store in `directory/relay.sqlite`.
-    public init(directory: String, durability: Durability = .full, auditLog: Bool = true) throws {
+    /// - Parameter logger: where failures of background work (checkpoints) are reported.
+    public init(directory: String, durability: Durability = .full, auditLog: Bool = true, logger: Logger? = nil) throws {
         self.auditLog = auditLog
         var configuration = Configuration()
         configuration.label = "errand-relay"
@@ -71,7 +73,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try WALSyncer.syncFile(at: directory)
         }
         // Checkpoints run beside the writer, not on it.
-        let checkpointer = try WALCheckpointer(path: path, writerBusyTimeout: Int32(Self.busyTimeoutSeconds * 1000))
+        let checkpointer = try WALCheckpointer(path: path, writerBusyTimeout: Int32(Self.busyTimeoutSeconds * 1000), logger: logger)
         do {
             try pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             writer = GroupCommitWriter(pool: pool, syncer: syncer, checkpointer: checkpointer)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GRDBSQLite
+import Logging
 import Synchronization
 
 /// Checkpoints the database's write-ahead log on a thread and a connection of its own.
@@ -47,11 +48,15 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     static let firstRestartBackoff: Duration = .milliseconds(250)
     static let longestRestartBackoff: Duration = .seconds(8)
     private var lastError: String?
+    /// Failures are logged, at most once a minute: a checkpoint that keeps failing lets the log grow.
+    private let logger: Logger?
+    private var lastLogged: ContinuousClock.Instant?
 
     /// Opens a second connection to the database at `path` (already in WAL mode).
     /// - Parameter writerBusyTimeout: the writer connection's own busy timeout (ms), set back
     ///   after a restart.
-    init(path: String, passivePages: Int32 = 8192, restartPages: Int32 = 32_768, writerBusyTimeout: Int32) throws {
+    init(path: String, passivePages: Int32 = 8192, restartPages: Int32 = 32_768, writerBusyTimeout: Int32, logger: Logger? = nil) throws {
+        self.logger = logger
         self.passivePages = passivePages
         self.restartPages = restartPages
         self.writerBusyTimeout = writerBusyTimeout
@@ -136,12 +141,22 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             checkpoints += 1
             // BUSY: the writer or a reader held on past the timeout; the next commit asks again.
             if result != SQLITE_OK && result != SQLITE_BUSY {
-                lastError = String(cString: sqlite3_errmsg(connection))
+                failed(String(cString: sqlite3_errmsg(connection)), pages: logPages)
             }
         }
         running = false
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Records a failure (under `condition`) and logs it unless one was logged in the last minute.
+    private func failed(_ message: String, pages: Int32) {
+        lastError = message
+        let now = ContinuousClock.now
+        guard lastLogged.map({ now - $0 > .seconds(60) }) ?? true else { return }
+        lastLogged = now
+        logger?.error("checkpointing the write-ahead log failed; relay.sqlite-wal keeps growing until it succeeds",
+                      metadata: ["error": "\(message)", "wal.pages": "\(pages)"])
     }
 
     /// Whether the log is long enough for the writer to restart it (and no recent try gave up).
@@ -178,7 +193,7 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             // Held up by a read (or failed): passive checkpoints alone for a while, longer each time.
             restartNotBefore = ContinuousClock.now + restartBackoff
             restartBackoff = min(restartBackoff * 2, Self.longestRestartBackoff)
-            if result != SQLITE_BUSY { lastError = String(cString: sqlite3_errmsg(connection)) }
+            if result != SQLITE_BUSY { failed(String(cString: sqlite3_errmsg(connection)), pages: logPages) }
         }
         condition.unlock()
     }
