@@ -48,28 +48,14 @@ public actor AuditLog {
         let size = latest?.size ?? 0
         let leaves = try await store.pendingAuditLeaves(after: size, limit: Self.batchSize)
         guard !leaves.isEmpty || latest == nil else { return size }
-        var nodes: [AuditNodeID: [UInt8]] = [:]
-        for (offset, leaf) in leaves.enumerated() {
-            var index = size + Int64(offset)
-            var hash = MerkleHash.leaf(leaf.bytes)
-            nodes[AuditNodeID(level: 0, index: index)] = hash
-            // Each odd index completes a pair: climb while it does.
-            var level = 0
-            while index & 1 == 1 {
-                let sibling = AuditNodeID(level: level, index: index - 1)
-                let left: [UInt8]
-                if let cached = nodes[sibling] { left = cached } else {
-                    guard let stored = try await self.nodes([sibling], extra: nodes)[sibling] else {
-                        throw AuditLogError("the audit log is missing node \(sibling.level)/\(sibling.index)")
-                    }
-                    left = stored
-                }
-                hash = MerkleHash.node(left, hash)
-                level += 1
-                index >>= 1
-                nodes[AuditNodeID(level: level, index: index)] = hash
-            }
-        }
+        // The complete subtrees on the right edge of the integrated tree are the only old nodes
+        // the new leaves pair with: read them first, then hash without touching the store.
+        let frontier = try await self.nodes((0..<63).compactMap { level in
+            (size >> level) & 1 == 1 ? AuditNodeID(level: level, index: (size >> level) - 1) : nil
+        })
+        // Hashing thousands of leaves takes milliseconds: on a thread of its own, not on the
+        // few threads that serve requests.
+        let nodes = try await Self.onHashingQueue { try Self.hashNewLeaves(leaves, after: size, frontier: frontier) }
         let newSize = size + Int64(leaves.count)
         let root = try await root(size: newSize, extra: nodes)
         let checkpoint = Checkpoint(origin: signer.verifier.name, size: UInt64(newSize), rootHash: root)
@@ -78,6 +64,40 @@ public actor AuditLog {
                                              nodes: nodes.filter { $0.key.level % Self.storedLevelStride == 0 },
                                              checkpoint: AuditCheckpoint(size: newSize, note: note.encoded))
         return newSize
+    }
+
+    /// The hashes of the leaves at indices `size…` and of every subtree they complete.
+    /// - Parameter frontier: the right-edge subtrees of the first `size` leaves.
+    private static func hashNewLeaves(_ leaves: [PendingAuditLeaf], after size: Int64,
+                                      frontier: [AuditNodeID: [UInt8]]) throws -> [AuditNodeID: [UInt8]] {
+        var nodes: [AuditNodeID: [UInt8]] = [:]
+        nodes.reserveCapacity(leaves.count * 2)
+        for (offset, leaf) in leaves.enumerated() {
+            var index = size + Int64(offset)
+            var hash = MerkleHash.leaf(leaf.bytes)
+            nodes[AuditNodeID(level: 0, index: index)] = hash
+            // Each odd index completes a pair: climb while it does.
+            var level = 0
+            while index & 1 == 1 {
+                let sibling = AuditNodeID(level: level, index: index - 1)
+                guard let left = nodes[sibling] ?? frontier[sibling] else {
+                    throw AuditLogError("the audit log is missing node \(sibling.level)/\(sibling.index)")
+                }
+                hash = MerkleHash.node(left, hash)
+                level += 1
+                index >>= 1
+                nodes[AuditNodeID(level: level, index: index)] = hash
+            }
+        }
+        return nodes
+    }
+
+    private static let hashingQueue = DispatchQueue(label: "errand-relay.audit-hashing", qos: .utility)
+
+    private static func onHashingQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            hashingQueue.async { continuation.resume(with: Result { try work() }) }
+        }
     }
 
     /// MTH of the first `size` leaves from stored nodes (plus `extra` not yet saved).
