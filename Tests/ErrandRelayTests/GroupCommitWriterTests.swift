@@ -85,6 +85,36 @@ struct GroupCommitWriterTests {
         await #expect(throws: DiskFailure.self) { try await write.value }
     }
 
+    @Test("Commit hooks run once the sync is done, in commit order; with nil when the sync failed")
+    func commitHooks() async throws {
+        let folder = try ScratchFolder()
+        let pool = try openPool(folder)
+        let gate = GatedSync()
+        let writer = GroupCommitWriter(pool: pool, syncer: WALSyncer(sync: gate.sync))
+        final class Seen: Sendable { let values = Mutex<[Int?]>([]) }
+        let seen = Seen()
+        let first = Task {
+            try await writer.write({ db in try db.execute(sql: "INSERT INTO item VALUES (1)"); return 1 },
+                                   committed: { value in seen.values.withLock { $0.append(value) } })
+        }
+        try await gate.waitForStart(1)
+        // Committed, but not yet synced: the hook has not run.
+        #expect(seen.values.withLock { $0 }.isEmpty)
+        let second = Task {
+            try await writer.write({ db in try db.execute(sql: "INSERT INTO item VALUES (2)"); return 2 },
+                                   committed: { value in seen.values.withLock { $0.append(value) } })
+        }
+        gate.release.signal()
+        _ = try await first.value
+        #expect(seen.values.withLock { $0 } == [1])
+        // The second write's sync fails: its hook says so with nil.
+        try await gate.waitForStart(2)
+        gate.failure.withLock { $0 = DiskFailure() }
+        gate.release.signal()
+        await #expect(throws: DiskFailure.self) { _ = try await second.value }
+        #expect(seen.values.withLock { $0 } == [1, nil])
+    }
+
     @Test("Syncing a missing WAL is not an error; syncing a file that cannot be opened is, and says which")
     func syncFile() throws {
         let folder = try ScratchFolder()
