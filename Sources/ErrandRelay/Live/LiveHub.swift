@@ -32,6 +32,8 @@ final class LiveHub: Sendable {
     private struct State {
         var mailboxes: [MailboxID: Mailbox] = [:]
         var nextID: UInt64 = 0
+        /// Set by ``forgetPublished()``, cleared by the next publish: one failure rings once.
+        var forgotten = false
     }
 
     private let state = Mutex(State())
@@ -73,6 +75,7 @@ final class LiveHub: Sendable {
     func publish(_ mailbox: MailboxID, _ envelopes: [StoredEnvelope]) {
         guard let last = envelopes.last?.sequence else { return }
         let (subscribers, previous) = state.withLock { state -> ([Subscriber], Int64?) in
+            state.forgotten = false
             guard var entry = state.mailboxes[mailbox] else { return ([], nil) }
             let previous = entry.lastPublished
             entry.lastPublished = last
@@ -83,9 +86,12 @@ final class LiveHub: Sendable {
     }
 
     /// Something may have been stored without being published: forgets what was published (so
-    /// the next publish of each mailbox only rings) and rings every connection.
+    /// the next publish of each mailbox only rings) and rings every connection — once, however
+    /// many writes of a failed commit report it.
     func forgetPublished() {
         let subscribers = state.withLock { state -> [Subscriber] in
+            guard !state.forgotten else { return [] }
+            state.forgotten = true
             for mailbox in state.mailboxes.keys { state.mailboxes[mailbox]?.lastPublished = nil }
             return state.mailboxes.values.flatMap(\.subscribers.values)
         }

@@ -67,11 +67,10 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         try Self.migrator.migrate(pool)
         try pool.write { db in try Self.skipSequenceNumbers(db) }
         syncer = durability == .full ? WALSyncer(walPath: path + "-wal") : nil
-        if durability == .full {
-            // Whatever an earlier run committed without a sync is made durable before it is served.
-            try WALSyncer.syncFile(at: path + "-wal")
-            try WALSyncer.syncFile(at: directory)
-        }
+        // Whatever an earlier run committed without a sync (with `full`), and the sequence skip
+        // (with either), are made durable before anything is served.
+        try WALSyncer.syncFile(at: path + "-wal")
+        try WALSyncer.syncFile(at: directory)
         // Checkpoints run beside the writer, not on it.
         let checkpointer = try WALCheckpointer(path: path, writerBusyTimeout: Int32(Self.busyTimeoutSeconds * 1000), logger: logger)
         do {

@@ -140,8 +140,12 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             condition.lock()
             checkpoints += 1
             // BUSY: the writer or a reader held on past the timeout; the next commit asks again.
-            if result != SQLITE_OK && result != SQLITE_BUSY {
-                failed(String(cString: sqlite3_errmsg(connection)), pages: logPages)
+            if result != SQLITE_OK && result != SQLITE_BUSY,
+               let report = failed(String(cString: sqlite3_errmsg(connection)), pages: logPages) {
+                // Logged outside the lock: the writer takes it in the middle of every commit.
+                condition.unlock()
+                report()
+                condition.lock()
             }
         }
         running = false
@@ -149,14 +153,18 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         condition.unlock()
     }
 
-    /// Records a failure (under `condition`) and logs it unless one was logged in the last minute.
-    private func failed(_ message: String, pages: Int32) {
+    /// Records a failure (under `condition`); returns the report to log (after unlocking) unless
+    /// one was logged in the last minute.
+    private func failed(_ message: String, pages: Int32) -> (() -> Void)? {
         lastError = message
         let now = ContinuousClock.now
-        guard lastLogged.map({ now - $0 > .seconds(60) }) ?? true else { return }
+        guard lastLogged.map({ now - $0 > .seconds(60) }) ?? true else { return nil }
         lastLogged = now
-        logger?.error("checkpointing the write-ahead log failed; relay.sqlite-wal keeps growing until it succeeds",
-                      metadata: ["error": "\(message)", "wal.pages": "\(pages)"])
+        let logger = self.logger
+        return {
+            logger?.error("checkpointing the write-ahead log failed; relay.sqlite-wal keeps growing until it succeeds",
+                          metadata: ["error": "\(message)", "wal.pages": "\(pages)"])
+        }
     }
 
     /// Whether the log is long enough for the writer to restart it (and no recent try gave up).
@@ -184,6 +192,7 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         var copied: Int32 = 0
         let result = sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_RESTART, &log, &copied)
         sqlite3_busy_timeout(connection, writerBusyTimeout)
+        var report: (() -> Void)?
         condition.lock()
         if result == SQLITE_OK {
             restarts += 1
@@ -193,9 +202,10 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
             // Held up by a read (or failed): passive checkpoints alone for a while, longer each time.
             restartNotBefore = ContinuousClock.now + restartBackoff
             restartBackoff = min(restartBackoff * 2, Self.longestRestartBackoff)
-            if result != SQLITE_BUSY { failed(String(cString: sqlite3_errmsg(connection)), pages: logPages) }
+            if result != SQLITE_BUSY { report = failed(String(cString: sqlite3_errmsg(connection)), pages: logPages) }
         }
         condition.unlock()
+        report?()
     }
 
     /// Stops the thread (after the checkpoint in progress) and closes the connection; safe to
