@@ -66,12 +66,16 @@ public actor AuditLog {
         return newSize
     }
 
-    /// The hashes of the leaves at indices `size…` and of every subtree they complete.
+    /// The hashes of the leaves at indices `size…` and of the subtrees they complete at stored
+    /// levels (0, 4, 8, …: what is saved, and what the other levels are computed from).
     /// - Parameter frontier: the right-edge subtrees of the first `size` leaves.
     private static func hashNewLeaves(_ leaves: [PendingAuditLeaf], after size: Int64,
                                       frontier: [AuditNodeID: [UInt8]]) throws -> [AuditNodeID: [UInt8]] {
         var nodes: [AuditNodeID: [UInt8]] = [:]
-        nodes.reserveCapacity(leaves.count * 2)
+        nodes.reserveCapacity(leaves.count + leaves.count / 8)
+        // Per level, the last even-indexed (left) node this batch completed: the sibling the next
+        // odd one pairs with, unless that sibling is older than the batch (then in `frontier`).
+        var lefts: [(index: Int64, hash: [UInt8])?] = Array(repeating: nil, count: 64)
         for (offset, leaf) in leaves.enumerated() {
             var index = size + Int64(offset)
             var hash = MerkleHash.leaf(leaf.bytes)
@@ -79,15 +83,20 @@ public actor AuditLog {
             // Each odd index completes a pair: climb while it does.
             var level = 0
             while index & 1 == 1 {
-                let sibling = AuditNodeID(level: level, index: index - 1)
-                guard let left = nodes[sibling] ?? frontier[sibling] else {
-                    throw AuditLogError("the audit log is missing node \(sibling.level)/\(sibling.index)")
+                let left: [UInt8]
+                if let pending = lefts[level], pending.index == index - 1 {
+                    left = pending.hash
+                } else if let old = frontier[AuditNodeID(level: level, index: index - 1)] {
+                    left = old
+                } else {
+                    throw AuditLogError("the audit log is missing node \(level)/\(index - 1)")
                 }
                 hash = MerkleHash.node(left, hash)
                 level += 1
                 index >>= 1
-                nodes[AuditNodeID(level: level, index: index)] = hash
+                if level % storedLevelStride == 0 { nodes[AuditNodeID(level: level, index: index)] = hash }
             }
+            lefts[level] = (index, hash)
         }
         return nodes
     }
