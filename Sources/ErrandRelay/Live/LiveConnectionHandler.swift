@@ -318,7 +318,7 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func storeFailed(_ error: any Error) {
         core.logger.error("live connection: the store failed", metadata: ["error": "\(error)"])
-        refuse(.internalError, "the relay could not read its store; reconnect later", closeCode: .unexpectedServerError)
+        refuse(.internalError, "the relay could not use its store; reconnect later", closeCode: .unexpectedServerError)
     }
 
     // MARK: Acknowledging

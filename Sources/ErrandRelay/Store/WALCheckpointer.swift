@@ -100,7 +100,7 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     /// Gives the writer's connection back SQLite's own automatic checkpoint.
     func uninstall(from db: Database) {
         sqlite3_wal_hook(db.sqliteConnection, nil, nil)
-        sqlite3_wal_autocheckpoint(db.sqliteConnection, passivePages)
+        sqlite3_wal_autocheckpoint(db.sqliteConnection, 1000)  // SQLite's default
     }
 
     private func committed(logPages pages: Int32) {
