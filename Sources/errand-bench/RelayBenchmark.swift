@@ -110,6 +110,11 @@ struct RelayBenchmark: AsyncParsableCommand {
         print(String(format: "throughput: %.0f durable posts/s (%d in %.1f s, %d failed); relay CPU %.2f cores (all nodes); %d delivered live",
                      throughput, posted.value, elapsed.seconds, failed.value, cpu / elapsed.seconds, delivered.value))
 
+        // The throughput phase leaves work behind (leaves to integrate into the audit log, a long
+        // write-ahead log): the latency phase measures the steady state after it.
+        let settled = await waitUntilIdle(relays)
+        print(String(format: "settled: the relay was idle %.1f s after the throughput phase", settled.seconds))
+
         // Phase 2: latency at a fixed rate (open loop: posts start on schedule whatever the relay does).
         let latencyOnly = LatencyRecorder()
         // How long the relay took to answer each post (durable), apart from the delivery.
@@ -250,6 +255,20 @@ struct RelayBenchmark: AsyncParsableCommand {
         let nanoseconds = UInt64(stamp.nanoseconds)
         for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: nanoseconds >> (56 - 8 * index)) }
         return try! Envelope(ciphertext: bytes)
+    }
+
+    /// Waits until the relays use under 5% of a core over a quarter second (at most 30 s); returns
+    /// how long that took.
+    private func waitUntilIdle(_ relays: [RelayProcessHandle]) async -> Duration {
+        let start = ContinuousClock.now
+        var before = relays.map(\.cpuSeconds).reduce(0, +)
+        while ContinuousClock.now - start < .seconds(30) {
+            try? await Task.sleep(for: .milliseconds(250))
+            let now = relays.map(\.cpuSeconds).reduce(0, +)
+            if now - before < 0.05 * 0.25 { break }
+            before = now
+        }
+        return ContinuousClock.now - start
     }
 
     private func waitUntil(timeout: Double = 60, _ condition: () -> Bool) async {

@@ -115,6 +115,108 @@ struct GroupCommitWriterTests {
         #expect(seen.values.withLock { $0 } == [1, nil])
     }
 
+    /// Counts the pool's commits; a write that records the count learns which transaction it is in.
+    final class CommitCounter: TransactionObserver, Sendable {
+        let commits = Mutex(0)
+        func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { false }
+        func databaseDidChange(with event: DatabaseEvent) {}
+        func databaseDidCommit(_ db: Database) { commits.withLock { $0 += 1 } }
+        func databaseDidRollback(_ db: Database) {}
+    }
+
+    /// A writer whose first write holds its transaction open until `release` is signalled, so
+    /// that the test can queue writes behind it.
+    struct HeldWriter {
+        let pool: DatabasePool
+        let writer: GroupCommitWriter
+        let counter = CommitCounter()
+        let release = DispatchSemaphore(value: 0)
+        let held: Task<Void, any Error>
+
+        init(_ folder: ScratchFolder, pool: DatabasePool) async throws {
+            self.pool = pool
+            let counter = counter
+            try await pool.writeWithoutTransaction { db in db.add(transactionObserver: counter, extent: .databaseLifetime) }
+            writer = GroupCommitWriter(pool: pool)
+            let (writer, release) = (writer, release)
+            let started = Mutex(false)
+            held = Task {
+                try await writer.write { db in
+                    try db.execute(sql: "INSERT INTO item VALUES (0)")
+                    started.withLock { $0 = true }
+                    // On the writer's own thread, not on the test's.
+                    release.wait()
+                }
+            }
+            for _ in 0..<500 where !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+
+        /// Waits until `count` writes are queued behind the held one, then lets it finish.
+        func release(afterQueued count: Int) async throws {
+            for _ in 0..<500 where writer.queuedWrites < count { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(writer.queuedWrites == count)
+            release.signal()
+            try await held.value
+        }
+    }
+
+    @Test("A transaction takes every prompt write first, then deferrable rows up to its prompt rows (at least 64, at least one write)")
+    func deferrableWrites() async throws {
+        let folder = try ScratchFolder()
+        let held = try await HeldWriter(folder, pool: try openPool(folder))
+        final class Seen: Sendable { let writes = Mutex<[(name: String, transaction: Int)]>([]) }
+        let seen = Seen()
+        func write(_ name: String, _ turn: GroupCommitWriter.Turn) -> Task<Void, any Error> {
+            let (writer, counter) = (held.writer, held.counter)
+            return Task {
+                try await writer.write(turn: turn) { db in
+                    try db.execute(sql: "INSERT INTO item VALUES (1)")
+                    seen.writes.withLock { $0.append((name, counter.commits.withLock { $0 })) }
+                }
+            }
+        }
+        var tasks: [Task<Void, any Error>] = []
+        for (name, turn) in [("d1", GroupCommitWriter.Turn.deferrable(rows: 64)), ("d2", .deferrable(rows: 64)), ("p1", .prompt),
+                             ("d3", .deferrable(rows: 64)), ("p2", .prompt(rows: 100)), ("d4", .deferrable(rows: 500))] {
+            tasks.append(write(name, turn))
+            // Queued in this order.
+            for _ in 0..<500 where held.writer.queuedWrites < tasks.count { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        try await held.release(afterQueued: 6)
+        for task in tasks { try await task.value }
+        let first = held.counter.commits.withLock { $0 }
+        // The held write committed as transaction `first - 4`; then, in order:
+        // p1, p2 and d1 (101 prompt rows allow 101 deferrable ones: d1, not d2);
+        // d2 alone (64 rows allowed), d3 alone, and d4, too large for any allowance, alone.
+        let writes = seen.writes.withLock { $0 }
+        #expect(writes.map(\.name) == ["p1", "p2", "d1", "d2", "d3", "d4"])
+        #expect(writes.map(\.transaction) == [first - 4, first - 4, first - 4, first - 3, first - 2, first - 1])
+    }
+
+    @Test("A write that fails is undone alone: the others in its transaction commit, and it fails with its own error")
+    func failingWriteInBatch() async throws {
+        let folder = try ScratchFolder()
+        let held = try await HeldWriter(folder, pool: try openPool(folder))
+        struct Refused: Error {}
+        let writer = held.writer
+        let first = Task { try await writer.write { db in try db.execute(sql: "INSERT INTO item VALUES (1)") } }
+        for _ in 0..<500 where writer.queuedWrites < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let failing = Task {
+            try await writer.write { db in
+                try db.execute(sql: "INSERT INTO item VALUES (2)")
+                throw Refused()
+            }
+        }
+        for _ in 0..<500 where writer.queuedWrites < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        let last = Task { try await writer.write { db in try db.execute(sql: "INSERT INTO item VALUES (3)") } }
+        try await held.release(afterQueued: 3)
+        try await first.value
+        await #expect(throws: Refused.self) { try await failing.value }
+        try await last.value
+        let values = try await held.pool.read { db in try Int.fetchAll(db, sql: "SELECT value FROM item ORDER BY value") }
+        #expect(values == [0, 1, 3])
+    }
+
     @Test("Syncing a missing WAL is not an error; syncing a file that cannot be opened is, and says which")
     func syncFile() throws {
         let folder = try ScratchFolder()

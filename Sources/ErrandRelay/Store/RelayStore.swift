@@ -123,8 +123,8 @@ public protocol RelayStore: Sendable {
     func close() async throws
 }
 
-/// Envelopes a store deletes per transaction when expiring, so that a large backlog never holds
-/// writers (or mailbox locks) for long.
+/// Envelopes the PostgreSQL store deletes per transaction when expiring, so that a large backlog
+/// never holds writers (or mailbox locks) for long. (SQLite's one writer takes smaller chunks.)
 let expiryChunkSize = 2_000
 
 /// What the operator's audit (`errand-relay audit`) reads from a store.
