@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import Synchronization
 
@@ -5,7 +6,8 @@ import Synchronization
 /// disk), new writes queue up; the next transaction takes all of them. One failing write does
 /// not undo the others, and no caller hears back before the transaction holding its write has
 /// committed — and, with a ``WALSyncer``, until that commit is on disk, while the writer already
-/// runs the next transaction.
+/// runs the next transaction. Transactions run on a thread of the writer's own, which ends after
+/// a second without writes.
 ///
 /// Writes first run side by side in the transaction. Should one of them throw, the transaction
 /// is rolled back and the batch runs again with each write in a savepoint of its own. (A
@@ -17,7 +19,7 @@ import Synchronization
 /// ``deferredRowsPerTransaction`` when that is more. A post then never waits behind a large
 /// clean-up (at 5,000 posts/s, eight receivers acknowledging 64 envelopes each at once made one
 /// transaction of 7 ms), while clean-up still keeps pace with posts under full load.
-final class GroupCommitWriter: Sendable {
+final class GroupCommitWriter: @unchecked Sendable {
     /// How a write takes its turn.
     enum Turn: Sendable {
         /// Someone waits on it (a post, a registration): it goes into the next transaction.
@@ -73,7 +75,11 @@ final class GroupCommitWriter: Sendable {
     private let maximumBatch: Int
     private let syncer: WALSyncer?
     private let checkpointer: WALCheckpointer?
-    private let state = Mutex(State())
+    /// Guards `state`; the writer thread waits on it for work.
+    private let condition = NSCondition()
+    private var state = State()
+    /// How long the writer thread waits for more work before it ends (the next write starts one).
+    private static let writerLinger = 1.0
 
     /// - Parameters:
     ///   - syncer: makes each commit durable before its callers hear back; `nil` when the commit
@@ -129,42 +135,59 @@ final class GroupCommitWriter: Sendable {
                         continuation.resume(with: result)
                     }
                 })
-            let startDrain = state.withLock { state -> Bool in
-                switch turn {
-                case .prompt: state.prompt.append(pending)
-                case .deferrable: state.deferrable.append(pending)
-                }
-                guard !state.draining else { return false }
-                state.draining = true
-                return true
+            condition.lock()
+            switch turn {
+            case .prompt: state.prompt.append(pending)
+            case .deferrable: state.deferrable.append(pending)
             }
+            let startDrain = !state.draining
+            state.draining = true
+            condition.signal()
+            condition.unlock()
             if startDrain {
-                Task { await self.drain() }
+                // A thread of its own, calling GRDB synchronously: the transaction then runs on it,
+                // with no hop to GRDB's queue and back to the task pool for every batch.
+                let thread = Thread { self.drain() }
+                thread.name = "errand-writer"
+                thread.start()
             }
         }
     }
 
     /// Writes waiting for a transaction (for tests).
-    var queuedWrites: Int { state.withLock { $0.prompt.count + $0.deferrable.count } }
+    var queuedWrites: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return state.prompt.count + state.deferrable.count
+    }
 
-    /// Commits batches until the queue is empty.
-    private func drain() async {
+    /// The next batch; when there is none, waits a while for one. Empty: the thread is to end.
+    private func nextBatch() -> [Pending] {
+        condition.lock()
+        defer { condition.unlock() }
+        var batch = state.takeBatch(maximum: maximumBatch)
+        if batch.isEmpty {
+            _ = condition.wait(until: Date(timeIntervalSinceNow: Self.writerLinger))
+            batch = state.takeBatch(maximum: maximumBatch)
+            if batch.isEmpty { state.draining = false }
+        }
+        return batch
+    }
+
+    /// Commits batches until no write came for a while (on the writer thread).
+    private func drain() {
         while true {
-            let batch = state.withLock { state -> [Pending] in
-                let batch = state.takeBatch(maximum: maximumBatch)
-                if batch.isEmpty { state.draining = false }
-                return batch
-            }
+            let batch = nextBatch()
             guard !batch.isEmpty else { return }
             var transactionError: (any Error)?
             do {
                 do {
-                    try await pool.write { db in
+                    try pool.write { db in
                         for pending in batch { try pending.perform(db, false) }
                     }
                 } catch is WriteFailed {
                     // Rolled back: again, each write in a savepoint (the failed one fails alone).
-                    try await pool.write { db in
+                    try pool.write { db in
                         for pending in batch { try pending.perform(db, true) }
                     }
                 }
@@ -185,7 +208,7 @@ final class GroupCommitWriter: Sendable {
                 for pending in batch { pending.finish(transactionError) }
             }
             if let checkpointer, checkpointer.wantsRestart {
-                try? await pool.writeWithoutTransaction { db in checkpointer.restartIfWanted(on: db) }
+                try? pool.writeWithoutTransaction { db in checkpointer.restartIfWanted(on: db) }
             }
         }
     }
