@@ -24,10 +24,28 @@ struct ConnectionLimitTests {
                     socket.send("a")
                 }
             }
-            // The relay gives up on the body: the request is refused and the connection ends.
-            _ = socket.read()
+            // The relay gives up on the body: the request is refused, saying why.
+            let answer = try await offPool { socket.read() }
             trickle.cancel()
+            #expect(answer.contains("400 Bad Request"))
+            #expect(answer.contains("did not arrive within 1 seconds"))
             #expect(Date().timeIntervalSince(started) < 6)
+            #expect(try await relay.client.fetch(owner: owner.key).envelopes.isEmpty)
+        }
+    }
+
+    @Test("A request body that stops arriving is cut off after the idle timeout")
+    func stalledBody() async throws {
+        try await TestRelay.with({ $0.idleTimeoutSeconds = 1 }) { relay in
+            let owner = try await Owner.register(on: relay)
+            let socket = try RawSocket(port: port(relay.url))
+            socket.send("POST /v1/mailboxes/\(owner.mailbox)/envelopes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(owner.token.bearer)\r\nContent-Length: 300\r\n\r\n")
+            socket.send(String(repeating: "a", count: 10))
+            let started = Date()
+            // Nothing more is sent: the connection is closed, and nothing is stored.
+            let answer = try await offPool { socket.read() }
+            #expect(!answer.contains("201"))
+            #expect(Date().timeIntervalSince(started) < 4)
             #expect(try await relay.client.fetch(owner: owner.key).envelopes.isEmpty)
         }
     }

@@ -42,7 +42,7 @@ struct EnvelopeRoutes {
         let token: SendToken
         do { token = try SendToken(bearer: bearer) } catch { throw core.refuse(.unauthenticated, error.description) }
         try await core.limitMailbox(mailbox, token: token.hash)
-        let bytes = try await core.body(request, limit: core.configuration.maximumEnvelopeBytes)
+        let bytes = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
         let envelope = try core.envelope(bytes)
         let now = core.nowSeconds
         let incoming = IncomingEnvelope(mailbox: mailbox, id: envelope.id, encoded: bytes, storedAt: now,
@@ -66,7 +66,7 @@ struct EnvelopeRoutes {
     /// batch's later items for that mailbox are `not_attempted`, so a mailbox keeps its order.
     private func postBatch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let started = ContinuousClock.now
-        let body = try await core.body(request, limit: EnvelopeBatch.maximumBodyBytes)
+        let body = try await core.body(request, context, limit: EnvelopeBatch.maximumBodyBytes)
         let batch: EnvelopeBatch
         do { batch = try EnvelopeBatch(parsing: body) } catch { throw core.refuse(.badRequest, error.description) }
         // Each envelope counts as a request for the per-address limit (the request itself was
@@ -145,7 +145,7 @@ struct EnvelopeRoutes {
 
     private func fetch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         let query = request.uri.queryParameters
         let after = query.get("after", as: Int64.self) ?? 0
         let limit = min(max(query.get("limit", as: Int.self) ?? 100, 1), Self.maximumFetch)
@@ -164,7 +164,7 @@ struct EnvelopeRoutes {
 
     private func acknowledge(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        let body = try await core.body(request, limit: 64 * 1024)
+        let body = try await core.body(request, context, limit: 64 * 1024)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
         let payload = try core.decode(AckRequest.self, from: body)
         guard payload.ids.count <= LiveFrame.maximumAcknowledgements else {

@@ -27,7 +27,7 @@ struct MailboxRoutes {
     }
 
     private func create(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let body = try await core.body(request, limit: 4096)
+        let body = try await core.body(request, context, limit: 4096)
         let payload = try core.decode(CreateRequest.self, from: body)
         guard let keyBytes = try? ByteEncoding.bytes(base64URL: payload.key), let owner = try? Ed25519.PublicKey(bytes: keyBytes) else {
             throw core.refuse(.badRequest, "\"key\" must be a base64url Ed25519 public key")
@@ -73,7 +73,7 @@ struct MailboxRoutes {
 
     private func close(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         _ = try await core.store.deleteMailbox(mailbox)
         core.logger.info("mailbox closed", metadata: ["mailbox": "\(mailbox.logPrefix)"])
         return Response(status: .noContent)
@@ -81,7 +81,7 @@ struct MailboxRoutes {
 
     private func listTokens(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         let tokens = try await core.store.sendTokens(of: mailbox)
         return try json(TokensResponse(tokens: tokens.map(\.description)))
     }
@@ -89,7 +89,7 @@ struct MailboxRoutes {
     private func addToken(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let hash = try tokenHash(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         try await core.store.addSendToken(hash, to: mailbox, now: core.nowSeconds)
         return Response(status: .noContent)
     }
@@ -97,7 +97,7 @@ struct MailboxRoutes {
     private func removeToken(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let hash = try tokenHash(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         guard try await core.store.removeSendToken(hash, from: mailbox) else {
             throw core.refuse(.notFound, "no such send token for this mailbox")
         }

@@ -27,7 +27,7 @@ struct PairingRoutes {
 
     private func create(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        let body = try await core.body(request, limit: 1024)
+        let body = try await core.body(request, context, limit: 1024)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
         let payload = try core.decode(CreateRequest.self, from: body)
         guard let bytes = try? ByteEncoding.bytes(base64URL: payload.slot), let slot = try? PairingSlotID(bytes: bytes) else {
@@ -51,7 +51,7 @@ struct PairingRoutes {
     private func readRequest(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let slot = try core.slotParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         switch try await core.store.slotRequest(slot, owner: mailbox, now: core.nowSeconds) {
         case .value(let bytes): return octets(bytes)
         case .empty: return Response(status: .noContent)
@@ -62,7 +62,7 @@ struct PairingRoutes {
     private func putReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let slot = try core.slotParameter(context)
-        let body = try await core.body(request, limit: core.configuration.maximumEnvelopeBytes)
+        let body = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
         _ = try core.envelope(body)
         switch try await core.store.putSlotReply(slot, owner: mailbox, reply: body, now: core.nowSeconds) {
@@ -75,7 +75,7 @@ struct PairingRoutes {
     private func cancel(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let slot = try core.slotParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, limit: 0))
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
         guard try await core.store.deleteSlot(slot, owner: mailbox) else {
             throw core.refuse(.notFound, "no such pairing slot")
         }
@@ -85,7 +85,7 @@ struct PairingRoutes {
     private func putRequest(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let slot = try core.slotParameter(context)
         let claim = try claimHash(request)
-        let body = try await core.body(request, limit: core.configuration.maximumEnvelopeBytes)
+        let body = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
         _ = try core.envelope(body)
         switch try await core.store.putSlotRequest(slot, request: body, claim: claim, now: core.nowSeconds) {
         case .accepted: return Response(status: .created)

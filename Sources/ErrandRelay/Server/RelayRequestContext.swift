@@ -7,10 +7,13 @@ public struct RelayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The TCP peer (nil in in-process tests).
     public let remoteAddress: SocketAddress?
+    /// The request's connection.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// Largest JSON body a route decodes.
