@@ -251,6 +251,10 @@ struct RelayRouteTests {
             #expect(metrics.status == 200)
             #expect(metrics.body.contains("errand_relay_envelopes_stored_total 1"))
             #expect(metrics.body.contains("errand_relay_refusals_total{reason=\"forbidden\"} 1"))
+            // SQLite's write-ahead log: the post is in it, and no checkpoint has failed.
+            let walPages = metrics.body.split(separator: "\n").first { $0.hasPrefix("errand_relay_wal_pages ") }
+            #expect((walPages?.split(separator: " ").last).flatMap { Double($0) } ?? 0 > 0, "\(walPages ?? "no errand_relay_wal_pages")")
+            #expect(metrics.body.contains("errand_relay_wal_checkpoint_failures 0"))
             // Metrics never carry ids.
             #expect(!metrics.body.contains(owner.mailbox.description))
             let unknown = try await raw("GET", "\(relay.url)/v2/nothing")

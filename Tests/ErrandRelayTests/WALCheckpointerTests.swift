@@ -55,6 +55,7 @@ struct WALCheckpointerTests {
         try await writePages(2000)
         #expect(walSize(path) <= max(settled, 500 * 4096), "the log grew from \(settled) to \(walSize(path)) bytes")
         #expect(checkpointer.status.lastError == nil)
+        #expect(checkpointer.status.failures == 0)
         #expect(try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item") ?? 0 } >= 4000)
 
         try await pool.writeWithoutTransaction { db in checkpointer.uninstall(from: db) }

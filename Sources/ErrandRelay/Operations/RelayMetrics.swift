@@ -13,6 +13,10 @@ final class RelayMetrics: Sendable {
     private let liveConnections: Gauge
     private let storeLatency: DurationHistogram
     private let refusals: [RelayErrorCode: Counter]
+    private let walPages: Gauge
+    private let walCheckpoints: Gauge
+    private let walRestarts: Gauge
+    private let walCheckpointFailures: Gauge
 
     init() {
         envelopesStored = registry.makeCounter(descriptor: Self.name("envelopes_stored", "total", "Envelopes stored (acknowledged to their sender)."))
@@ -31,6 +35,11 @@ final class RelayMetrics: Sendable {
                                                   labels: [("reason", code.rawValue)])
         }
         self.refusals = refusals
+        walPages = registry.makeGauge(descriptor: Self.name("wal_pages", "", "Pages in SQLite's write-ahead log after the last commit."))
+        walCheckpoints = registry.makeGauge(descriptor: Self.name("wal_checkpoints", "", "Passive checkpoints of the write-ahead log since start."))
+        walRestarts = registry.makeGauge(descriptor: Self.name("wal_restarts", "", "Times the write-ahead log was made to start over since start."))
+        walCheckpointFailures = registry.makeGauge(descriptor: Self.name(
+            "wal_checkpoint_failures", "", "Checkpoints of the write-ahead log that failed since start; while they fail, the log grows."))
     }
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -49,6 +58,14 @@ final class RelayMetrics: Sendable {
     func connectionOpened() { liveConnections.increment() }
     func connectionClosed() { liveConnections.decrement() }
     func refused(_ code: RelayErrorCode) { refusals[code]?.increment() }
+
+    /// Takes the write-ahead log's figures (read when `/metrics` is asked for).
+    func record(_ log: WriteAheadLogStatus) {
+        walPages.set(Int64(log.logPages))
+        walCheckpoints.set(Int64(log.checkpoints))
+        walRestarts.set(Int64(log.restarts))
+        walCheckpointFailures.set(Int64(log.failures))
+    }
 
     /// The Prometheus text exposition.
     func exposition() -> [UInt8] { registry.emitToBuffer() }

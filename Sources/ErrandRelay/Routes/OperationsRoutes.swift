@@ -19,7 +19,8 @@ struct OperationsRoutes {
             return try json(Health(status: "ok", liveConnections: core.hub.connectionCount))
         }
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            if let log = core.store.writeAheadLog { core.metrics.record(log) }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(bytes: core.metrics.exposition())))
         }
     }

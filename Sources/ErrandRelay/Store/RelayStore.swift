@@ -119,6 +119,8 @@ public protocol RelayStore: Sendable {
 
     /// Totals for metrics and the operator.
     func statistics() async throws -> StoreStatistics
+    /// The write-ahead log's checkpoints, where the store keeps one itself (SQLite); else nil.
+    var writeAheadLog: WriteAheadLogStatus? { get }
     /// Finishes pending writes and closes the store.
     func close() async throws
 }
@@ -297,6 +299,21 @@ public enum SlotRead: Sendable, Equatable {
 }
 
 /// Totals kept by the store.
+/// How a store's write-ahead log is kept short (SQLite's), for `/metrics`.
+public struct WriteAheadLogStatus: Sendable, Equatable {
+    /// Passive checkpoints run.
+    public var checkpoints: Int
+    /// Times the log was made to start over.
+    public var restarts: Int
+    /// Checkpoints that failed (not those that only waited too long for readers). While they
+    /// fail, the log grows.
+    public var failures: Int
+    /// The last failure's message.
+    public var lastError: String?
+    /// The log's length in pages after the last commit.
+    public var logPages: Int
+}
+
 public struct StoreStatistics: Sendable, Equatable {
     public var mailboxes: Int
     public var envelopes: Int
@@ -309,4 +326,8 @@ public struct StoreStatistics: Sendable, Equatable {
         self.envelopeBytes = envelopeBytes
         self.slots = slots
     }
+}
+
+extension RelayStore {
+    public var writeAheadLog: WriteAheadLogStatus? { nil }
 }

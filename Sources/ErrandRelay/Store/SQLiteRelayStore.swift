@@ -822,6 +822,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     /// WAL syncs made after commits so far (0 with ``Durability/normal``), for checks and tests.
     public var walSyncCount: Int { syncer?.syncCount ?? 0 }
 
+    public var writeAheadLog: WriteAheadLogStatus? { checkpointer.status }
+
     public func close() async throws {
         try leafIndex.close()
         var uninstallError: (any Error)?

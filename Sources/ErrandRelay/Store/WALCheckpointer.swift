@@ -50,6 +50,8 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     static let firstRestartBackoff: Duration = .milliseconds(250)
     static let longestRestartBackoff: Duration = .seconds(8)
     private var lastError: String?
+    /// Checkpoints (passive or restart) that failed other than by waiting too long.
+    private var failures = 0
     /// Failures are logged, at most once a minute: a checkpoint that keeps failing lets the log grow.
     private let logger: Logger?
     private var lastLogged: ContinuousClock.Instant?
@@ -121,11 +123,12 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         condition.unlock()
     }
 
-    /// Passive checkpoints and successful restarts so far, and the last failure (for tests and checks).
-    var status: (checkpoints: Int, restarts: Int, lastError: String?) {
+    /// Passive checkpoints and successful restarts so far, the failures and the last one, and
+    /// the log's length after the last commit (for `/metrics`, tests and checks).
+    var status: WriteAheadLogStatus {
         condition.lock()
         defer { condition.unlock() }
-        return (checkpoints, restarts, lastError)
+        return WriteAheadLogStatus(checkpoints: checkpoints, restarts: restarts, failures: failures, lastError: lastError, logPages: Int(logPages))
     }
 
     private func run() {
@@ -166,6 +169,7 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     /// one was logged in the last minute.
     private func failed(_ message: String, pages: Int32) -> (() -> Void)? {
         lastError = message
+        failures += 1
         let now = ContinuousClock.now
         guard lastLogged.map({ now - $0 > .seconds(60) }) ?? true else { return nil }
         lastLogged = now
