@@ -5,6 +5,7 @@ import Foundation
 public import Logging
 public import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// The relay's HTTP API for hosts and companions: mailboxes, send tokens, envelopes, pairing
 /// slots. Owner requests are signed (``RequestSignature``); posts carry a send token only.
@@ -20,6 +21,8 @@ public struct RelayClient: Sendable {
     public var maximumAttempts = 5
     /// Per-request timeout.
     public var timeout: TimeAmount = .seconds(30)
+    /// The relay's verifier key, which signed requests name (fetched once, shared by copies).
+    private let identity = RelayIdentity()
 
     /// The HTTP client relay clients share unless given one: it does not retry refused
     /// connections itself (``RelayClient`` retries with its own backoff, so an unreachable relay
@@ -346,6 +349,17 @@ public struct RelayClient: Sendable {
         let body: [UInt8]
     }
 
+    /// The relay's verifier key, as signed requests name it: from `/v1/log/key` the first time.
+    func relayIdentity() async throws(RelayClientError) -> String {
+        if let known = identity.value.withLock({ $0 }) { return known }
+        let fetched = try await auditVerifierKey()
+        guard !fetched.isEmpty, !fetched.contains("\n") else {
+            throw RelayClientError(.protocolViolation, "the relay's /v1/log/key answer is not a verifier key")
+        }
+        identity.value.withLock { $0 = fetched }
+        return fetched
+    }
+
     /// Sends a request (signed when `signer` is given), retrying transient failures when `retry`.
     func send(_ method: HTTPMethod, _ pathAndQuery: String, body: [UInt8] = [], signer: Ed25519.SecretKey? = nil,
               headers: [(String, String)] = [], retry: Bool = true) async throws(RelayClientError) -> RawResponse {
@@ -354,6 +368,11 @@ public struct RelayClient: Sendable {
         while true {
             do {
                 return try await sendOnce(method, pathAndQuery, body: body, signer: signer, headers: headers)
+            } catch where signer != nil && error.code == .unauthenticated && attempt == 1 && identity.value.withLock({ $0 }) != nil {
+                // Signed for the relay's key as it was when first fetched: the relay may have a new
+                // one (a new installation at the same address). Fetch it again and sign once more.
+                identity.value.withLock { $0 = nil }
+                attempt += 1
             } catch {
                 guard retry, error.isTransient, attempt < maximumAttempts else { throw error }
                 let delay = error.retryAfterSeconds.map { Duration.seconds($0) } ?? backoff.next()
@@ -371,7 +390,8 @@ public struct RelayClient: Sendable {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let signer {
             // Signed afresh on every attempt: each try needs its own nonce.
-            let signature = RequestSignature(signing: method.rawValue, pathAndQuery: pathAndQuery, body: body, with: signer)
+            let signature = RequestSignature(signing: method.rawValue, pathAndQuery: pathAndQuery, body: body,
+                                             for: try await relayIdentity(), with: signer)
             for (name, value) in signature.headers { request.headers.add(name: name, value: value) }
         }
         if !body.isEmpty {
@@ -423,4 +443,9 @@ public struct RelayClient: Sendable {
         let text = String(describing: error)
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
+}
+
+/// The relay's verifier key once known, shared by the copies of a ``RelayClient``.
+private final class RelayIdentity: Sendable {
+    let value = Mutex<String?>(nil)
 }

@@ -2,6 +2,7 @@ import ErrandCrypto
 import ErrandProtocol
 import ErrandRelay
 import ErrandRelayClient
+import ErrandTransparency
 import Foundation
 import Testing
 
@@ -91,12 +92,16 @@ struct RelayRouteTests {
         }
     }
 
-    @Test("Owner requests: unsigned, tampered, stale, replayed and foreign signatures are refused")
+    @Test("Owner requests: unsigned, tampered, stale, replayed, foreign and other relays' signatures are refused")
     func ownerAuthentication() async throws {
         try await TestRelay.with { relay in
             let owner = try await Owner.register(on: relay)
             let path = "/v1/mailboxes/\(owner.mailbox)/envelopes?after=0&limit=10"
             #expect(try await raw("GET", relay.url + path).status == 401)
+            let identity = try await relay.client.auditVerifierKey()
+            func signedHeaders(_ method: String, _ pathAndQuery: String, key: Ed25519.SecretKey, now: Date = Date()) -> [(String, String)] {
+                ErrandRelayTests.signedHeaders(method, pathAndQuery, for: identity, key: key, now: now)
+            }
 
             let headers = signedHeaders("GET", path, key: owner.key)
             #expect(try await raw("GET", relay.url + path, headers: headers).status == 200)
@@ -114,6 +119,15 @@ struct RelayRouteTests {
 
             let stranger = try await raw("GET", relay.url + path, headers: signedHeaders("GET", path, key: Ed25519.SecretKey()))
             #expect(stranger.status == 403)
+
+            // Signed, by the owner, for another relay (where the key may own a mailbox too): a
+            // request captured there cannot be replayed here.
+            let otherRelay = try NoteSigner(name: "errand-relay/elsewhere", secretKey: Ed25519.SecretKey()).verifier.description
+            let elsewhere = try await raw("GET", relay.url + path,
+                                          headers: ErrandRelayTests.signedHeaders("GET", path, for: otherRelay, key: owner.key))
+            #expect(elsewhere.status == 401)
+            #expect(elsewhere.body.contains("name this relay"))
+            #expect(try await relay.client.fetch(owner: owner.key).envelopes.isEmpty)
 
             // A mailbox that does not exist.
             let ghost = Ed25519.SecretKey()

@@ -3,17 +3,21 @@ public import Foundation
 
 /// Authenticates a request to the relay as the owner of an Ed25519 key, without a session:
 /// every request carries its own signature, a timestamp and a fresh nonce, so a captured request
-/// cannot be replayed (the relay remembers nonces for the whole validity window).
+/// cannot be replayed (the relay remembers nonces for the whole validity window), and names the
+/// relay it is for, so it cannot be replayed at another relay where the key owns a mailbox too.
 ///
 /// Headers: `Errand-Key` (base64url public key), `Errand-Timestamp` (Unix seconds),
 /// `Errand-Nonce` (base64url of 16 random bytes), `Errand-Signature` (base64url Ed25519 signature) over
 ///
 /// ```
-/// "errand-relay-request-v1" LF METHOD LF PATH-AND-QUERY LF TIMESTAMP LF NONCE LF hex(SHA-256(body))
+/// "errand-relay-request-v2" LF RELAY LF METHOD LF PATH-AND-QUERY LF TIMESTAMP LF NONCE LF hex(SHA-256(body))
 /// ```
+///
+/// where RELAY is the relay's audit-log verifier key exactly as `GET /v1/log/key` serves it
+/// (`name+hash+key`, without the line end).
 public struct RequestSignature: Sendable, Equatable {
     /// Domain-separation label, the first line of the signed text.
-    public static let label = "errand-relay-request-v1"
+    public static let label = "errand-relay-request-v2"
     /// How far a timestamp may be from the relay's clock, either way.
     public static let maximumClockSkew: TimeInterval = 120
     /// Nonce length: 16 bytes.
@@ -33,14 +37,14 @@ public struct RequestSignature: Sendable, Equatable {
     /// The 64-byte signature.
     public let signature: [UInt8]
 
-    /// Signs a request.
-    public init(signing method: String, pathAndQuery: String, body: [UInt8], with key: Ed25519.SecretKey, now: Date = Date()) {
+    /// Signs a request for the relay whose verifier key is `relay`.
+    public init(signing method: String, pathAndQuery: String, body: [UInt8], for relay: String, with key: Ed25519.SecretKey, now: Date = Date()) {
         let timestamp = Int64(now.timeIntervalSince1970)
         let nonce = ByteEncoding.base64URL(SecureRandom.bytes(count: Self.nonceLength))
         self.key = key.publicKey
         self.timestamp = timestamp
         self.nonce = nonce
-        self.signature = key.signature(for: Self.message(method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body))
+        self.signature = key.signature(for: Self.message(relay: relay, method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body))
     }
 
     /// Reads the four headers (values as received).
@@ -77,23 +81,24 @@ public struct RequestSignature: Sendable, Equatable {
         ]
     }
 
-    /// Checks the signature over this request and the timestamp against `now`.
-    /// (Nonce freshness is the relay's job: it must remember nonces for ``maximumClockSkew`` × 2.)
+    /// Checks the signature over this request for the relay `relay` (its verifier key), and the
+    /// timestamp against `now`. (Nonce freshness is the relay's job: it must remember nonces for
+    /// ``maximumClockSkew`` × 2.)
     /// - Throws: ``RelayProtocolError`` for a stale timestamp or a bad signature.
-    public func verify(method: String, pathAndQuery: String, body: [UInt8], now: Date = Date()) throws(RelayProtocolError) {
+    public func verify(method: String, pathAndQuery: String, body: [UInt8], relay: String, now: Date = Date()) throws(RelayProtocolError) {
         let skew = now.timeIntervalSince1970 - TimeInterval(timestamp)
         guard abs(skew) <= Self.maximumClockSkew else {
             throw RelayProtocolError("the request was signed \(Int(abs(skew))) seconds \(skew > 0 ? "ago" : "in the future"); check this device's clock")
         }
-        let message = Self.message(method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body)
+        let message = Self.message(relay: relay, method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonce, body: body)
         guard key.isValidSignature(signature, for: message) else {
-            throw RelayProtocolError("the request signature does not verify")
+            throw RelayProtocolError("the request signature does not verify (it must cover this request and name this relay's key, \(relay.prefix(64)); clients of protocol v1 must be updated)")
         }
     }
 
     /// The exact bytes that are signed.
-    public static func message(method: String, pathAndQuery: String, timestamp: Int64, nonce: String, body: [UInt8]) -> [UInt8] {
-        let text = [label, method.uppercased(), pathAndQuery, String(timestamp), nonce, ByteEncoding.hex(SHA256.hash(body))]
+    public static func message(relay: String, method: String, pathAndQuery: String, timestamp: Int64, nonce: String, body: [UInt8]) -> [UInt8] {
+        let text = [label, relay, method.uppercased(), pathAndQuery, String(timestamp), nonce, ByteEncoding.hex(SHA256.hash(body))]
             .joined(separator: "\n")
         return Array(text.utf8)
     }

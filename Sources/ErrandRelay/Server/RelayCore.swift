@@ -1,5 +1,6 @@
 import ErrandCrypto
 import ErrandProtocol
+import ErrandTransparency
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -21,10 +22,13 @@ final class RelayCore: Sendable {
     let storePublishesArrivals: Bool
 
     let audit: AuditLog
+    /// The audit log's verifier key (`name+hash+key`): the relay's name in signed requests.
+    let identity: String
 
     init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger, audit: AuditLog,
          clock: @escaping @Sendable () -> Date = Date.init) {
         self.audit = audit
+        identity = audit.signer.verifier.description
         self.configuration = configuration
         self.store = store
         self.metrics = metrics
@@ -81,7 +85,8 @@ final class RelayCore: Sendable {
             signature = try RequestSignature(
                 key: request.headers[.errandKey], timestamp: request.headers[.errandTimestamp],
                 nonce: request.headers[.errandNonce], signature: request.headers[.errandSignature])
-            try signature.verify(method: request.method.rawValue, pathAndQuery: request.head.path ?? "/", body: body, now: now)
+            try signature.verify(method: request.method.rawValue, pathAndQuery: request.head.path ?? "/", body: body,
+                                 relay: identity, now: now)
         } catch {
             throw refuse(.unauthenticated, error.description)
         }

@@ -102,8 +102,9 @@ func raw(_ method: String, _ url: String, headers: [(String, String)] = [], body
 }
 
 /// Signed headers for a raw request.
-func signedHeaders(_ method: String, _ pathAndQuery: String, body: [UInt8] = [], key: Ed25519.SecretKey, now: Date = Date()) -> [(String, String)] {
-    RequestSignature(signing: method, pathAndQuery: pathAndQuery, body: body, with: key, now: now).headers.map { ($0.name, $0.value) }
+func signedHeaders(_ method: String, _ pathAndQuery: String, body: [UInt8] = [], for relay: String, key: Ed25519.SecretKey,
+                   now: Date = Date()) -> [(String, String)] {
+    RequestSignature(signing: method, pathAndQuery: pathAndQuery, body: body, for: relay, with: key, now: now).headers.map { ($0.name, $0.value) }
 }
 
 /// Expects `operation` to be refused by the relay with `code`; returns the error.
