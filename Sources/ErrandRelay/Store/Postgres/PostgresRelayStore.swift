@@ -182,32 +182,28 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
     }
 
     public func storeEnvelopes(_ posts: [EnvelopePost], quota: MailboxQuota) async throws -> [StoreOutcome?] {
-        let logger = self.logger
-        let queries = posts.map { storeQuery($0.envelope, sendToken: $0.sendToken, quota: quota) }
-        let mailboxes = Set(posts.map(\.envelope.mailbox.bytes)).sorted { $0.lexicographicallyPrecedes($1) }.map(bytea)
-        return try await transaction { connection in
-            // Every mailbox of the batch is locked first, in one order, so that two batches
-            // naming the same mailboxes in different orders cannot deadlock.
-            try await connection.query("SELECT 1 FROM mailbox WHERE id = ANY(\(mailboxes)) ORDER BY id FOR UPDATE", logger: logger)
-            var refused: Set<MailboxID> = []
-            var outcomes: [StoreOutcome?] = []
-            for (post, query) in zip(posts, queries) {
-                guard !refused.contains(post.envelope.mailbox) else {
-                    outcomes.append(nil)
-                    continue
-                }
-                guard let row = try await connection.query(query, logger: logger).collect().first else {
-                    throw PostgresStoreError("errand_store_envelope returned nothing")
-                }
-                let outcome = try Self.outcome(row)
-                switch outcome {
-                case .stored, .duplicate: break
-                case .forbidden, .quotaExceeded: refused.insert(post.envelope.mailbox)
-                }
-                outcomes.append(outcome)
-            }
-            return outcomes
+        guard !posts.isEmpty else { return [] }
+        // One statement, so one round trip and one transaction: see migration "v3:
+        // store_envelopes function" (it locks the batch's mailboxes in one order first).
+        let envelopes = posts.map(\.envelope)
+        let digests = envelopes.map { SHA256.hash($0.encoded) }
+        let leaves: [ByteBuffer]? = auditLog ? zip(envelopes, digests).map { envelope, digest in
+            bytea(AuditLeaf(event: .stored, mailbox: envelope.mailbox, envelopeID: envelope.id, envelopeDigest: digest, time: envelope.storedAt).bytes)
+        } : nil
+        let rows = try await rows("""
+            SELECT result_index, result_outcome, result_seq FROM errand_store_envelopes(
+                \(envelopes.map { bytea($0.mailbox.bytes) }), \(posts.map { bytea($0.sendToken.bytes) }),
+                \(envelopes.map { bytea($0.id.bytes) }), \(envelopes.map { bytea($0.encoded) }), \(digests.map(bytea)),
+                \(envelopes.map(\.storedAt)), \(envelopes.map(\.expiresAt)),
+                \(Int64(quota.maximumEnvelopes)), \(Int64(quota.maximumBytes)), \(leaves))
+            """)
+        var outcomes = [StoreOutcome?](repeating: nil, count: posts.count)
+        for row in rows {
+            let (index, outcome, sequence) = try row.decode((Int32, String, Int64).self)
+            guard (1...posts.count).contains(Int(index)) else { throw PostgresStoreError("errand_store_envelopes returned item \(index) of \(posts.count)") }
+            if outcome != "not_attempted" { outcomes[Int(index) - 1] = try Self.outcome(outcome, sequence: sequence) }
         }
+        return outcomes
     }
 
     /// The call of `errand_store_envelope` that stores one envelope with its audit leaf.
@@ -225,6 +221,10 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
 
     private static func outcome(_ row: PostgresRow) throws -> StoreOutcome {
         let (outcome, sequence) = try row.decode((String, Int64).self)
+        return try Self.outcome(outcome, sequence: sequence)
+    }
+
+    private static func outcome(_ outcome: String, sequence: Int64) throws -> StoreOutcome {
         switch outcome {
         case "stored": return .stored(sequence: sequence)
         case "duplicate": return .duplicate(sequence: sequence)

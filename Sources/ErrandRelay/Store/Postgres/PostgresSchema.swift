@@ -157,6 +157,36 @@ enum PostgresSchema {
             $$
             """,
         ]),
+        // A batch of envelopes in one round trip (and one implicit transaction): every mailbox
+        // of the batch locked first, in one order, then each item through errand_store_envelope;
+        // after a refusal for a mailbox, its later items are 'not_attempted'.
+        ("v3: store_envelopes function", [
+            """
+            CREATE FUNCTION errand_store_envelopes(
+                p_mailboxes bytea[], p_tokens bytea[], p_ids bytea[], p_bodies bytea[], p_digests bytea[],
+                p_stored_at bigint[], p_expires_at bigint[], p_max_count bigint, p_max_bytes bigint, p_leaves bytea[])
+            RETURNS TABLE (result_index integer, result_outcome text, result_seq bigint) LANGUAGE plpgsql AS $$
+            DECLARE
+                v_refused bytea[] := '{}';
+                v_outcome text;
+                v_seq bigint;
+            BEGIN
+                PERFORM 1 FROM mailbox WHERE id = ANY(p_mailboxes) ORDER BY id FOR UPDATE;
+                FOR i IN 1 .. coalesce(array_length(p_mailboxes, 1), 0) LOOP
+                    IF p_mailboxes[i] = ANY(v_refused) THEN
+                        RETURN QUERY SELECT i, 'not_attempted'::text, 0::bigint;
+                        CONTINUE;
+                    END IF;
+                    SELECT s.result_outcome, s.result_seq INTO v_outcome, v_seq FROM errand_store_envelope(
+                        p_mailboxes[i], p_tokens[i], p_ids[i], p_bodies[i], p_digests[i], p_stored_at[i], p_expires_at[i],
+                        p_max_count, p_max_bytes, p_leaves[i]) s;
+                    IF v_outcome NOT IN ('stored', 'duplicate') THEN v_refused := v_refused || p_mailboxes[i]; END IF;
+                    RETURN QUERY SELECT i, v_outcome, v_seq;
+                END LOOP;
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// Applies the migrations that are missing.
