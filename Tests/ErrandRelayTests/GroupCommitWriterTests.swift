@@ -133,11 +133,11 @@ struct GroupCommitWriterTests {
         let release = DispatchSemaphore(value: 0)
         let held: Task<Void, any Error>
 
-        init(_ folder: ScratchFolder, pool: DatabasePool) async throws {
+        init(_ folder: ScratchFolder, pool: DatabasePool, maximumBatch: Int = 1024) async throws {
             self.pool = pool
             let counter = counter
             try await pool.writeWithoutTransaction { db in db.add(transactionObserver: counter, extent: .databaseLifetime) }
-            writer = GroupCommitWriter(pool: pool)
+            writer = GroupCommitWriter(pool: pool, maximumBatch: maximumBatch)
             let (writer, release) = (writer, release)
             let started = Mutex(false)
             held = Task {
@@ -191,6 +191,34 @@ struct GroupCommitWriterTests {
         let writes = seen.writes.withLock { $0 }
         #expect(writes.map(\.name) == ["p1", "p2", "d1", "d2", "d3", "d4"])
         #expect(writes.map(\.transaction) == [first - 4, first - 4, first - 4, first - 3, first - 2, first - 1])
+    }
+
+    @Test("Deferrable writes go within their allowance of rows even when prompt ones fill the batch")
+    func deferrableWritesBeyondMaximum() async throws {
+        let folder = try ScratchFolder()
+        let held = try await HeldWriter(folder, pool: try openPool(folder), maximumBatch: 2)
+        final class Seen: Sendable { let writes = Mutex<[(name: String, transaction: Int)]>([]) }
+        let seen = Seen()
+        var tasks: [Task<Void, any Error>] = []
+        for (name, turn) in [("p1", GroupCommitWriter.Turn.prompt), ("p2", .prompt), ("p3", .prompt),
+                             ("d1", .deferrable(rows: 10)), ("d2", .deferrable(rows: 10))] {
+            let (writer, counter) = (held.writer, held.counter)
+            tasks.append(Task {
+                try await writer.write(turn: turn) { db in
+                    try db.execute(sql: "INSERT INTO item VALUES (1)")
+                    seen.writes.withLock { $0.append((name, counter.commits.withLock { $0 })) }
+                }
+            })
+            for _ in 0..<500 where held.writer.queuedWrites < tasks.count { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        try await held.release(afterQueued: 5)
+        for task in tasks { try await task.value }
+        let first = held.counter.commits.withLock { $0 }
+        // Two prompt writes fill the batch; both deferrable ones (20 rows of 64 allowed) join
+        // them; p3 goes next.
+        let writes = seen.writes.withLock { $0 }
+        #expect(writes.map(\.name) == ["p1", "p2", "d1", "d2", "p3"])
+        #expect(writes.map(\.transaction) == [first - 2, first - 2, first - 2, first - 2, first - 1])
     }
 
     @Test("A write that fails is undone alone: the others in its transaction commit, and it fails with its own error")

@@ -62,34 +62,4 @@ struct WALCheckpointerTests {
         checkpointer.stop()
         try pool.close()
     }
-
-    @Test("Once the log is long enough, commits start a passive checkpoint only after a quarter of that length more")
-    func passiveCheckpointSpacing() async throws {
-        let folder = try ScratchFolder()
-        let path = folder.path + "/test.sqlite"
-        let pool = try DatabasePool(path: path)
-        try await pool.write { db in try db.execute(sql: "CREATE TABLE item (id INTEGER PRIMARY KEY, body BLOB NOT NULL)") }
-        // A reader holds a snapshot, so the log cannot start over: it only grows.
-        let pinned = try pool.makeSnapshot()
-        let checkpointer = try WALCheckpointer(path: path, passivePages: 400, restartPages: 100_000, writerBusyTimeout: 5_000)
-        try await pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
-        let body = Data(repeating: 7, count: 4000)  // about one page per row
-        // 1,000 commits of one page or so each, past the 400 pages from which checkpoints start.
-        for _ in 0..<1000 {
-            try await pool.write { db in try db.execute(sql: "INSERT INTO item (body) VALUES (?)", arguments: [body]) }
-        }
-        // Let the last request be served.
-        try await Task.sleep(for: .milliseconds(200))
-        // One checkpoint per 100 pages the log grew past 400 (a frame is a page and a 24-byte
-        // header), not one per commit past that point (hundreds).
-        let frames = walSize(path) / (4096 + 24)
-        let expected = (frames - 400) / 100
-        let checkpoints = checkpointer.status.checkpoints
-        #expect(expected >= 10)
-        #expect(checkpoints >= expected / 2 && checkpoints <= expected + 2, "\(checkpoints) checkpoints for a log of \(frames) pages")
-        #expect(try await pinned.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item") } == 0)
-        try await pool.writeWithoutTransaction { db in checkpointer.uninstall(from: db) }
-        checkpointer.stop()
-        try pool.close()
-    }
 }

@@ -53,9 +53,9 @@ public actor AuditLog {
         let frontier = try await self.nodes((0..<63).compactMap { level in
             (size >> level) & 1 == 1 ? AuditNodeID(level: level, index: (size >> level) - 1) : nil
         })
-        // Hashing thousands of leaves takes milliseconds: on a thread of its own, at a lower
-        // priority than the threads that serve requests.
-        let nodes = try await BackgroundWorker.audit.run { try Self.hashNewLeaves(leaves, after: size, frontier: frontier) }
+        // Hashing thousands of leaves takes milliseconds: on a thread of its own, not on the
+        // few threads that serve requests.
+        let nodes = try await Self.onHashingQueue { try Self.hashNewLeaves(leaves, after: size, frontier: frontier) }
         let newSize = size + Int64(leaves.count)
         let root = try await root(size: newSize, extra: nodes)
         let checkpoint = Checkpoint(origin: signer.verifier.name, size: UInt64(newSize), rootHash: root)
@@ -99,6 +99,14 @@ public actor AuditLog {
             lefts[level] = (index, hash)
         }
         return nodes
+    }
+
+    private static let hashingQueue = DispatchQueue(label: "errand-relay.audit-hashing", qos: .utility)
+
+    private static func onHashingQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            hashingQueue.async { continuation.resume(with: Result { try work() }) }
+        }
     }
 
     /// MTH of the first `size` leaves from stored nodes (plus `extra` not yet saved).

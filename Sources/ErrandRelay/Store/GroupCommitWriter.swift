@@ -51,7 +51,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         var draining = false
 
         /// The next transaction's writes: the prompt ones first (up to `maximum`), then deferrable
-        /// ones within their allowance.
+        /// ones within their allowance of rows (however many writes that is).
         mutating func takeBatch(maximum: Int) -> [Pending] {
             let promptCount = min(prompt.count, maximum)
             var batch = Array(prompt.prefix(promptCount))
@@ -60,8 +60,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             var deferredRows = 0
             var deferredCount = 0
             for pending in deferrable {
-                guard batch.count < maximum || deferredCount == 0,
-                      deferredCount == 0 || deferredRows + pending.turn.rows <= allowance else { break }
+                guard deferredCount == 0 || deferredRows + pending.turn.rows <= allowance else { break }
                 batch.append(pending)
                 deferredRows += pending.turn.rows
                 deferredCount += 1
@@ -92,9 +91,10 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.checkpointer = checkpointer
     }
 
-    /// Runs `body` in a savepoint of the next batch transaction (or, for a deferrable `turn`, of a
-    /// later one) and returns its result once that transaction has committed. If the transaction
-    /// fails, every write in it fails.
+    /// Runs `body` in the next batch transaction (or, for a deferrable `turn`, a later one) and
+    /// returns its result once that transaction has committed. If the transaction fails, every
+    /// write in it fails. `body` must touch nothing but the database: when another write of its
+    /// batch throws, it runs again (in a savepoint of its own).
     /// - Parameter committed: called with `body`'s result once its transaction is durable (synced,
     ///   or committed when there is no syncer), in commit order across all writes, just before
     ///   the caller hears back; with `nil` if the transaction committed but its sync failed.

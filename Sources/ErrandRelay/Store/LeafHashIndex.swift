@@ -4,7 +4,7 @@ import GRDB
 import Synchronization
 
 /// Finds an audit leaf's index by its hash, for `GET /v1/log/leaf?hash=` — kept in a database
-/// file of its own (`audit-index.sqlite`), written on the audit log's low-priority thread.
+/// file of its own (`audit-index.sqlite`), written on a thread of its own.
 ///
 /// Leaf hashes are random, so every insert into an index on them lands on a random page; kept
 /// in the store's database, that cost fell on the single writer that every post waits for. This
@@ -14,8 +14,7 @@ import Synchronization
 /// against the leaf itself.
 final class LeafHashIndex: Sendable {
     private let queue: DatabaseQueue
-    /// Writes run on the audit log's low-priority thread.
-    private let worker = BackgroundWorker.audit
+    private let worker = DispatchQueue(label: "errand-relay.leaf-hash-index")
     /// Leaves indexed so far (every index below is in the table).
     private let indexedSize = Mutex<Int64>(0)
     /// The hashes of `count` leaves from index `start` on, read from the log.
@@ -90,7 +89,7 @@ final class LeafHashIndex: Sendable {
 
     /// Waits until every background write asked for so far has run (for tests and shutdown).
     func settle() {
-        worker.settle()
+        worker.sync {}
     }
 
     private func write(start: Int64, hashes: [[UInt8]]) throws {

@@ -34,8 +34,6 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
     /// Held while a checkpoint runs (passive here, or the writer's RESTART).
     private let checkpointing = NSLock()
     private var logPages: Int32 = 0
-    /// The log's length when the last checkpoint ran (0 once the log has started over).
-    private var checkpointedPages: Int32 = 0
     private var requested = false
     private var stopped = false
     /// True from `init` until the thread has ended.
@@ -107,16 +105,10 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         sqlite3_wal_autocheckpoint(db.sqliteConnection, 1000)  // SQLite's default
     }
 
-    /// Once the log is ``passivePages`` long, a passive checkpoint starts when a quarter of that
-    /// has been added since the last one: not after every commit while the log has yet to start
-    /// over (each checkpoint ends with a sync of the database file, which delays the commits'
-    /// own syncs on the same disk).
     private func committed(logPages pages: Int32) {
         condition.lock()
-        // Shorter than at the last checkpoint: the log has started over.
-        if pages < checkpointedPages { checkpointedPages = 0 }
         logPages = pages
-        if pages >= passivePages && pages - checkpointedPages >= passivePages / 4 {
+        if pages >= passivePages {
             requested = true
             condition.signal()
         }
@@ -150,7 +142,6 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
 
             condition.lock()
             checkpoints += 1
-            checkpointedPages = max(log, checkpointedPages)
             // BUSY: the writer or a reader held on past the timeout; the next commit asks again.
             if result != SQLITE_OK && result != SQLITE_BUSY,
                let report = failed(String(cString: sqlite3_errmsg(connection)), pages: logPages) {
@@ -210,7 +201,6 @@ final class WALCheckpointer: @unchecked Sendable {  // mutable state is guarded 
         if result == SQLITE_OK {
             restarts += 1
             logPages = 0
-            checkpointedPages = 0
             restartBackoff = Self.firstRestartBackoff
         } else {
             // Held up by a read (or failed): passive checkpoints alone for a while, longer each time.
