@@ -17,7 +17,10 @@ public struct CompanionConversation: Sendable {
         do { host = try store.host(named: hostName) } catch let error as PeerError { throw error } catch {
             throw PeerError("cannot read this device's pairings: \(error)")
         }
-        client = RelayClient(baseURL: relayURL ?? host.relayURL)
+        // Signed requests name the relay's key pinned at pairing (for the paired relay's address).
+        let relay = relayURL ?? host.relayURL
+        let pinned = relay == host.relayURL ? (try? store.auditVerifierKey(for: host.id)) ?? nil : nil
+        client = RelayClient(baseURL: relay, pinnedRelayKey: pinned)
     }
 
     /// Queues a task and tries to deliver the outbox.

@@ -21,8 +21,10 @@ public struct RelayClient: Sendable {
     public var maximumAttempts = 5
     /// Per-request timeout.
     public var timeout: TimeAmount = .seconds(30)
-    /// The relay's verifier key, which signed requests name (fetched once, shared by copies).
+    /// The relay's verifier key, which signed requests name (pinned, or fetched once; shared by copies).
     private let identity = RelayIdentity()
+    /// The verifier key pinned for this relay (at pairing), if any: signed requests always name it.
+    public let pinnedRelayKey: String?
 
     /// The HTTP client relay clients share unless given one: it does not retry refused
     /// connections itself (``RelayClient`` retries with its own backoff, so an unreachable relay
@@ -34,12 +36,18 @@ public struct RelayClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
-    public init(baseURL: String, httpClient: HTTPClient = RelayClient.sharedHTTPClient, logger: Logger = Logger(label: "errand.relay-client")) {
+    /// - Parameter pinnedRelayKey: the relay's audit-log verifier key as pinned at pairing.
+    ///   Signed requests then always name it, so they are good at that relay only, whatever a
+    ///   relay at this address claims; without one, the key is fetched from the relay once.
+    public init(baseURL: String, pinnedRelayKey: String? = nil, httpClient: HTTPClient = RelayClient.sharedHTTPClient,
+                logger: Logger = Logger(label: "errand.relay-client")) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url
+        self.pinnedRelayKey = pinnedRelayKey
         self.httpClient = httpClient
         self.logger = logger
+        identity.value.withLock { $0 = pinnedRelayKey }
     }
 
     // MARK: Health
@@ -349,7 +357,8 @@ public struct RelayClient: Sendable {
         let body: [UInt8]
     }
 
-    /// The relay's verifier key, as signed requests name it: from `/v1/log/key` the first time.
+    /// The relay's verifier key, as signed requests name it: the pinned one, or from
+    /// `/v1/log/key` the first time.
     func relayIdentity() async throws(RelayClientError) -> String {
         if let known = identity.value.withLock({ $0 }) { return known }
         let fetched = try await auditVerifierKey()
@@ -369,6 +378,17 @@ public struct RelayClient: Sendable {
             do {
                 return try await sendOnce(method, pathAndQuery, body: body, signer: signer, headers: headers)
             } catch where signer != nil && error.code == .unauthenticated && attempt == 1 && identity.value.withLock({ $0 }) != nil {
+                if let pinnedRelayKey {
+                    // Signed for the pinned key: say so if the relay here now has another one.
+                    if let current = try? await auditVerifierKey(), current != pinnedRelayKey {
+                        throw RelayClientError(.refused(.unauthenticated),
+                                               "the relay at \(baseURL) signs its log with \(current.prefix(60))…, not with the key pinned at "
+                                                   + "pairing (\(pinnedRelayKey.prefix(60))…): it is another relay, or a new installation, and "
+                                                   + "refuses requests signed for the pinned one. Pair again to use it.",
+                                               status: error.status)
+                    }
+                    throw error
+                }
                 // Signed for the relay's key as it was when first fetched: the relay may have a new
                 // one (a new installation at the same address). Fetch it again and sign once more.
                 identity.value.withLock { $0 = nil }

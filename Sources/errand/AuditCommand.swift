@@ -28,8 +28,8 @@ struct AuditCommand: AsyncParsableCommand {
             let keyText: String?
             if !CompanionStore.exists(in: directory), directory.contains("identity.key") {
                 let host = try await reportingPeerErrors { try HostSetup.load(directory: directory) }
-                client = relayClient(choice.peer.relay ?? host.settings.relayURL)
                 keyText = (try? host.store.pinnedAuditKey()) ?? nil
+                client = relayClient(choice.peer.relay ?? host.settings.relayURL, for: host)
                 state = HostAuditState(store: host.store)
             } else {
                 let conversation = try await reportingPeerErrors { try choice.conversation() }

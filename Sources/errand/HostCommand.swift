@@ -83,7 +83,7 @@ struct HostCommand: AsyncParsableCommand {
                 let configuration = try HostConfiguration.load(from: host.directory)
                 let relay = peer.relay ?? host.settings.relayURL
                 let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes)
-                var pairing = HostPairing(host: host, client: relayClient(relay), relayURL: relay)
+                var pairing = HostPairing(host: host, client: relayClient(relay, for: host), relayURL: relay)
                 pairing.defaultExecutors = configuration.defaultExecutors
                 return try await pairing.run(lifetime: TimeInterval(timeout), presenter: presenter)
             }
@@ -185,7 +185,7 @@ struct HostCommand: AsyncParsableCommand {
                     throw PeerError("cannot read the device list: \(error)")
                 }
                 let relay = peer.relay ?? host.settings.relayURL
-                try await DeviceRevocation.revoke(target, host: host, client: relayClient(relay), relayURL: relay)
+                try await DeviceRevocation.revoke(target, host: host, client: relayClient(relay, for: host), relayURL: relay)
                 return target.name
             }
             Console.line("Revoked “\(name)”: the relay no longer accepts its messages and this host will not open any.")

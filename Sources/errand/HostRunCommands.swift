@@ -19,7 +19,7 @@ extension HostCommand {
                 return (host, try HostConfiguration.load(from: host.directory))
             }
             let relay = peer.relay ?? host.settings.relayURL
-            let agent = HostAgent(host: host, configuration: configuration, client: relayClient(relay)) { line in
+            let agent = HostAgent(host: host, configuration: configuration, client: relayClient(relay, for: host)) { line in
                 Console.line("errand host: \(line)")
             }
             Console.line("errand host: “\(host.settings.name)” running; relay \(relay); \(configuration.concurrency) task(s) at a time")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ErrandHost
 import ErrandPeer
 import ErrandRelayClient
 import Foundation
@@ -61,4 +62,11 @@ enum Console {
 /// A relay client for `url`.
 func relayClient(_ url: String) -> RelayClient {
     RelayClient(baseURL: url)
+}
+
+/// A host's relay client for `url`: signed requests name the relay's audit-log key pinned at
+/// setup, when `url` is the relay the host was set up with.
+func relayClient(_ url: String, for host: HostSetup.Host) -> RelayClient {
+    let pinned = url == host.settings.relayURL ? (try? host.store.pinnedAuditKey()) ?? nil : nil
+    return RelayClient(baseURL: url, pinnedRelayKey: pinned)
 }

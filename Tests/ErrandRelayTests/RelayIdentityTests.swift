@@ -2,6 +2,7 @@ import ErrandCrypto
 import ErrandProtocol
 import ErrandRelay
 import ErrandRelayClient
+import ErrandTransparency
 import Testing
 
 /// Signed requests name the relay they are for (its audit-log verifier key).
@@ -30,6 +31,35 @@ struct RelayIdentityTests {
             // Its first signed request names the old key and is refused; it fetches the new key
             // and signs again.
             #expect(try await client.fetch(owner: owner).envelopes.count == 1)
+        }
+    }
+
+    @Test("A client with a pinned key signs for it only: at a relay with another key it is refused, and says why")
+    func pinnedKey() async throws {
+        try await TestRelay.with { relay in
+            let owner = Ed25519.SecretKey()
+            try await relay.client.createMailbox(owner: owner)
+            // Pinned to another relay's key (as a client paired with that relay, sent here by a
+            // relay claiming to be it): its signed requests are no good here, and it does not
+            // adopt this relay's key.
+            let elsewhere = try NoteSigner(name: "errand-relay/elsewhere", secretKey: Ed25519.SecretKey()).verifier.description
+            let misled = RelayClient(baseURL: relay.url, pinnedRelayKey: elsewhere)
+            do {
+                _ = try await misled.fetch(owner: owner)
+                Issue.record("a request signed for another relay was accepted")
+            } catch let error as RelayClientError {
+                #expect(error.code == .unauthenticated)
+                #expect(error.message.contains("not with the key pinned at pairing"))
+            }
+            do {
+                _ = try await misled.fetch(owner: owner)
+                Issue.record("the client adopted the relay's key")
+            } catch let error as RelayClientError {
+                #expect(error.code == .unauthenticated)
+            }
+            // Pinned to this relay's key, it works.
+            let paired = RelayClient(baseURL: relay.url, pinnedRelayKey: try await relay.client.auditVerifierKey())
+            #expect(try await paired.fetch(owner: owner).envelopes.isEmpty)
         }
     }
 }

@@ -23,7 +23,7 @@ struct AuditRoutes {
             }
             return text(checkpoint.note, cache: "no-cache")
         }
-        router.get("/v1/log/key") { _, _ in text(core.identity + "\n", cache: "public, max-age=3600") }
+        router.get("/v1/log/key") { _, _ in text(core.identity + "\n", cache: "no-cache") }
         router.get("/tile/**") { _, context in try await tile(context) }
         router.get("/v1/log/inclusion") { request, _ in
             let size = try await integratedSize()

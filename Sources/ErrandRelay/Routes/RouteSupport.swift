@@ -24,25 +24,34 @@ extension RelayCore {
     /// The request body, refusing more than `limit` bytes with 413 and a body that takes longer
     /// than the idle timeout to arrive (a slow sender must not hold a connection for ever).
     ///
-    /// A body that trickles in is refused at its first part past the deadline, and its connection
-    /// closed; one that stops arriving is cut off by the connection's idle timer, which runs while
-    /// a request is read. (No timer task per request: that was a task group, a child task and a
-    /// sleep for every post.)
+    /// A body still arriving past its deadline is refused at its next part; one that stops
+    /// arriving has its connection closed (``BodyDeadlines``, one check a second for all
+    /// requests rather than a timer task for each). A request refused before its body was read
+    /// to the end loses its connection once the answer is out, so the rest is never read.
     func body(_ request: Request, _ context: RelayRequestContext, limit: Int) async throws -> [UInt8] {
         let deadline = ContinuousClock.now + .seconds(configuration.idleTimeoutSeconds)
+        let watch = bodyDeadlines.watch(context.channel, until: deadline)
         var bytes: [UInt8] = []
-        for try await part in request.body {
-            guard bytes.count + part.readableBytes <= limit else {
-                throw refuse(.tooLarge, "the body is larger than \(limit) bytes (an envelope is at most \(Envelope.maximumLength), a batch at most \(EnvelopeBatch.maximumBodyBytes))")
+        do {
+            for try await part in request.body {
+                guard bytes.count + part.readableBytes <= limit else {
+                    throw refuse(.tooLarge, "the body is larger than \(limit) bytes (an envelope is at most \(Envelope.maximumLength), a batch at most \(EnvelopeBatch.maximumBodyBytes))")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw refuse(.badRequest, "the request body did not arrive within \(configuration.idleTimeoutSeconds) seconds")
+                }
+                bytes.append(contentsOf: part.readableBytesView)
             }
-            guard ContinuousClock.now < deadline else {
-                // Answered, but not read to its end: the connection goes once the answer is out.
-                context.channel.close(mode: .input, promise: nil)
-                throw refuse(.badRequest, "the request body did not arrive within \(configuration.idleTimeoutSeconds) seconds")
-            }
-            if bytes.isEmpty { bytes.reserveCapacity(request.headers[.contentLength].flatMap { Int($0) }.map { min($0, limit) } ?? part.readableBytes) }
-            bytes.append(contentsOf: part.readableBytesView)
+        } catch var refusal as RelayError {
+            // Not read to its end: the client must not send another request on this connection.
+            bodyDeadlines.closeSoon(watch)
+            refusal.closesConnection = true
+            throw refusal
+        } catch {
+            bodyDeadlines.closeSoon(watch)
+            throw error
         }
+        bodyDeadlines.release(watch)
         return bytes
     }
 

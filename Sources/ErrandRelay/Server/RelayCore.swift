@@ -24,6 +24,8 @@ final class RelayCore: Sendable {
     let audit: AuditLog
     /// The audit log's verifier key (`name+hash+key`): the relay's name in signed requests.
     let identity: String
+    /// Deadlines of request bodies being read.
+    let bodyDeadlines = BodyDeadlines()
 
     init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger, audit: AuditLog,
          clock: @escaping @Sendable () -> Date = Date.init) {

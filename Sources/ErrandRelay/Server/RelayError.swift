@@ -11,6 +11,9 @@ struct RelayError: HTTPResponseError {
     let code: RelayErrorCode
     let message: String
     var retryAfterSeconds: Int?
+    /// The connection is closed after this answer (`Connection: close`): the request's body was
+    /// not read to its end.
+    var closesConnection = false
 
     init(_ code: RelayErrorCode, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
@@ -24,6 +27,7 @@ struct RelayError: HTTPResponseError {
         let body = try JSONEncoder().encode(RelayErrorBody(code: code, message: message, retryAfterSeconds: retryAfterSeconds))
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        if closesConnection { headers[.connection] = "close" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
