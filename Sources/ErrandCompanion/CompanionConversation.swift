@@ -19,7 +19,7 @@ public struct CompanionConversation: Sendable {
         }
         // Signed requests name the relay's key pinned at pairing (for the paired relay's address).
         let relay = relayURL ?? host.relayURL
-        let pinned = relay == host.relayURL ? (try? store.auditVerifierKey(for: host.id)) ?? nil : nil
+        let pinned = RelayClient.sameRelay(relay, host.relayURL) ? (try? store.auditVerifierKey(for: host.id)) ?? nil : nil
         client = RelayClient(baseURL: relay, pinnedRelayKey: pinned)
     }
 

@@ -36,6 +36,17 @@ public struct RelayClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// Whether two relay addresses name the same relay (as a client would use them: trailing
+    /// slashes aside).
+    public static func sameRelay(_ a: String, _ b: String) -> Bool {
+        func trimmed(_ url: String) -> Substring {
+            var url = Substring(url)
+            while url.hasSuffix("/") { url.removeLast() }
+            return url
+        }
+        return trimmed(a) == trimmed(b)
+    }
+
     /// - Parameter pinnedRelayKey: the relay's audit-log verifier key as pinned at pairing.
     ///   Signed requests then always name it, so they are good at that relay only, whatever a
     ///   relay at this address claims; without one, the key is fetched from the relay once.
@@ -374,17 +385,20 @@ public struct RelayClient: Sendable {
               headers: [(String, String)] = [], retry: Bool = true) async throws(RelayClientError) -> RawResponse {
         var backoff = Backoff()
         var attempt = 1
+        var refreshedIdentity = false
         while true {
             do {
                 return try await sendOnce(method, pathAndQuery, body: body, signer: signer, headers: headers)
-            } catch where signer != nil && error.code == .unauthenticated && attempt == 1 && identity.value.withLock({ $0 }) != nil {
+            } catch where signer != nil && error.code == .unauthenticated && !refreshedIdentity && identity.value.withLock({ $0 }) != nil {
+                refreshedIdentity = true
                 if let pinnedRelayKey {
                     // Signed for the pinned key: say so if the relay here now has another one.
                     if let current = try? await auditVerifierKey(), current != pinnedRelayKey {
                         throw RelayClientError(.refused(.unauthenticated),
-                                               "the relay at \(baseURL) signs its log with \(current.prefix(60))…, not with the key pinned at "
-                                                   + "pairing (\(pinnedRelayKey.prefix(60))…): it is another relay, or a new installation, and "
-                                                   + "refuses requests signed for the pinned one. Pair again to use it.",
+                                               "the relay at \(baseURL) signs its log with \(current.prefix(60))…, not with the key pinned for it "
+                                                   + "(\(pinnedRelayKey.prefix(60))…): it is another relay, or it was reinstalled with a new key. "
+                                                   + "Requests signed for the pinned key are refused there; if the change is expected, set this "
+                                                   + "device up (host) or pair it (companion) with that relay again.",
                                                status: error.status)
                     }
                     throw error
@@ -392,7 +406,6 @@ public struct RelayClient: Sendable {
                 // Signed for the relay's key as it was when first fetched: the relay may have a new
                 // one (a new installation at the same address). Fetch it again and sign once more.
                 identity.value.withLock { $0 = nil }
-                attempt += 1
             } catch {
                 guard retry, error.isTransient, attempt < maximumAttempts else { throw error }
                 let delay = error.retryAfterSeconds.map { Duration.seconds($0) } ?? backoff.next()

@@ -3,6 +3,7 @@ import ErrandCompanion
 import ErrandPeer
 import ErrandProtocol
 import ErrandQR
+import ErrandRelayClient
 import Foundation
 
 /// `errand pair`: the companion's side of pairing.
@@ -51,7 +52,9 @@ struct PairCommand: AsyncParsableCommand {
             }
             do { try DeviceName.validate(deviceName) } catch let error as PairingError { throw PeerError(error.message, hint: error.hint) }
             let relay = peer.relay ?? offer.relayURL
-            let paired = try await CompanionPairing(store: store, client: relayClient(relay), relayURL: relay)
+            // Signed requests name the relay key the host put in the offer (for the offer's relay).
+            let pinned = RelayClient.sameRelay(relay, offer.relayURL) ? offer.auditVerifierKey : nil
+            let paired = try await CompanionPairing(store: store, client: RelayClient(baseURL: relay, pinnedRelayKey: pinned), relayURL: relay)
                 .run(offer: offer, deviceName: deviceName, presenter: Presenter(autoApprove: yes))
             if name != nil || (try? store.deviceName()) == nil { try? store.setDeviceName(deviceName) }
             return paired

@@ -67,6 +67,6 @@ func relayClient(_ url: String) -> RelayClient {
 /// A host's relay client for `url`: signed requests name the relay's audit-log key pinned at
 /// setup, when `url` is the relay the host was set up with.
 func relayClient(_ url: String, for host: HostSetup.Host) -> RelayClient {
-    let pinned = url == host.settings.relayURL ? (try? host.store.pinnedAuditKey()) ?? nil : nil
+    let pinned = RelayClient.sameRelay(url, host.settings.relayURL) ? (try? host.store.pinnedAuditKey()) ?? nil : nil
     return RelayClient(baseURL: url, pinnedRelayKey: pinned)
 }

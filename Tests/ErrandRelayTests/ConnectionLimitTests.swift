@@ -40,28 +40,51 @@ struct ConnectionLimitTests {
         }
     }
 
+    /// Sends `head` and `first`, then a byte every 0.3 s for 24 s; returns what the relay answered
+    /// and how long the connection lasted after `first`.
+    func trickleAfterAnswer(_ relay: TestRelay, head: String, first: String) async throws -> (answer: String, seconds: Double) {
+        let socket = try RawSocket(port: port(relay.url))
+        socket.send(head)
+        socket.send(first)
+        let started = Date()
+        let trickle = Task {
+            for _ in 0..<80 {
+                try await Task.sleep(for: .milliseconds(300))
+                socket.send("a")
+            }
+        }
+        let answer = try await offPool { socket.read() }
+        trickle.cancel()
+        return (answer, Date().timeIntervalSince(started))
+    }
+
     @Test("A request refused for its size loses its connection even while the rest of its body trickles in")
     func oversizedBodyThenTrickle() async throws {
         try await TestRelay.with({ $0.idleTimeoutSeconds = 30 }) { relay in
             let owner = try await Owner.register(on: relay)
-            let socket = try RawSocket(port: port(relay.url))
-            // Declares 1 MB, sends 70 KB at once (over the 64 KiB envelope limit), then a byte
-            // every 0.3 s: the relay must not keep reading the rest.
-            socket.send("POST /v1/mailboxes/\(owner.mailbox)/envelopes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(owner.token.bearer)\r\nContent-Length: 1000000\r\n\r\n")
-            socket.send(String(repeating: "a", count: 70_000))
-            let started = Date()
-            let trickle = Task {
-                for _ in 0..<80 {
-                    try await Task.sleep(for: .milliseconds(300))
-                    socket.send("a")
-                }
-            }
-            let answer = try await offPool { socket.read() }
-            trickle.cancel()
+            // Declares 1 MB, sends 70 KB at once (over the 64 KiB envelope limit), then trickles:
+            // the relay must not keep reading the rest.
+            let (answer, seconds) = try await trickleAfterAnswer(relay, head: """
+                POST /v1/mailboxes/\(owner.mailbox)/envelopes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(owner.token.bearer)\r\n\
+                Content-Length: 1000000\r\n\r\n
+                """, first: String(repeating: "a", count: 70_000))
             #expect(answer.contains("413"))
             #expect(answer.lowercased().contains("connection: close"))
             // Well before the trickle's 24 s (with room for a machine busy with other tests).
-            #expect(Date().timeIntervalSince(started) < 15, "the connection stayed open \(Date().timeIntervalSince(started)) s")
+            #expect(seconds < 15, "the connection stayed open \(seconds) s")
+        }
+    }
+
+    @Test("A request refused before its body is read (no token) loses its connection while the body trickles in")
+    func refusedBeforeBodyThenTrickle() async throws {
+        try await TestRelay.with({ $0.idleTimeoutSeconds = 30 }) { relay in
+            let owner = try await Owner.register(on: relay)
+            let (answer, seconds) = try await trickleAfterAnswer(relay, head: """
+                POST /v1/mailboxes/\(owner.mailbox)/envelopes HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n
+                """, first: "a")
+            #expect(answer.contains("401"))
+            #expect(answer.lowercased().contains("connection: close"))
+            #expect(seconds < 15, "the connection stayed open \(seconds) s")
         }
     }
 

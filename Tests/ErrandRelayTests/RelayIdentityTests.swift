@@ -49,7 +49,7 @@ struct RelayIdentityTests {
                 Issue.record("a request signed for another relay was accepted")
             } catch let error as RelayClientError {
                 #expect(error.code == .unauthenticated)
-                #expect(error.message.contains("not with the key pinned at pairing"))
+                #expect(error.message.contains("not with the key pinned for it"))
             }
             do {
                 _ = try await misled.fetch(owner: owner)

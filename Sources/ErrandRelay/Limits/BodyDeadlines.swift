@@ -1,3 +1,5 @@
+import HTTPTypes
+import Hummingbird
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -60,6 +62,11 @@ final class BodyDeadlines: Sendable {
         state.withLock { $0.entries[watch.id]?.deadline = .now + .seconds(1) }
     }
 
+    /// Whether the body is still watched (neither released nor closed yet).
+    func isWatched(_ watch: Watch) -> Bool {
+        state.withLock { $0.entries[watch.id] != nil }
+    }
+
     /// Bodies being watched (for tests).
     var count: Int { state.withLock { $0.entries.count } }
 
@@ -75,5 +82,43 @@ final class BodyDeadlines: Sendable {
             return due.values.map(\.channel)
         }
         for channel in due { channel.close(promise: nil) }
+    }
+}
+
+/// Gives every request that declares a body a deadline for it (`limits.idle_timeout_seconds`),
+/// whatever the route does: a body not read to its end by then (a slow sender) has its
+/// connection closed. A request answered before its body was read to the end (a refusal ahead
+/// of the body, or a route that does not read it) is answered with `Connection: close` and loses
+/// its connection a moment later, so the rest is never read. The first of the router's
+/// middlewares, so the others' refusals are covered too.
+struct BodyDeadlineMiddleware: RouterMiddleware {
+    let core: RelayCore
+
+    func handle(_ request: Request, context: RelayRequestContext,
+                next: (Request, RelayRequestContext) async throws -> Response) async throws -> Response {
+        let declaresBody = request.headers[.transferEncoding] != nil || (request.headers[.contentLength].flatMap { Int($0) } ?? 0) > 0
+        guard declaresBody else { return try await next(request, context) }
+        let deadlines = core.bodyDeadlines
+        let deadline = ContinuousClock.now + .seconds(core.configuration.idleTimeoutSeconds)
+        let watch = deadlines.watch(context.channel, until: deadline)
+        var context = context
+        context.bodyDeadline = (watch, deadline)
+        do {
+            var response = try await next(request, context)
+            if deadlines.isWatched(watch) {
+                deadlines.closeSoon(watch)
+                response.headers[.connection] = "close"
+            }
+            return response
+        } catch var refusal as RelayError {
+            if deadlines.isWatched(watch) {
+                deadlines.closeSoon(watch)
+                refusal.closesConnection = true
+            }
+            throw refusal
+        } catch {
+            if deadlines.isWatched(watch) { deadlines.closeSoon(watch) }
+            throw error
+        }
     }
 }

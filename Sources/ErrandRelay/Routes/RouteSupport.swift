@@ -21,37 +21,23 @@ extension RelayCore {
         return slot
     }
 
-    /// The request body, refusing more than `limit` bytes with 413 and a body that takes longer
-    /// than the idle timeout to arrive (a slow sender must not hold a connection for ever).
-    ///
-    /// A body still arriving past its deadline is refused at its next part; one that stops
-    /// arriving has its connection closed (``BodyDeadlines``, one check a second for all
-    /// requests rather than a timer task for each). A request refused before its body was read
-    /// to the end loses its connection once the answer is out, so the rest is never read.
+    /// The request body, refusing more than `limit` bytes with 413 and a body still arriving past
+    /// its deadline (`limits.idle_timeout_seconds`) with 400. ``BodyDeadlineMiddleware`` closes the
+    /// connection of a body that stops arriving, and of a request answered before its body was
+    /// read to the end (these refusals included).
     func body(_ request: Request, _ context: RelayRequestContext, limit: Int) async throws -> [UInt8] {
-        let deadline = ContinuousClock.now + .seconds(configuration.idleTimeoutSeconds)
-        let watch = bodyDeadlines.watch(context.channel, until: deadline)
         var bytes: [UInt8] = []
-        do {
-            for try await part in request.body {
-                guard bytes.count + part.readableBytes <= limit else {
-                    throw refuse(.tooLarge, "the body is larger than \(limit) bytes (an envelope is at most \(Envelope.maximumLength), a batch at most \(EnvelopeBatch.maximumBodyBytes))")
-                }
-                guard ContinuousClock.now < deadline else {
-                    throw refuse(.badRequest, "the request body did not arrive within \(configuration.idleTimeoutSeconds) seconds")
-                }
-                bytes.append(contentsOf: part.readableBytesView)
+        for try await part in request.body {
+            guard bytes.count + part.readableBytes <= limit else {
+                throw refuse(.tooLarge, "the body is larger than \(limit) bytes (an envelope is at most \(Envelope.maximumLength), a batch at most \(EnvelopeBatch.maximumBodyBytes))")
             }
-        } catch var refusal as RelayError {
-            // Not read to its end: the client must not send another request on this connection.
-            bodyDeadlines.closeSoon(watch)
-            refusal.closesConnection = true
-            throw refusal
-        } catch {
-            bodyDeadlines.closeSoon(watch)
-            throw error
+            if let deadline = context.bodyDeadline?.deadline, ContinuousClock.now >= deadline {
+                throw refuse(.badRequest, "the request body did not arrive within \(configuration.idleTimeoutSeconds) seconds")
+            }
+            bytes.append(contentsOf: part.readableBytesView)
         }
-        bodyDeadlines.release(watch)
+        // Read to its end: nothing more to watch.
+        if let watch = context.bodyDeadline?.watch { bodyDeadlines.release(watch) }
         return bytes
     }
 

@@ -9,6 +9,8 @@ public struct RelayRequestContext: RequestContext {
     public let remoteAddress: SocketAddress?
     /// The request's connection.
     let channel: any Channel
+    /// The deadline of the request's body, when it declares one (see ``BodyDeadlineMiddleware``).
+    var bodyDeadline: (watch: BodyDeadlines.Watch, deadline: ContinuousClock.Instant)?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

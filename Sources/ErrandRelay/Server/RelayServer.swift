@@ -60,6 +60,7 @@ public enum RelayServer {
 
     static func makeRouter(core: RelayCore) -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: BodyDeadlineMiddleware(core: core))
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: ClientLimitMiddleware(core: core))
         OperationsRoutes(core: core).register(on: router)
