@@ -67,9 +67,6 @@ final class BodyDeadlines: Sendable {
         state.withLock { $0.entries[watch.id] != nil }
     }
 
-    /// Bodies being watched (for tests).
-    var count: Int { state.withLock { $0.entries.count } }
-
     private func sweep() {
         let now = ContinuousClock.now
         let due = state.withLock { state -> [any Channel] in
