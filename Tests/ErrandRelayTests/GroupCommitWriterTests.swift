@@ -158,37 +158,41 @@ struct GroupCommitWriterTests {
             release.signal()
             try await held.value
         }
+
+        /// Queues `writes` behind the held one, in this order, lets them all run, and returns their
+        /// names in the order they ran, each with the commits made before its transaction, and the
+        /// commits made in all.
+        func run(_ writes: [(name: String, turn: GroupCommitWriter.Turn)]) async throws
+            -> (ran: [(name: String, transaction: Int)], commits: Int) {
+            final class Seen: Sendable { let writes = Mutex<[(name: String, transaction: Int)]>([]) }
+            let seen = Seen()
+            var tasks: [Task<Void, any Error>] = []
+            for (name, turn) in writes {
+                let (writer, counter) = (writer, counter)
+                tasks.append(Task {
+                    try await writer.write(turn: turn) { db in
+                        try db.execute(sql: "INSERT INTO item VALUES (1)")
+                        seen.writes.withLock { $0.append((name, counter.commits.withLock { $0 })) }
+                    }
+                })
+                // Queued in this order.
+                for _ in 0..<500 where writer.queuedWrites < tasks.count { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            try await release(afterQueued: writes.count)
+            for task in tasks { try await task.value }
+            return (seen.writes.withLock { $0 }, counter.commits.withLock { $0 })
+        }
     }
 
     @Test("A transaction takes every prompt write first, then deferrable rows up to its prompt rows (at least 64, at least one write)")
     func deferrableWrites() async throws {
         let folder = try ScratchFolder()
         let held = try await HeldWriter(folder, pool: try openPool(folder))
-        final class Seen: Sendable { let writes = Mutex<[(name: String, transaction: Int)]>([]) }
-        let seen = Seen()
-        func write(_ name: String, _ turn: GroupCommitWriter.Turn) -> Task<Void, any Error> {
-            let (writer, counter) = (held.writer, held.counter)
-            return Task {
-                try await writer.write(turn: turn) { db in
-                    try db.execute(sql: "INSERT INTO item VALUES (1)")
-                    seen.writes.withLock { $0.append((name, counter.commits.withLock { $0 })) }
-                }
-            }
-        }
-        var tasks: [Task<Void, any Error>] = []
-        for (name, turn) in [("d1", GroupCommitWriter.Turn.deferrable(rows: 64)), ("d2", .deferrable(rows: 64)), ("p1", .prompt),
-                             ("d3", .deferrable(rows: 64)), ("p2", .prompt(rows: 100)), ("d4", .deferrable(rows: 500))] {
-            tasks.append(write(name, turn))
-            // Queued in this order.
-            for _ in 0..<500 where held.writer.queuedWrites < tasks.count { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        try await held.release(afterQueued: 6)
-        for task in tasks { try await task.value }
-        let first = held.counter.commits.withLock { $0 }
+        let (writes, first) = try await held.run([("d1", .deferrable(rows: 64)), ("d2", .deferrable(rows: 64)), ("p1", .prompt),
+                                                  ("d3", .deferrable(rows: 64)), ("p2", .prompt(rows: 100)), ("d4", .deferrable(rows: 500))])
         // The held write committed as transaction `first - 4`; then, in order:
         // p1, p2 and d1 (101 prompt rows allow 101 deferrable ones: d1, not d2);
         // d2 alone (64 rows allowed), d3 alone, and d4, too large for any allowance, alone.
-        let writes = seen.writes.withLock { $0 }
         #expect(writes.map(\.name) == ["p1", "p2", "d1", "d2", "d3", "d4"])
         #expect(writes.map(\.transaction) == [first - 4, first - 4, first - 4, first - 3, first - 2, first - 1])
     }
@@ -197,26 +201,10 @@ struct GroupCommitWriterTests {
     func deferrableWritesBeyondMaximum() async throws {
         let folder = try ScratchFolder()
         let held = try await HeldWriter(folder, pool: try openPool(folder), maximumBatch: 2)
-        final class Seen: Sendable { let writes = Mutex<[(name: String, transaction: Int)]>([]) }
-        let seen = Seen()
-        var tasks: [Task<Void, any Error>] = []
-        for (name, turn) in [("p1", GroupCommitWriter.Turn.prompt), ("p2", .prompt), ("p3", .prompt),
-                             ("d1", .deferrable(rows: 10)), ("d2", .deferrable(rows: 10))] {
-            let (writer, counter) = (held.writer, held.counter)
-            tasks.append(Task {
-                try await writer.write(turn: turn) { db in
-                    try db.execute(sql: "INSERT INTO item VALUES (1)")
-                    seen.writes.withLock { $0.append((name, counter.commits.withLock { $0 })) }
-                }
-            })
-            for _ in 0..<500 where held.writer.queuedWrites < tasks.count { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        try await held.release(afterQueued: 5)
-        for task in tasks { try await task.value }
-        let first = held.counter.commits.withLock { $0 }
+        let (writes, first) = try await held.run([("p1", .prompt), ("p2", .prompt), ("p3", .prompt),
+                                                  ("d1", .deferrable(rows: 10)), ("d2", .deferrable(rows: 10))])
         // Two prompt writes fill the batch; both deferrable ones (20 rows of 64 allowed) join
         // them; p3 goes next.
-        let writes = seen.writes.withLock { $0 }
         #expect(writes.map(\.name) == ["p1", "p2", "d1", "d2", "p3"])
         #expect(writes.map(\.transaction) == [first - 2, first - 2, first - 2, first - 2, first - 1])
     }
