@@ -12,7 +12,7 @@ struct ErrandRelayCommand: AsyncParsableCommand {
         discussion: "Settings come from built-in defaults, then --config FILE (TOML), then ERRAND_RELAY_* "
             + "environment variables, then flags. relay/errand-relay.toml documents every setting.",
         version: "0.1.0",
-        subcommands: [Serve.self, Invite.self, VerifierKey.self, AuditCommand.self]
+        subcommands: [Serve.self, Invite.self, VerifierKey.self, AuditKeyCommand.self, AuditCommand.self]
     )
 
     /// Prints failures as `errand-relay: error: …` and exits 1.
@@ -27,7 +27,7 @@ struct ErrandRelayCommand: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             report(error.description, hint: "fix the setting, or run 'errand-relay serve --help'")
         } catch let error as RelayStartupError {
-            report(error.description, hint: nil)
+            report(error.description, hint: error.hint)
         } catch {
             exit(withError: error)
         }
@@ -127,6 +127,57 @@ struct VerifierKey: AsyncParsableCommand {
 
     func run() async throws {
         print(try RelayRunner.verifierKey(configuration: try common.resolve()))
+    }
+}
+
+struct AuditKeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit-key",
+        abstract: "Carry the audit log's signing key to another relay node on the same PostgreSQL database.",
+        discussion: """
+            Every node on one database signs one log, with one key, kept in each node's data folder (audit.key, mode 0600) and \
+            never in the database. On a node already serving: 'errand-relay audit-key export --data DIR' prints the key as one \
+            line; on the new node, before its first 'serve': 'errand-relay audit-key install --data DIR' reads that line from \
+            standard input. For example: ssh node1 errand-relay audit-key export --data /var/lib/errand-relay | errand-relay audit-key install --data /var/lib/errand-relay
+            """,
+        subcommands: [Export.self, Install.self])
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print this node's audit key as one line (a secret: pipe it, never paste it into a chat or a ticket).")
+
+        @OptionGroup var common: CommonOptions
+        @Flag(help: "Print even when standard output is a terminal.") var toTerminal = false
+
+        func run() async throws {
+            let configuration = try common.resolve()
+            if isatty(STDOUT_FILENO) == 1 && !toTerminal {
+                throw RelayStartupError("the audit key is a secret and standard output is a terminal",
+                                        hint: "pipe it to the other node: errand-relay audit-key export --data DIR | ssh NODE errand-relay audit-key install --data DIR (or add --to-terminal)")
+            }
+            print(try RelayRunner.exportAuditKey(configuration: configuration))
+        }
+    }
+
+    struct Install: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read an exported audit key from standard input into this node's data folder (mode 0600); prints its verifier key.")
+
+        @OptionGroup var common: CommonOptions
+        @Flag(help: "Replace a different key already in the data folder (only for a node whose own key signed nothing anyone checks).")
+        var replace = false
+
+        func run() async throws {
+            let configuration = try common.resolve()
+            if isatty(STDIN_FILENO) == 1 {
+                throw RelayStartupError("the key is read from standard input, and standard input is a terminal",
+                                        hint: "pipe in what 'errand-relay audit-key export' printed: ssh NODE errand-relay audit-key export --data DIR | errand-relay audit-key install --data DIR")
+            }
+            // One line is all a key is; a bounded read, so a wrong pipe cannot fill the memory.
+            let input = try FileHandle.standardInput.read(upToCount: 4096) ?? Data()
+            let verifierKey = try RelayRunner.installAuditKey(String(decoding: input, as: UTF8.self), configuration: configuration, replace: replace)
+            print("installed the audit key \(verifierKey) in \(configuration.dataDirectory)")
+        }
     }
 }
 

@@ -121,10 +121,23 @@ struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send",
         abstract: "Send a task to the host: text for its agent, an action, or a shell command.",
-        discussion: "Prints the task id at once. With --wait, streams the output until the result (exit status 0 when the task succeeded). With --wait --json, prints one JSON object: task, status, exitCode, output, truncated, reason. If the relay cannot be reached the task waits in this device's outbox and goes with the next command.")
+        usage: """
+            errand send [OPTIONS] TEXT…
+            errand send [OPTIONS] --action NAME [ARG…]
+            errand send [OPTIONS] --shell COMMAND
+            """,
+        discussion: """
+            The options can stand anywhere: before, between or after the words, so \
+            'errand send --action disk-report / --wait --json' waits and prints JSON. Everything after '--' is \
+            text or arguments, even when it starts with '-': 'errand send --action grep -- -n TODO'.
+
+            Prints the task id at once. With --wait, streams the output until the result (exit status 0 when the \
+            task succeeded). With --wait --json, prints one JSON object: task, status, exitCode, output, truncated, \
+            reason. If the relay cannot be reached the task waits in this device's outbox and goes with the next command.
+            """)
 
     @OptionGroup var choice: HostChoice
-    @Option(help: ArgumentHelp("Run this action from the host's actions folder; the remaining arguments are its arguments.", valueName: "name"))
+    @Option(help: ArgumentHelp("Run this action from the host's actions folder; the words are its arguments.", valueName: "name"))
     var action: String?
     @Option(help: ArgumentHelp("Run this command line with /bin/sh on the host (only if the host's policy allows it).", valueName: "command"))
     var shell: String?
@@ -132,15 +145,16 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Option(help: ArgumentHelp("With --wait: give up waiting after this many seconds (the task goes on).", valueName: "seconds"))
     var timeout = 3600
-    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The text for the agent, or the action's arguments.", valueName: "text"))
+    @Argument(help: ArgumentHelp("The text for the agent, or the action's arguments (after '--' when one starts with '-').", valueName: "word"))
     var words: [String] = []
 
     func validate() throws {
-        // The text is taken as it comes, so --help arrives here instead of reaching the parser.
-        if words == ["--help"] || words == ["-h"] { throw CleanExit.helpRequest(self) }
         if action != nil && shell != nil { throw ValidationError("choose one of --action and --shell") }
-        if shell != nil && !words.isEmpty { throw ValidationError("--shell takes the whole command line as one argument") }
+        if shell != nil && !words.isEmpty {
+            throw ValidationError("--shell takes the whole command line as one argument: errand send --shell 'ls -l /tmp'")
+        }
         if action == nil && shell == nil && words.isEmpty { throw ValidationError("say what to do: TEXT, --action NAME [ARGS…] or --shell COMMAND") }
+        if timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
     }
 
     func run() async throws {

@@ -32,6 +32,12 @@ struct Errand: AsyncParsableCommand {
             error.report()
             Foundation.exit(1)
         } catch {
+            let message = fullMessage(for: error)
+            if CommandLine.arguments.dropFirst().first == "send", message.hasPrefix("Error: Unknown option") {
+                // An argument meant for the action or the agent that starts with '-': say how to pass it.
+                FileHandle.standardError.write(Data("\(message)\nerrand: hint: words that start with '-' go after '--': errand send --action NAME -- -n TODO\n".utf8))
+                Foundation.exit(exitCode(for: error).rawValue)
+            }
             exit(withError: error)
         }
     }

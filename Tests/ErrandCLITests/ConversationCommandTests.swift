@@ -44,6 +44,7 @@ final class Journey: @unchecked Sendable {
         try write(host + "/actions/nap", "#!/bin/sh\n# description: Sleeps for a while\necho napping\nsleep \"${1:-30}\"\necho awake\n")
         try write(host + "/actions/chatty", "#!/bin/sh\n# description: Prints a lot\nhead -c 5000 /dev/zero | tr '\\0' x\necho\n")
         try write(host + "/actions/touch", "#!/bin/sh\n# description: Leaves a mark\ntouch \"$1\"\n")
+        try write(host + "/actions/args", "#!/bin/sh\n# description: Lists its arguments\nfor a in \"$@\"; do echo \"arg: $a\"; done\n")
         try write(host + "/actions/background", "#!/bin/sh\n# description: Leaves a child running\nsleep 60 &\necho started\n")
         try write(folder.path("args.sh"), "#!/bin/sh\nfor a in \"$@\"; do echo \"arg: $a\"; done\n")
         var settings = ["command": "[\"\(folder.path("agent.sh"))\"]"]
@@ -113,11 +114,67 @@ final class Journey: @unchecked Sendable {
 
 @Suite("Tasks from a companion to the host agent, end to end")
 struct ConversationCommandTests {
-    @Test("send --help shows the help, even though send takes free text")
+    @Test("send --help shows the help, wherever it stands, and says how options and words mix")
     func sendHelp() async throws {
-        let result = try await runAsync("errand", ["send", "--help"], environment: ["ERRAND_HOME": try ScratchFolder().path])
-        #expect(result.status == 0, "\(result.errorOutput)")
-        #expect(result.output.contains("USAGE: errand send"))
+        let home = try ScratchFolder().path
+        for arguments in [["send", "--help"], ["send", "some", "text", "--help"], ["send", "--action", "greet", "-h"]] {
+            let result = try await runAsync("errand", arguments, environment: ["ERRAND_HOME": home])
+            #expect(result.status == 0, "\(arguments): \(result.errorOutput)")
+            #expect(result.output.contains("USAGE: errand send"), "\(arguments)")
+            // The help is wrapped to the terminal's width: compare words, not lines.
+            let words = result.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(words.contains("errand send --action grep -- -n TODO"), "\(arguments)")
+        }
+    }
+
+    @Test("send: its options count wherever they stand; '--' ends them; an unknown option is refused and nothing is sent")
+    func sendOptionOrder() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        let phone = journey.phone
+
+        /// One `errand send …` that must print one JSON object with the task's whole result.
+        func result(_ arguments: [String]) async throws -> [String: Any] {
+            let run = try await journey.expectSuccess(["send"] + arguments)
+            let object = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
+            let decoded = try #require(object, "errand send \(arguments.joined(separator: " ")) printed no JSON: \(run.output)")
+            #expect(decoded["status"] as? String == "succeeded", "\(arguments): \(decoded)")
+            return decoded
+        }
+
+        // The README's own order: the action's argument first, then the options.
+        let readme = try await result(["--home", phone, "--action", "args", "/", "--wait", "--json"])
+        #expect(readme["output"] as? String == "arg: /\n")
+        // Options before, between and after the arguments.
+        let mixed = try await result(["--action", "greet", "--wait", "Ada", "--home", phone, "Grace", "--json", "--timeout", "60"])
+        #expect(mixed["output"] as? String == "hello, Ada and Grace\n")
+        let first = try await result(["--wait", "--json", "--home", phone, "--timeout", "60", "--action", "greet", "Ada", "Grace"])
+        #expect(first["output"] as? String == "hello, Ada and Grace\n")
+        // After '--' every word is an argument, even one that looks like an option of send.
+        let literal = try await result(["--home", phone, "--wait", "--json", "--action", "args", "--", "-n", "TODO", "--wait"])
+        #expect(literal["output"] as? String == "arg: -n\narg: TODO\narg: --wait\n")
+        // The same rule for the agent's text.
+        let text = try await result(["fix", "--wait", "the", "--home", phone, "bug", "--json"])
+        #expect((text["output"] as? String)?.contains("step: fix the bug …\n") == true)
+        let dashed = try await result(["--home", phone, "--wait", "--json", "--", "--verbose", "please"])
+        #expect((dashed["output"] as? String)?.contains("step: --verbose please …\n") == true)
+
+        // Without '--', a word like an option that send does not know is an error, with the way out; nothing is sent.
+        let before = try await journey.expectSuccess(["history", "--home", phone, "--offline", "--json"])
+        for arguments in [["--action", "args", "-n", "TODO"], ["--wiat", "fix the bug"]] {
+            let refused = try await journey.errand(["send", "--home", phone] + arguments)
+            #expect(refused.status != 0)
+            #expect(refused.errorOutput.contains("Unknown option"), "\(refused.errorOutput)")
+            #expect(refused.errorOutput.contains("errand: hint: words that start with '-' go after '--'"), "\(refused.errorOutput)")
+            #expect(refused.output.isEmpty)
+        }
+        let after = try await journey.expectSuccess(["history", "--home", phone, "--offline", "--json"])
+        let count = { (run: CommandResult) in
+            ((try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])?["tasks"] as? [Any])?.count
+        }
+        #expect(count(before) == 6)
+        #expect(count(after) == count(before))
+        await journey.finish()
     }
 
     @Test("Text goes to the agent; its output streams back in order; history and the host's log record it")
@@ -160,10 +217,10 @@ struct ConversationCommandTests {
         try text.write(toFile: journey.host + "/config.toml", atomically: true, encoding: .utf8)
         try await journey.startHost()
         // The phone was paired under default_executors = ["action"]: no agent.
-        let refused = try await journey.sendAndWait(["--dangerously-skip-everything"])
+        let refused = try await journey.sendAndWait(["--", "--dangerously-skip-everything"])
         #expect(refused["status"] as? String == "refused")
         try await journey.expectSuccess(["host", "policy", "--home", journey.host, "phone", "--executors", "agent,action"])
-        let result = try await journey.sendAndWait(["--dangerously-skip-everything"])
+        let result = try await journey.sendAndWait(["--", "--dangerously-skip-everything"])
         #expect(result["status"] as? String == "succeeded")
         #expect(result["output"] as? String == "arg: --\narg: --dangerously-skip-everything\n")
     }

@@ -140,13 +140,63 @@ struct MultiNodeTests {
         }
     }
 
-    @Test("A node whose audit key differs from the other nodes' refuses to start, saying what to copy")
+    @Test("A new node without the shared audit key refuses to start with the whole fix in one hint; export | install fixes it")
     func auditKeyMustMatch() async throws {
-        try await withNodes(1) { _, database, folder in
-            let result = try await runAsync("errand-relay", ["serve", "--listen", "127.0.0.1:0", "--data", folder.path("stranger")],
-                                            environment: ["ERRAND_RELAY_STORAGE_POSTGRES": database])
-            #expect(result.status == 1)
-            #expect(result.errorOutput.contains("copy audit.key"), "\(result.errorOutput)")
+        try await withNodes(1) { nodes, database, folder in
+            let environment = ["ERRAND_RELAY_STORAGE_POSTGRES": database]
+            let newNode = folder.path("new-node")
+            let refused = try await runAsync("errand-relay", ["serve", "--listen", "127.0.0.1:0", "--data", newNode], environment: environment)
+            #expect(refused.status == 1)
+            let hints = refused.errorOutput.split(separator: "\n").filter { $0.hasPrefix("errand-relay: hint: ") }
+            #expect(hints.count == 1, "\(refused.errorOutput)")
+            let hint = String(hints.first ?? "")
+            for part in ["copy audit.key", "into \(newNode)", "mode 0600", "audit-key export", "audit-key install --data \(newNode)"] {
+                #expect(hint.contains(part), "missing \(part): \(hint)")
+            }
+            #expect(refused.errorOutput.contains("\(newNode) has no audit.key"), "\(refused.errorOutput)")
+            // The key this refused start made signed nothing, and is not left behind to be mistaken for the right one.
+            #expect(!FileManager.default.fileExists(atPath: newNode + "/audit.key"))
+
+            // The command the hint names, end to end: export on the serving node, install on the new one.
+            let exported = try await runAsync("errand-relay", ["audit-key", "export", "--data", folder.path("node-0")])
+            #expect(exported.status == 0, "\(exported.errorOutput)")
+            #expect(exported.output.hasPrefix("errand-relay-audit-key-v1:"))
+            let installed = try await runAsync("errand-relay", ["audit-key", "install", "--data", newNode], input: exported.output)
+            #expect(installed.status == 0, "\(installed.errorOutput)")
+            #expect(!installed.output.contains(exported.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+            var info = stat()
+            #expect(stat(newNode + "/audit.key", &info) == 0 && info.st_mode & 0o777 == 0o600)
+            let first = try await runAsync("errand-relay", ["vkey", "--data", folder.path("node-0")])
+            let second = try await runAsync("errand-relay", ["vkey", "--data", newNode])
+            #expect(first.output == second.output && !first.output.isEmpty)
+            #expect(installed.output.contains(first.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let node = try await RelayProcess.start(data: newNode, environment: environment)
+            let served = try await RelayClient(baseURL: node.baseURL).auditVerifierKey()
+            #expect(served == (try await RelayClient(baseURL: nodes[0].baseURL).auditVerifierKey()))
+            await node.stop()
+
+            // A node with a key of its own keeps it unless told to replace it; damaged text is refused; nothing is written.
+            let stranger = folder.path("stranger")
+            let own = try await runAsync("errand-relay", ["vkey", "--data", stranger])
+            let kept = try await runAsync("errand-relay", ["audit-key", "install", "--data", stranger], input: exported.output)
+            #expect(kept.status == 1)
+            #expect(kept.errorOutput.contains("already has another audit key"), "\(kept.errorOutput)")
+            #expect(kept.errorOutput.contains("--replace"))
+            #expect(try await runAsync("errand-relay", ["vkey", "--data", stranger]).output == own.output)
+            let wrongStart = try await runAsync("errand-relay", ["serve", "--listen", "127.0.0.1:0", "--data", stranger], environment: environment)
+            #expect(wrongStart.status == 1)
+            #expect(wrongStart.errorOutput.contains("is not the one the relay nodes already on this database sign with"), "\(wrongStart.errorOutput)")
+            #expect(wrongStart.errorOutput.contains("audit-key install --data \(stranger) --replace"), "\(wrongStart.errorOutput)")
+            #expect(FileManager.default.fileExists(atPath: stranger + "/audit.key"))
+            for damaged in ["", "hello", "errand-relay-audit-key-v1:AAAA", "errand-relay-audit-key-v1:!!!"] {
+                let result = try await runAsync("errand-relay", ["audit-key", "install", "--data", folder.path("empty")], input: damaged)
+                #expect(result.status == 1, "\(damaged)")
+                #expect(result.errorOutput.contains("errand-relay: error: "), "\(damaged): \(result.errorOutput)")
+                #expect(!FileManager.default.fileExists(atPath: folder.path("empty") + "/audit.key"))
+            }
+            let replaced = try await runAsync("errand-relay", ["audit-key", "install", "--data", stranger, "--replace"], input: exported.output)
+            #expect(replaced.status == 0, "\(replaced.errorOutput)")
+            #expect(try await runAsync("errand-relay", ["vkey", "--data", stranger]).output == first.output)
         }
     }
 

@@ -230,9 +230,9 @@ struct PostgresStoreTests {
     @Test("Every node must sign the audit log with the same key")
     func verifierKeyPinned() async throws {
         try await withNodes { first, second, _ in
-            try await first.pinAuditVerifierKey("errand-relay/a+00000000+AAAA")
-            try await second.pinAuditVerifierKey("errand-relay/a+00000000+AAAA")
-            await #expect(throws: RelayStartupError.self) { try await second.pinAuditVerifierKey("errand-relay/b+11111111+BBBB") }
+            try await first.pinAuditVerifierKey("errand-relay/a+00000000+AAAA", dataDirectory: "/nowhere", createdNow: false)
+            try await second.pinAuditVerifierKey("errand-relay/a+00000000+AAAA", dataDirectory: "/nowhere", createdNow: false)
+            await #expect(throws: RelayStartupError.self) { try await second.pinAuditVerifierKey("errand-relay/b+11111111+BBBB", dataDirectory: "/nowhere", createdNow: false) }
         }
     }
 

@@ -34,6 +34,55 @@ struct RelayRouteTests {
         }
     }
 
+    @Test("A post retried after its envelope was acknowledged is a duplicate with its first seq, logged once")
+    func repostAfterAcknowledgement() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            let envelope = sampleEnvelope()
+            let receipt = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+            #expect(try await relay.client.acknowledge([envelope.id], owner: owner.key) == 1)
+            let again = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+            #expect(again == RelayClient.Receipt(sequence: receipt.sequence, duplicate: true))
+            #expect(try await relay.client.fetch(owner: owner.key).envelopes.isEmpty)
+            // The log holds one stored and one delivered leaf for the id, not a second stored one.
+            let leaves = try await relay.store.pendingAuditLeaves(after: 0, limit: 100).map { try AuditLeaf(bytes: $0.bytes) }
+            #expect(leaves.map(\.event) == [.stored, .delivered])
+        }
+    }
+
+    @Test("Malformed, out-of-range and repeated query parameters are refused with 400 and a reason that names them")
+    func queryParameters() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            _ = try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: owner.token)
+            let identity = try await relay.client.auditVerifierKey()
+            func fetch(_ query: String) async throws -> (status: Int, body: String) {
+                let path = "/v1/mailboxes/\(owner.mailbox)/envelopes?\(query)"
+                let answer = try await raw("GET", relay.url + path, headers: signedHeaders("GET", path, for: identity, key: owner.key))
+                return (answer.status, answer.body)
+            }
+            for (query, named) in [("limit=0", "limit"), ("limit=-1", "limit"), ("limit=501", "limit"), ("limit=abc", "limit"),
+                                   ("limit=", "limit"), ("limit=+5", "limit"), ("after=abc", "after"), ("after=-5", "after"),
+                                   ("after=99999999999999999999", "after"), ("after=1&after=2", "after")] {
+                let answer = try await fetch(query)
+                #expect(answer.status == 400, "\(query): \(answer.body)")
+                #expect(answer.body.contains("\"code\":\"bad_request\""), "\(query)")
+                #expect(answer.body.contains("'\(named)'"), "\(query): \(answer.body)")
+            }
+            // The edges of the range, and the defaults, are fine.
+            for query in ["limit=1", "limit=500", "after=0", "after=0&limit=100"] {
+                #expect(try await fetch(query).status == 200, "\(query)")
+            }
+            // The log's proofs: missing, malformed and repeated integers too.
+            for path in ["/v1/log/inclusion?index=0", "/v1/log/inclusion?index=x&size=1", "/v1/log/consistency?from=1&to=-1",
+                         "/v1/log/consistency?from=1&from=1&to=1", "/v1/log/leaf?hash=nothex"] {
+                let answer = try await raw("GET", relay.url + path)
+                #expect(answer.status == 400, "\(path): \(answer.body)")
+                #expect(answer.body.contains("bad_request"), "\(path)")
+            }
+        }
+    }
+
     @Test("A page stops at about 2 MiB however many envelopes were asked for")
     func pageByteCap() async throws {
         try await TestRelay.with { relay in

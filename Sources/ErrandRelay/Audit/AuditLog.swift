@@ -29,13 +29,18 @@ public actor AuditLog {
     /// (and key name) is `origin`, or `errand-relay/<16 hex digits of the key's hash>`.
     public static func loadSigner(dataDirectory: String, origin: String?) throws -> NoteSigner {
         let path = (dataDirectory as NSString).appendingPathComponent(keyFileName)
-        let key: Ed25519.SecretKey
         if FileManager.default.fileExists(atPath: path) {
-            key = try Ed25519.SecretKey(seed: SecretKeyFile.read(.ed25519Seed, from: path))
-        } else {
-            key = Ed25519.SecretKey()
-            try SecretKeyFile.write(key.seed, kind: .ed25519Seed, to: path)
+            return try signer(seed: SecretKeyFile.read(.ed25519Seed, from: path), origin: origin)
         }
+        let key = Ed25519.SecretKey()
+        try SecretKeyFile.write(key.seed, kind: .ed25519Seed, to: path)
+        return try signer(seed: key.seed, origin: origin)
+    }
+
+    /// The log's signer for an Ed25519 `seed`; the name is `origin`, or `errand-relay/<16 hex
+    /// digits of the public key's SHA-256>`.
+    static func signer(seed: SecretBytes, origin: String?) throws -> NoteSigner {
+        let key = try Ed25519.SecretKey(seed: seed)
         let name = origin ?? "errand-relay/" + ByteEncoding.hex(Array(SHA256.hash(key.publicKey.bytes).prefix(8)))
         return try NoteSigner(name: name, secretKey: key)
     }

@@ -205,6 +205,9 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard MailboxID(owner: key) == mailbox else {
             return refuse(.forbidden, "this key does not own mailbox \(mailbox.logPrefix)…")
         }
+        guard (answer.after ?? 0) >= 0 else {
+            return refuse(.badRequest, "'after' must be a sequence number (0 or more)")
+        }
         guard key.isValidSignature(signature, for: LiveAuthentication.message(mailbox: mailbox, challenge: challenge)) else {
             return refuse(.unauthenticated, "the challenge signature does not verify")
         }
@@ -212,7 +215,7 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         challenge = ""
         authenticationTimer?.cancel()
         authenticationTimer = nil
-        cursor = max(answer.after ?? 0, 0)
+        cursor = answer.after ?? 0
         let store = core.store
         onLoop(of: { try await store.mailboxExists(mailbox) }) { [self] result in
             guard phase == .checkingMailbox else { return }

@@ -55,10 +55,7 @@ struct AuditRoutes {
     }
 
     private func integer(_ request: Request, _ name: String) throws -> Int64 {
-        guard let text = request.uri.queryParameters[Substring(name)], let value = Int64(text) else {
-            throw core.refuse(.badRequest, "'\(name)' must be an integer")
-        }
-        return value
+        try core.integerParameter(request, name, in: 0...Int64.max)
     }
 
     private func tile(_ context: RelayRequestContext) async throws -> Response {

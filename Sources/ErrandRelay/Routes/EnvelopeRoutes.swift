@@ -146,9 +146,8 @@ struct EnvelopeRoutes {
     private func fetch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
-        let query = request.uri.queryParameters
-        let after = query.get("after", as: Int64.self) ?? 0
-        let limit = min(max(query.get("limit", as: Int.self) ?? 100, 1), Self.maximumFetch)
+        let after = try core.integerParameter(request, "after", in: 0...Int64.max, default: 0)
+        let limit = Int(try core.integerParameter(request, "limit", in: 1...Int64(Self.maximumFetch), default: 100))
         let stored = try await core.store.envelopes(in: mailbox, after: after, limit: limit + 1)
         // At most `limit` envelopes and about 2 MiB per page (always at least one).
         var bytes = 0

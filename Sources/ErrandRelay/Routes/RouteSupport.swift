@@ -21,6 +21,23 @@ extension RelayCore {
         return slot
     }
 
+    /// A query parameter that is a decimal integer in `range` (digits only, at most once), or
+    /// `fallback` when it is absent; anything else is refused with 400 naming the parameter.
+    func integerParameter(_ request: Request, _ name: String, in range: ClosedRange<Int64>, default fallback: Int64? = nil) throws -> Int64 {
+        let values = request.uri.queryParameters.getAll(name)
+        let bounds = range.upperBound == .max ? "\(range.lowerBound) or more" : "\(range.lowerBound) to \(range.upperBound)"
+        guard values.count <= 1 else { throw refuse(.badRequest, "'\(name)' is given \(values.count) times; give it once") }
+        guard let text = values.first else {
+            if let fallback { return fallback }
+            throw refuse(.badRequest, "'\(name)' is missing (an integer, \(bounds))")
+        }
+        guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let value = Int64(text), range.contains(value) else {
+            throw refuse(.badRequest, "'\(name)' must be an integer, \(bounds); got '\(text.prefix(24))'")
+        }
+        return value
+    }
+
     /// The request body, refusing more than `limit` bytes with 413 and a body still arriving past
     /// its deadline (`limits.idle_timeout_seconds`) with 400. ``BodyDeadlineMiddleware`` closes the
     /// connection of a body that stops arriving, and of a request answered before its body was

@@ -52,10 +52,15 @@ public enum RelayRunner {
     /// in-flight requests and commits, closes the store). `onListening` gets the bound port.
     public static func serve(configuration: RelayConfiguration, logger: Logger,
                              onListening: @escaping @Sendable (Int) async -> Void) async throws {
+        let keyPath = AuditKeyTransfer.keyPath(dataDirectory: configuration.dataDirectory)
+        let hadKey = FileManager.default.fileExists(atPath: keyPath)
         let signer = try loadSigner(configuration)
         let store = try await openStore(configuration, logger: logger)
         if let shared = store as? PostgresRelayStore {
-            do { try await shared.pinAuditVerifierKey(signer.verifier.description) } catch {
+            do { try await shared.pinAuditVerifierKey(signer.verifier.description, dataDirectory: configuration.dataDirectory, createdNow: !hadKey) } catch {
+                // A key made by this start and refused never signed anything: leave the folder
+                // as it was, ready for the shared key.
+                if !hadKey { try? FileManager.default.removeItem(atPath: keyPath) }
                 try? await store.close()
                 throw error
             }
@@ -75,6 +80,18 @@ public enum RelayRunner {
     /// The audit log's verifier key (`name+hash+key`), creating the key on first use.
     public static func verifierKey(configuration: RelayConfiguration) throws -> String {
         try loadSigner(configuration).verifier.description
+    }
+
+    /// The audit log's key as one line, for another node of the same database (a secret).
+    public static func exportAuditKey(configuration: RelayConfiguration) throws -> String {
+        try AuditKeyTransfer.export(dataDirectory: configuration.dataDirectory)
+    }
+
+    /// Installs a key exported from another node into this node's data folder (creating it).
+    /// - Returns: the verifier key of the installed key.
+    public static func installAuditKey(_ text: String, configuration: RelayConfiguration, replace: Bool) throws -> String {
+        try prepareDataDirectory(configuration)
+        return try AuditKeyTransfer.install(text, dataDirectory: configuration.dataDirectory, replace: replace)
     }
 
     /// The operator's audit of the store (see ``RelayAuditor``).

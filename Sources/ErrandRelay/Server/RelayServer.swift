@@ -94,7 +94,12 @@ public enum RelayServer {
 /// The relay could not start; the message names what to fix.
 public struct RelayStartupError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// What to do about it, when there is something to say (printed as one `hint:` line).
+    public let hint: String?
+    public init(_ description: String, hint: String? = nil) {
+        self.description = description
+        self.hint = hint
+    }
 }
 
 /// Closes the store after the server has stopped (services stop in reverse order).

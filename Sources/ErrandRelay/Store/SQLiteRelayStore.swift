@@ -213,6 +213,20 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 DELETE FROM audit_node WHERE level = 0;
                 """)
         }
+        migrator.registerMigration("v5: acknowledged envelope ids remembered until their envelope would have expired") { db in
+            // A sender's retry of an envelope already delivered is answered as a duplicate, not
+            // stored (and logged) a second time.
+            try db.execute(sql: """
+                CREATE TABLE delivered_envelope (
+                    mailbox BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                    envelope_id BLOB NOT NULL,
+                    seq INTEGER NOT NULL,
+                    forget_at INTEGER NOT NULL,
+                    PRIMARY KEY (mailbox, envelope_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX delivered_envelope_by_forget ON delivered_envelope (forget_at);
+                """)
+        }
         return migrator
     }
 
@@ -404,11 +418,17 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             ON CONFLICT (mailbox, envelope_id) DO NOTHING
             """)
         let existing = try RawStatement(db, "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?")
-        func duplicate(_ envelope: PreparedEnvelope) throws -> Int64? {
-            try existing.bind(1, envelope.mailbox)
-            try existing.bind(2, envelope.id)
-            defer { existing.finish() }
-            return try existing.step() ? existing.int64(0) : nil
+        let delivered = try RawStatement(db, "SELECT seq FROM delivered_envelope WHERE mailbox = ? AND envelope_id = ?")
+        /// The sequence number of an envelope with the same id that is stored, or was delivered
+        /// and is still remembered.
+        func duplicate(_ envelope: PreparedEnvelope, storedToo: Bool = true) throws -> Int64? {
+            for statement in storedToo ? [existing, delivered] : [delivered] {
+                try statement.bind(1, envelope.mailbox)
+                try statement.bind(2, envelope.id)
+                defer { statement.finish() }
+                if try statement.step() { return statement.int64(0) }
+            }
+            return nil
         }
         for envelope in envelopes {
             guard !refused.contains(envelope.mailbox) else {
@@ -442,6 +462,11 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                     refused.insert(envelope.mailbox)
                     outcomes.append(.quotaExceeded(full))
                 }
+                continue
+            }
+            // Delivered already: the insert would succeed (the row is gone) and log it twice.
+            if let sequence = try duplicate(envelope, storedToo: false) {
+                outcomes.append(.duplicate(sequence: sequence))
                 continue
             }
             try insert.bind(1, envelope.mailbox)
@@ -493,10 +518,11 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             // Cached statements, a look-up and a delete by sequence number per id: an `IN (…)` list
             // is compiled anew for each length, and `RETURNING` builds a temporary table per run.
             let find = try RawStatement(db, """
-                SELECT seq, digest IS NULL, CASE WHEN digest IS NULL THEN body ELSE digest END, length(body)
+                SELECT seq, digest IS NULL, CASE WHEN digest IS NULL THEN body ELSE digest END, length(body), expires_at
                 FROM envelope WHERE mailbox = ? AND envelope_id = ?
                 """)
             let delete = try RawStatement(db, "DELETE FROM envelope WHERE seq = ?")
+            let remember = try RawStatement(db, "INSERT OR IGNORE INTO delivered_envelope (mailbox, envelope_id, seq, forget_at) VALUES (?, ?, ?, ?)")
             var deleted: [(sequence: Int64, id: EnvelopeID, digest: [UInt8])] = []
             var bytes = 0
             for id in ids {
@@ -511,9 +537,15 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 // Rows stored before digests were kept carry their body instead.
                 let digest = find.int64(1) != 0 ? SHA256.hash(find.bytes(2)) : find.bytes(2)
                 bytes += Int(find.int64(3))
+                let expiresAt = find.int64(4)
                 find.finish()
                 try delete.bind(1, sequence)
                 try delete.run()
+                try remember.bind(1, mailboxData)
+                try remember.bind(2, id.bytes)
+                try remember.bind(3, sequence)
+                try remember.bind(4, expiresAt)
+                try remember.run()
                 deleted.append((sequence, id, digest))
             }
             try Self.addUsage(db, mailbox: mailboxData, count: -deleted.count, bytes: -bytes)
@@ -563,6 +595,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             report.slots = db.changesCount
             try db.execute(sql: "DELETE FROM request_nonce WHERE expires_at <= ?", arguments: [now])
             report.nonces = db.changesCount
+            try db.execute(sql: "DELETE FROM delivered_envelope WHERE forget_at <= ?", arguments: [now])
             try db.execute(sql: "DELETE FROM invite WHERE expires_at <= ?", arguments: [now])
             report.invites = db.changesCount
             return report

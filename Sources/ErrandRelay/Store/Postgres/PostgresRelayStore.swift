@@ -252,9 +252,16 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         let mailboxBytes = bytea(mailbox.bytes)
         return try await transaction { connection in
             try await connection.query("SELECT 1 FROM mailbox WHERE id = \(mailboxBytes) FOR UPDATE", logger: logger)
+            // The ids are remembered (see migration "v4: acknowledged envelope ids remembered").
             let deleted = try await connection.query("""
-                DELETE FROM envelope WHERE mailbox = \(mailboxBytes) AND envelope_id = ANY(\(ids.map { bytea($0.bytes) }))
-                RETURNING envelope_id, digest, length(body)
+                WITH gone AS (
+                    DELETE FROM envelope WHERE mailbox = \(mailboxBytes) AND envelope_id = ANY(\(ids.map { bytea($0.bytes) }))
+                    RETURNING mailbox, envelope_id, digest, length(body) AS length, seq, expires_at
+                ), remembered AS (
+                    INSERT INTO delivered_envelope (mailbox, envelope_id, seq, forget_at)
+                    SELECT mailbox, envelope_id, seq, expires_at FROM gone ON CONFLICT DO NOTHING
+                )
+                SELECT envelope_id, digest, length FROM gone ORDER BY seq
                 """, logger: logger).collect()
             guard !deleted.isEmpty else { return 0 }
             var leaves: [ByteBuffer] = []
@@ -291,6 +298,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
             report.slots = try await connection.query("DELETE FROM pairing_slot WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
             report.nonces = try await connection.query("DELETE FROM request_nonce WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
             report.invites = try await connection.query("DELETE FROM invite WHERE expires_at <= \(now) RETURNING 1", logger: logger).collect().count
+            try await connection.query("DELETE FROM delivered_envelope WHERE forget_at <= \(now)", logger: logger)
             // Buckets untouched for an hour have long refilled: forgetting them changes nothing.
             try await connection.query("DELETE FROM rate_bucket WHERE updated < extract(epoch FROM clock_timestamp()) - 3600", logger: logger)
             return report
@@ -457,8 +465,11 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
 
     /// Records the audit log's verifier key on first start; every later node must sign with the
     /// same key, or one log would carry checkpoints under two keys.
+    /// - Parameters:
+    ///   - dataDirectory: this node's data folder, named in the refusal's hint.
+    ///   - createdNow: this start created the key (the node had none).
     /// - Throws: ``RelayStartupError`` when this node's key is not the one already recorded.
-    public func pinAuditVerifierKey(_ verifierKey: String) async throws {
+    public func pinAuditVerifierKey(_ verifierKey: String, dataDirectory: String, createdNow: Bool) async throws {
         let recorded = try await rows("""
             WITH added AS (
                 INSERT INTO relay_setting (name, value) VALUES ('audit_verifier_key', \(verifierKey)) ON CONFLICT (name) DO NOTHING RETURNING value
@@ -466,10 +477,10 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
             SELECT value FROM added UNION ALL SELECT value FROM relay_setting WHERE name = 'audit_verifier_key'
             """).first?.decode(String.self)
         guard recorded == verifierKey else {
-            throw RelayStartupError("""
-                this node's audit key (\(verifierKey)) is not the one the other relay nodes on this database sign with \
-                (\(recorded ?? "none")); copy audit.key from an existing node's data folder to this one
-                """)
+            let problem = createdNow
+                ? "\(dataDirectory) has no \(AuditLog.keyFileName), and the relay nodes already on this database sign their log with \(recorded ?? "another key")"
+                : "this node's audit key (\(verifierKey)) is not the one the relay nodes already on this database sign with (\(recorded ?? "none"))"
+            throw RelayStartupError(problem, hint: AuditKeyTransfer.copyHint(dataDirectory: dataDirectory, replace: !createdNow))
         }
     }
 
