@@ -5,6 +5,7 @@ ChaCha20-Poly1305 and HChaCha20 written out from RFC 7748 / RFC 8439 / draft-irt
 
 Exit status 0 when every value matches the published one.
 """
+import base64
 import hashlib
 import hmac
 import struct
@@ -137,7 +138,8 @@ def seq(start, count=32):
 URI = ("errand://pair?v=1&r=https://relay.example.com&s=UFFSU1RVVldYWVpbXF1eXw"
        "&k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg&x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ"
        "&t=QEFCQ0RFRkdISUpLTE1OTw&e=1767225600"
-       "&a=relay.example.com%2B1a2b3c4d%2BAekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k&n=studio-mac")
+       "&a=relay.example.com%2Be1f35565%2BAekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k&n=studio-mac")
+AUDIT_KEY = "relay.example.com+e1f35565+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 SECRET = seq(0x40, 16)
 HOST_X = seq(0x20)
 COMPANION_X = seq(0x80)
@@ -151,13 +153,13 @@ COMPANION_ED25519 = bytes.fromhex("174553b456dddfc6908ecab1c101fe6ab21e2baa06177
 
 EXPECTED = {
     "requestBody": "01174553b456dddfc6908ecab1c101fe6ab21e2baa0617795b7d43a63482993fd5493e82fc74464a59268817623d2053c5eb8e2cc4a988b4fee179ec6b010d531d605a725d2a4adfeeb1a29e17edd621c1b7593ee8cdbc44ac6c4ab6e2f805d23ce0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000570686f6e65",
-    "proof": "baa97141bcd8f0e9a8324bf8c1e6fb9912d9061002aeae8d9dbcdb1cc4c4d24e",
+    "proof": "6c67c948cb8161977768ac314be0e2da84464973b1fdf91d3efb0f6fcb08d850",
     "requestBinding": "b64821a1028b96deb65306a7e458f5482c547ccf94d4076d98f4f32ffc88812d",
-    "rootKey": "e2bec5d7a7bbd9fb9f322d7704e593fa99a1c52c513dab65f385738545b8a948",
-    "initiatorHeaderKey": "30acc76f6eb249afdb6c7ce3be699d750dda0e441bc34593ef43d5f750089be6",
-    "responderNextHeaderKey": "368bdca7b908d2f8f6331d57202bca69ea291c616ae1997517c0491b0191c6b3",
-    "confirmationKey": "1e721ab52f35b04b8fabd28c7c7e43e3147b741498d2a3505d050e8814ef1635",
-    "firstMessage": "01303132333435363738393a3b3c3d3e3f0101010101010101010101010101010101010101010101011492556edec273aaeb21805a6a4185d4cd13ba362c3bee6051795277968227c65fb46424ca1cfb0f98f42dcf6fdf9a3bd59eb1fc3cd2515a2d80318e706b6afab778f8e082e20688f5b8c3ddbc287099d2bf3dd8c9987439ea33921ddfa8aa115c452a2cb49b217bfaf3b510a922be82d1e459255904026fb999f6f9ac18d44fb311f44b8eac9b1f8eaab53cb15c6bb0e6a956f410edc56bc34f335cd160001a2af73a908cf4880fb1444e8a868005cb78122759171803bf9db5f78f5978bc1d906931749e2ddc7f3e2984e04480eb8eed3a10e02188e782b980d7da3a39a58d985cdbf4c7bef675294081086f3ec046be743f6c72d61bc94d2e128a56a756a21108c49e551894831c1fc997ff8390a6c51d4169dfc44a38c0d91e37e5ef92bb7df3be49bddd2f930defabc2e0205bc496fe4172e04a2b61c728e5fcac3047e8b2b35835d9c67043",
+    "rootKey": "108077a09a9dd7ff4fd58c3d4fd0b54f4e636c1df867e77e7f515597ba3eb16d",
+    "initiatorHeaderKey": "dc0c1ab21c0cac89e08b1512d657eb88a3c6a5efed35623ae196fe026a216d45",
+    "responderNextHeaderKey": "3961c0cee16f6bab88c16169c5ff0ac3382098c7128f78a4e511b1b5a8b7f395",
+    "confirmationKey": "3693bb63699e74341a3ef9bf2dd06d457154fcf4744939717acbe790366a9a6c",
+    "firstMessage": "01303132333435363738393a3b3c3d3e3f010101010101010101010101010101010101010101010101b66c5c516aef562d0e4a6b1651c30afbd63442cd3a465516dd808355eec089b1bf762f715d72323dafe52dc607d186c3459c4216a6e2aefb2549eff29407e0b03c8bac8e7a51b9e1377067455024b9fc4da5d774344086ad62c707a61c08e2e661551b8a6b0ecfb36fc4f8fcb0b0477a1e80b3f5b7ed28cfe37de4365127e54b6a4c025f4e72c6fc59a4f2a19395da7e3471ee5207737dd88f2bc9035175c71cdc7a5e6457d361ae78fde21fc07e1cd838e86c3a2cb95ee4228654e41d17b8518e877460f19e6f9e0fc934eced87af1a0243e4ece50aed580e1d4144dfabbf2a76f5628e18726b23755a9d382481b9475ff8f625572813e331cbaa4f0ad27ffc8f0b519ff810c7d3fd0be01ce5f56ed59d7cb38f6311be27c8b8795757407c70ef7131ae75ba810b1bd77cda49f8bbc552f8b9f2286414da47bc7f0452e4b4420037f523e22d5999",
 }
 
 
@@ -207,6 +209,12 @@ def main():
         == "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552", "X25519 (RFC 7748 5.2)"
     assert hchacha20(bytes(range(32)), bytes.fromhex("000000090000004a0000000031415927")).hex() \
         == "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc", "HChaCha20 (xchacha-03 2.2.1)"
+    # The offer's audit key is a real verifier key: id = SHA-256(name ‖ LF ‖ 0x01 ‖ key)[0..4].
+    name, key_id, key = AUDIT_KEY.split("+", 2)
+    raw_key = base64.b64decode(key, validate=True)
+    assert raw_key[0] == 1 and len(raw_key) == 33, "audit key: an Ed25519 verifier key"
+    assert hashlib.sha256(name.encode() + b"\n" + raw_key).digest()[:4].hex() == key_id, "audit key id"
+    assert "&a=" + AUDIT_KEY.replace("+", "%2B") + "&" in URI, "the URI carries the audit key"
     failures = 0
     for name, value in compute().items():
         if value.hex() == EXPECTED[name]:

@@ -12,8 +12,8 @@ enum Vector {
     static let companionAgreement = try! X25519.SecretKey(secret: SecretBytes(copying: range(0x80)))
     static let secretBytes = range(0x40, 16)
     static let expiry = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01T00:00:00Z
-    static let auditKey = "relay.example.com+1a2b3c4d+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
-    static let uri = "errand://pair?v=1&r=https://relay.example.com&s=UFFSU1RVVldYWVpbXF1eXw&k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg&x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ&t=QEFCQ0RFRkdISUpLTE1OTw&e=1767225600&a=relay.example.com%2B1a2b3c4d%2BAekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k&n=studio-mac"
+    static let auditKey = "relay.example.com+e1f35565+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+    static let uri = "errand://pair?v=1&r=https://relay.example.com&s=UFFSU1RVVldYWVpbXF1eXw&k=A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg&x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ&t=QEFCQ0RFRkdISUpLTE1OTw&e=1767225600&a=relay.example.com%2Be1f35565%2BAekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k&n=studio-mac"
 
     static func offer() throws -> PairingOffer {
         try PairingOffer(
@@ -125,7 +125,7 @@ struct PairingOfferTests {
             ("n=studio-mac", "n=%E2%80%AEcam-oiduts", "host name"),  // right-to-left override
             ("e=1767225600", "e=+1767225600", "expiry time"),
             ("e=1767225600", "e=99999999999999999", "expiry time"),
-            ("&a=relay.example.com%2B1a2b3c4d%2B", "&a=relay.example.com%2Bxyz%2B", "audit key"),
+            ("&a=relay.example.com%2Be1f35565%2B", "&a=relay.example.com%2Bxyz%2B", "audit key"),
         ]
         for (original, damaged, phrase) in replacements {
             let uri = Vector.uri.replacingOccurrences(of: original, with: damaged)
@@ -177,10 +177,18 @@ struct ShortAuthenticationStringTests {
     func vector() throws {
         let transcript = PairingTranscript(offerURI: Vector.uri, companionSigningKey: Vector.companionSigning.publicKey,
                                            companionAgreementKey: Vector.companionAgreement.publicKey)
-        #expect(ByteEncoding.hex(transcript.hash) == "c995f4be1aeadaa97a1d4ab0e440a8c3509627eb65413367b7ec5c334a67f3a9")
+        #expect(ByteEncoding.hex(transcript.hash) == "48d05c5d272c2d8542778025b107f44273bc207dfc2448cb600943a81c9b06e9")
         let sas = ShortAuthenticationString(transcript: transcript, secret: SecretBytes(copying: Vector.secretBytes))
-        #expect(sas.digits == "456306")
-        #expect(sas.description == "456 306")
+        #expect(sas.digits == "654700")
+        #expect(sas.description == "654 700")
+    }
+
+    @Test("The vector's audit key is a consistent verifier key: its id is SHA-256(name ‖ LF ‖ 0x01 ‖ key)[0..4]")
+    func vectorAuditKeyID() throws {
+        let parts = Vector.auditKey.split(separator: "+", maxSplits: 2).map(String.init)
+        let key = try #require(Data(base64Encoded: parts[2]))
+        #expect(key.count == 33 && key.first == 0x01)
+        #expect(ByteEncoding.hex(Array(SHA256.hash(Array((parts[0] + "\n").utf8) + Array(key)).prefix(4))) == parts[1])
     }
 
     @Test("Both sides agree, and any change to the transcript or secret changes the SAS")

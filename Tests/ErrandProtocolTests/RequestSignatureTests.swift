@@ -6,12 +6,12 @@ import Testing
 /// Signed relay requests (docs/protocol.md, "Signed requests" and the published test vector).
 @Suite("Signed relay requests")
 struct RequestSignatureTests {
-    static let relay = "relay.example.com+1a2b3c4d+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+    static let relay = "relay.example.com+e1f35565+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
     static let body = Array(#"{"hash":"abc"}"#.utf8)
     static let nonce = ByteEncoding.base64URL(Array(0x70..<0x80))
     static let text = """
         errand-relay-request-v2
-        relay.example.com+1a2b3c4d+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k
+        relay.example.com+e1f35565+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k
         POST
         /v1/mailboxes/example/send-tokens
         1767225600
@@ -19,7 +19,7 @@ struct RequestSignatureTests {
         45585041e3e804a5290a1b0957818dd5f06a7011af6c21b01aa22c8b199f38c3
         """
     /// Computed with Python's `cryptography` package, independently of this code.
-    static let signature = "zC0TLV1z1ULME2j4r-nza6O6XHgvoF-hB4sQ93KFGLIWJKDaprNl1b3c2AhylD4ajawokRdM7kX6byKrisOFDw"
+    static let signature = "mtEWTIb82POu84ieaMkzmNqJpEqk9vIi9MxASDrXTgfBJmB4rV9P57OhsQFF-VHIJs6-rg0zaBOIecymjFO0BA"
 
     @Test("The published vector: signed text and signature")
     func vector() throws {
@@ -39,7 +39,7 @@ struct RequestSignatureTests {
         try signed.verify(method: "POST", pathAndQuery: "/v1/mailboxes/example/send-tokens", body: Self.body, relay: Self.relay, now: then)
         #expect(throws: RelayProtocolError.self) {
             try signed.verify(method: "POST", pathAndQuery: "/v1/mailboxes/example/send-tokens", body: Self.body,
-                              relay: "relay.example.org+1a2b3c4d+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", now: then)
+                              relay: "relay.example.org+e1f35565+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", now: then)
         }
         #expect(throws: RelayProtocolError.self) {
             try signed.verify(method: "POST", pathAndQuery: "/v1/mailboxes/example/send-tokens", body: Self.body, relay: Self.relay,
