@@ -36,7 +36,7 @@ struct StoreBenchmark: AsyncParsableCommand {
             let mailbox = MailboxID(owner: key.publicKey)
             let token = SendToken()
             _ = try await store.createMailbox(mailbox, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 0, now: 0)
-            try await store.addSendToken(token.hash, to: mailbox, now: 0)
+            _ = try await store.addSendToken(token.hash, to: mailbox, maximum: 1, now: 0)
             owners.append((mailbox, token.hash))
         }
         let targets = owners

@@ -83,6 +83,19 @@ struct RelayRouteTests {
         }
     }
 
+    @Test("Send tokens past limits.max_send_tokens are refused with 507 and do not authorise posts")
+    func sendTokenCap() async throws {
+        try await TestRelay.with({ $0.maximumSendTokens = 3 }) { relay in
+            let owner = try await Owner.register(on: relay)
+            try await relay.client.addSendToken(SendToken().hash, owner: owner.key)
+            try await relay.client.addSendToken(SendToken().hash, owner: owner.key)
+            let extra = SendToken()
+            await expectRefusal(.quotaExceeded) { try await relay.client.addSendToken(extra.hash, owner: owner.key) }
+            #expect(try await relay.client.sendTokens(owner: owner.key).count == 3)
+            await expectRefusal(.forbidden) { try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: extra) }
+        }
+    }
+
     @Test("A page stops at about 2 MiB however many envelopes were asked for")
     func pageByteCap() async throws {
         try await TestRelay.with { relay in

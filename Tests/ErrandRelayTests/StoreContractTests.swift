@@ -300,6 +300,24 @@ struct StoreContractTests {
         }
     }
 
+    @Test("A mailbox holds at most `maximum` send tokens; adding one it holds stays fine; removing one makes room", arguments: factories)
+    func sendTokenCap(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (mailbox, first) = try await makeMailbox(store)
+            let second = SendToken(), third = SendToken()
+            #expect(try await store.addSendToken(second.hash, to: mailbox, maximum: 2, now: 100))
+            #expect(try await !store.addSendToken(third.hash, to: mailbox, maximum: 2, now: 100))
+            #expect(Set(try await store.sendTokens(of: mailbox)) == [first.hash, second.hash])
+            // Idempotent at the cap: a token already held is still "registered".
+            #expect(try await store.addSendToken(second.hash, to: mailbox, maximum: 2, now: 100))
+            // The refused token cannot post.
+            #expect(try await store.storeEnvelope(incoming(mailbox), sendToken: third.hash, quota: Self.quota) == .forbidden)
+            #expect(try await store.removeSendToken(first.hash, from: mailbox))
+            #expect(try await store.addSendToken(third.hash, to: mailbox, maximum: 2, now: 100))
+            #expect(Set(try await store.sendTokens(of: mailbox)) == [second.hash, third.hash])
+        }
+    }
+
     @Test("A backlog larger than one expiry chunk is expired completely, each envelope logged once", arguments: factories)
     func largeExpiry(_ factory: Factory) async throws {
         try await withStore(factory) { store in
@@ -343,6 +361,6 @@ func makeMailbox(_ store: any RelayStore, token: SendToken = SendToken()) async 
     let key = Ed25519.SecretKey()
     let id = MailboxID(owner: key.publicKey)
     #expect(try await store.createMailbox(id, ownerKey: key.publicKey.bytes, sponsor: nil, maximumSponsored: 1, now: 100) == .created)
-    try await store.addSendToken(token.hash, to: id, now: 100)
+    #expect(try await store.addSendToken(token.hash, to: id, maximum: 8, now: 100))
     return (id, token)
 }

@@ -48,6 +48,7 @@ public enum ConfigurationLoader {
         integer("limits.pairing_slot_default_seconds", 10...600) { $0.pairingSlotDefaultTTL = Int64($1) },
         integer("limits.pairing_slot_max_seconds", 10...600) { $0.pairingSlotMaximumTTL = Int64($1) },
         integer("limits.max_open_pairing_slots", 1...1_000) { $0.maximumOpenPairingSlots = $1 },
+        integer("limits.max_send_tokens", 1...100_000) { $0.maximumSendTokens = $1 },
         number("limits.requests_per_second_per_ip", 0...1_000_000) { $0.requestsPerSecondPerIP = $1 },
         number("limits.request_burst_per_ip", 1...1_000_000) { $0.requestBurstPerIP = $1 },
         number("limits.posts_per_second_per_mailbox", 0...1_000_000) { $0.postsPerSecondPerMailbox = $1 },

@@ -33,6 +33,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var pairingSlotMaximumTTL: Int64 = 600
     /// Pairing slots one mailbox may have open at once.
     public var maximumOpenPairingSlots = 4
+    /// Send tokens one mailbox may hold (a host: one per paired device, revoked ones removed).
+    public var maximumSendTokens = 256
 
     /// Requests per second per client IP (average and burst); 0 disables.
     public var requestsPerSecondPerIP = 100.0

@@ -90,7 +90,10 @@ struct MailboxRoutes {
         let mailbox = try core.mailboxParameter(context)
         let hash = try tokenHash(context)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
-        try await core.store.addSendToken(hash, to: mailbox, now: core.nowSeconds)
+        let maximum = core.configuration.maximumSendTokens
+        guard try await core.store.addSendToken(hash, to: mailbox, maximum: maximum, now: core.nowSeconds) else {
+            throw core.refuse(.quotaExceeded, "this mailbox already holds \(maximum) send tokens; remove the tokens of devices that are gone (errand host revoke) first")
+        }
         return Response(status: .noContent)
     }
 

@@ -34,8 +34,10 @@ public protocol RelayStore: Sendable {
 
     // MARK: Send tokens
 
-    /// Authorises the holder of the token with this hash to post into `mailbox`.
-    func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, now: Int64) async throws
+    /// Authorises the holder of the token with this hash to post into `mailbox`, unless the
+    /// mailbox already holds `maximum` other tokens.
+    /// - Returns: whether the token is registered now (`true` also when it already was).
+    func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, maximum: Int, now: Int64) async throws -> Bool
     /// Revokes a send token; `false` if it was not registered.
     func removeSendToken(_ hash: TokenHash, from mailbox: MailboxID) async throws -> Bool
     /// The hashes of the mailbox's send tokens.

@@ -323,11 +323,19 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
 
     // MARK: Send tokens
 
-    public func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, now: Int64) async throws {
+    public func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, maximum: Int, now: Int64) async throws -> Bool {
         try await writer.write { db in
+            // A token already there is fine (idempotent); a new one only below the cap.
             try db.execute(
-                sql: "INSERT INTO send_token (mailbox, hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                arguments: [Data(mailbox.bytes), Data(hash.bytes), now])
+                sql: """
+                    INSERT INTO send_token (mailbox, hash, created_at)
+                    SELECT ?1, ?2, ?3 WHERE (SELECT count(*) FROM send_token WHERE mailbox = ?1) < ?4
+                    ON CONFLICT DO NOTHING
+                    """,
+                arguments: [Data(mailbox.bytes), Data(hash.bytes), now, maximum])
+            if db.changesCount == 1 { return true }
+            return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM send_token WHERE mailbox = ? AND hash = ?)",
+                                     arguments: [Data(mailbox.bytes), Data(hash.bytes)]) ?? false
         }
     }
 

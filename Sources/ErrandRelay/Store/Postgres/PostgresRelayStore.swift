@@ -146,11 +146,20 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
 
     // MARK: Send tokens
 
-    public func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, now: Int64) async throws {
-        try await client.query("""
-            INSERT INTO send_token (mailbox, hash, created_at) VALUES (\(bytea(mailbox.bytes)), \(bytea(hash.bytes)), \(now))
-            ON CONFLICT DO NOTHING
-            """, logger: logger)
+    public func addSendToken(_ hash: TokenHash, to mailbox: MailboxID, maximum: Int, now: Int64) async throws -> Bool {
+        let logger = self.logger
+        let mailboxBytes = bytea(mailbox.bytes), hashBytes = bytea(hash.bytes)
+        return try await transaction { connection in
+            // The mailbox's row lock makes the count and the insert one step across nodes.
+            try await connection.query("SELECT 1 FROM mailbox WHERE id = \(mailboxBytes) FOR UPDATE", logger: logger)
+            try await connection.query("""
+                INSERT INTO send_token (mailbox, hash, created_at)
+                SELECT \(mailboxBytes), \(hashBytes), \(now) WHERE (SELECT count(*) FROM send_token WHERE mailbox = \(mailboxBytes)) < \(Int64(maximum))
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+            return try await connection.query("SELECT 1 FROM send_token WHERE mailbox = \(mailboxBytes) AND hash = \(hashBytes)",
+                                              logger: logger).collect().count == 1
+        }
     }
 
     public func removeSendToken(_ hash: TokenHash, from mailbox: MailboxID) async throws -> Bool {
