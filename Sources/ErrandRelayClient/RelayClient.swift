@@ -47,6 +47,19 @@ public struct RelayClient: Sendable {
         return trimmed(a) == trimmed(b)
     }
 
+    /// Whether `url` is plain `http://` to a machine other than this one: its traffic (sealed
+    /// envelopes, but also tokens, timing and sizes) crosses the network without TLS.
+    /// Loopback (`localhost`, 127.0.0.0/8, `::1`) is not counted.
+    public static func isUnencryptedRemote(_ url: String) -> Bool {
+        guard let parsed = URL(string: url), parsed.scheme?.lowercased() == "http" else { return false }
+        var host = (parsed.host ?? "").lowercased()
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host.hasSuffix(".localhost") || host == "::1" { return false }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        if octets.count == 4, octets.allSatisfy({ UInt8($0) != nil }), octets[0] == "127" { return false }
+        return true
+    }
+
     /// - Parameter pinnedRelayKey: the relay's audit-log verifier key as pinned at pairing.
     ///   Signed requests then always name it, so they are good at that relay only, whatever a
     ///   relay at this address claims; without one, the key is fetched from the relay once.

@@ -38,6 +38,7 @@ struct HostCommand: AsyncParsableCommand {
                 }
                 token = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
+            Console.warnIfUnencrypted(relay: relay)
             let host = try await reportingPeerErrors {
                 try await HostSetup.initialize(directory: peer.directory, relayURL: relay, name: name, invite: token, client: relayClient(relay))
             }
@@ -82,6 +83,7 @@ struct HostCommand: AsyncParsableCommand {
                 let host = try HostSetup.load(directory: peer.directory)
                 let configuration = try HostConfiguration.load(from: host.directory)
                 let relay = peer.relay ?? host.settings.relayURL
+                Console.warnIfUnencrypted(relay: relay)
                 let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes)
                 var pairing = HostPairing(host: host, client: relayClient(relay, for: host), relayURL: relay)
                 pairing.defaultExecutors = configuration.defaultExecutors

@@ -52,6 +52,7 @@ struct PairCommand: AsyncParsableCommand {
             }
             do { try DeviceName.validate(deviceName) } catch let error as PairingError { throw PeerError(error.message, hint: error.hint) }
             let relay = peer.relay ?? offer.relayURL
+            Console.warnIfUnencrypted(relay: relay)
             // Signed requests name the relay key the host put in the offer (for the offer's relay).
             let pinned = RelayClient.sameRelay(relay, offer.relayURL) ? offer.auditVerifierKey : nil
             let paired = try await CompanionPairing(store: store, client: RelayClient(baseURL: relay, pinnedRelayKey: pinned), relayURL: relay)

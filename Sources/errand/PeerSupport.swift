@@ -48,6 +48,12 @@ enum Console {
         FileHandle.standardError.write(Data("errand: warning: \(text)\n".utf8))
     }
 
+    /// Warns when `relay` is plain http to another machine (a relay should be behind TLS).
+    static func warnIfUnencrypted(relay: String) {
+        guard RelayClient.isUnencryptedRemote(relay) else { return }
+        warn("the relay \(relay) is plain http: the envelopes stay sealed, but send tokens, sizes and timing cross the network in the clear; use https:// (a TLS proxy in front of the relay: docs/operations.md) unless this network is yours alone")
+    }
+
     /// Asks a yes/no question; only "y" or "yes" is yes. Standard input at its end counts as no.
     static func confirm(_ question: String) -> Bool {
         FileHandle.standardOutput.write(Data((question + " [y/N] ").utf8))

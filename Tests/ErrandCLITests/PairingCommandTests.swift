@@ -126,6 +126,14 @@ struct PairingCommandTests {
         let twice = try await runAsync("errand", ["host", "init", "--home", host, "--relay", relay.baseURL])
         #expect(twice.status == 1)
         #expect(twice.errorOutput.contains("already holds a host"))
+        // Plain http to loopback is fine; to another machine it is warned about (0.0.0.0: not loopback, refused at once).
+        #expect(!twice.errorOutput.contains("plain http"))
+        let remote = try await runAsync("errand", ["host", "pair", "--home", host, "--terminal", "none", "--relay", "http://0.0.0.0:1"])
+        #expect(remote.status == 1)
+        #expect(remote.errorOutput.contains("errand: warning: the relay http://0.0.0.0:1 is plain http"), "\(remote.errorOutput)")
+        let elsewhere = try await runAsync("errand", ["host", "init", "--home", folder.path("other"), "--relay", "http://0.0.0.0:1"])
+        #expect(elsewhere.status == 1)
+        #expect(elsewhere.errorOutput.contains("use https://"), "\(elsewhere.errorOutput)")
 
         let notACode = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--yes", "https://example.com"])
         #expect(notACode.status == 1)
