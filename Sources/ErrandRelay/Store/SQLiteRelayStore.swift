@@ -213,19 +213,12 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 DELETE FROM audit_node WHERE level = 0;
                 """)
         }
-        migrator.registerMigration("v5: acknowledged envelope ids remembered until their envelope would have expired") { db in
-            // A sender's retry of an envelope already delivered is answered as a duplicate, not
-            // stored (and logged) a second time.
-            try db.execute(sql: """
-                CREATE TABLE delivered_envelope (
-                    mailbox BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
-                    envelope_id BLOB NOT NULL,
-                    seq INTEGER NOT NULL,
-                    forget_at INTEGER NOT NULL,
-                    PRIMARY KEY (mailbox, envelope_id)
-                ) WITHOUT ROWID;
-                CREATE INDEX delivered_envelope_by_forget ON delivered_envelope (forget_at);
-                """)
+        migrator.registerMigration("v5: acknowledged envelopes kept as tombstones until they would have expired") { db in
+            // An acknowledged envelope's row stays, its body emptied and `delivered` set, until its
+            // expiry: the (mailbox, envelope_id) key then answers a sender's retry as a duplicate
+            // (nothing stored or logged again) at no cost to a post. Emptying the body in place
+            // touches less than deleting the row and its index entries.
+            try db.execute(sql: "ALTER TABLE envelope ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0")
         }
         return migrator
     }
@@ -425,18 +418,13 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (mailbox, envelope_id) DO NOTHING
             """)
+        // Acknowledged envelopes count too (tombstones, see migration v5).
         let existing = try RawStatement(db, "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?")
-        let delivered = try RawStatement(db, "SELECT seq FROM delivered_envelope WHERE mailbox = ? AND envelope_id = ?")
-        /// The sequence number of an envelope with the same id that is stored, or was delivered
-        /// and is still remembered.
-        func duplicate(_ envelope: PreparedEnvelope, storedToo: Bool = true) throws -> Int64? {
-            for statement in storedToo ? [existing, delivered] : [delivered] {
-                try statement.bind(1, envelope.mailbox)
-                try statement.bind(2, envelope.id)
-                defer { statement.finish() }
-                if try statement.step() { return statement.int64(0) }
-            }
-            return nil
+        func duplicate(_ envelope: PreparedEnvelope) throws -> Int64? {
+            try existing.bind(1, envelope.mailbox)
+            try existing.bind(2, envelope.id)
+            defer { existing.finish() }
+            return try existing.step() ? existing.int64(0) : nil
         }
         for envelope in envelopes {
             guard !refused.contains(envelope.mailbox) else {
@@ -472,11 +460,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 }
                 continue
             }
-            // Delivered already: the insert would succeed (the row is gone) and log it twice.
-            if let sequence = try duplicate(envelope, storedToo: false) {
-                outcomes.append(.duplicate(sequence: sequence))
-                continue
-            }
             try insert.bind(1, envelope.mailbox)
             try insert.bind(2, envelope.id)
             try insert.bind(3, envelope.body)
@@ -505,7 +488,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
         let mailbox = Data(mailbox.bytes)
         return try await pool.read { db in
-            let select = try RawStatement(db, "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?")
+            let select = try RawStatement(db, "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? AND delivered = 0 ORDER BY seq LIMIT ?")
             try select.bind(1, mailbox)
             try select.bind(2, sequence)
             try select.bind(3, Int64(limit))
@@ -526,11 +509,11 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             // Cached statements, a look-up and a delete by sequence number per id: an `IN (…)` list
             // is compiled anew for each length, and `RETURNING` builds a temporary table per run.
             let find = try RawStatement(db, """
-                SELECT seq, digest IS NULL, CASE WHEN digest IS NULL THEN body ELSE digest END, length(body), expires_at
-                FROM envelope WHERE mailbox = ? AND envelope_id = ?
+                SELECT seq, digest IS NULL, CASE WHEN digest IS NULL THEN body ELSE digest END, length(body)
+                FROM envelope WHERE mailbox = ? AND envelope_id = ? AND delivered = 0
                 """)
-            let delete = try RawStatement(db, "DELETE FROM envelope WHERE seq = ?")
-            let remember = try RawStatement(db, "INSERT OR IGNORE INTO delivered_envelope (mailbox, envelope_id, seq, forget_at) VALUES (?, ?, ?, ?)")
+            // Kept as a tombstone until its expiry, so a retried post is still a duplicate.
+            let markDelivered = try RawStatement(db, "UPDATE envelope SET body = x'', digest = ?, delivered = 1 WHERE seq = ?")
             var deleted: [(sequence: Int64, id: EnvelopeID, digest: [UInt8])] = []
             var bytes = 0
             for id in ids {
@@ -545,15 +528,10 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 // Rows stored before digests were kept carry their body instead.
                 let digest = find.int64(1) != 0 ? SHA256.hash(find.bytes(2)) : find.bytes(2)
                 bytes += Int(find.int64(3))
-                let expiresAt = find.int64(4)
                 find.finish()
-                try delete.bind(1, sequence)
-                try delete.run()
-                try remember.bind(1, mailboxData)
-                try remember.bind(2, id.bytes)
-                try remember.bind(3, sequence)
-                try remember.bind(4, expiresAt)
-                try remember.run()
+                try markDelivered.bind(1, digest)
+                try markDelivered.bind(2, sequence)
+                try markDelivered.run()
                 deleted.append((sequence, id, digest))
             }
             try Self.addUsage(db, mailbox: mailboxData, count: -deleted.count, bytes: -bytes)
@@ -576,25 +554,27 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         while true {
             let deleted = try await writer.write(turn: .deferrable(rows: chunk)) { db in
                 let expiring = try Row.fetchAll(
-                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body)",
+                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body), delivered",
                     arguments: [now, chunk])
+                // Tombstones of delivered envelopes go without a leaf; their usage was freed at delivery.
+                let expired = expiring.filter { ($0[6] as Int64) == 0 }
                 var removed: [Data: (count: Int, bytes: Int)] = [:]
-                for row in expiring {
+                for row in expired {
                     removed[row[1] as Data, default: (0, 0)].count += 1
                     removed[row[1] as Data, default: (0, 0)].bytes += row[5] as Int
                 }
                 for (mailbox, change) in removed { try Self.addUsage(db, mailbox: mailbox, count: -change.count, bytes: -change.bytes) }
                 // RETURNING gives no order: leaves go in sequence order.
                 if auditLog {
-                    try Self.appendLeaves(db, expiring.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
+                    try Self.appendLeaves(db, expired.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
                         let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
                         return Self.leaf(.expired, mailbox: [UInt8](row[1] as Data), envelopeID: [UInt8](row[2] as Data), digest: digest, time: now)
                     })
                 }
-                return expiring.count
+                return (rows: expiring.count, expired: expired.count)
             }
-            report.envelopes += deleted
-            if deleted < chunk { break }
+            report.envelopes += deleted.expired
+            if deleted.rows < chunk { break }
         }
         let envelopes = report.envelopes
         return try await writer.write(turn: .deferrable(rows: 1)) { db in
@@ -603,7 +583,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             report.slots = db.changesCount
             try db.execute(sql: "DELETE FROM request_nonce WHERE expires_at <= ?", arguments: [now])
             report.nonces = db.changesCount
-            try db.execute(sql: "DELETE FROM delivered_envelope WHERE forget_at <= ?", arguments: [now])
             try db.execute(sql: "DELETE FROM invite WHERE expires_at <= ?", arguments: [now])
             report.invites = db.changesCount
             return report
@@ -724,7 +703,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             snapshot.leaves = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf ORDER BY idx").map { [UInt8]($0) }
             // No leaf hashes are stored: they are computed from these leaves wherever they are read.
             snapshot.checkpoint = try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
-            let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope ORDER BY seq")
+            let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope WHERE delivered = 0 ORDER BY seq")
             while let row = try rows.next() {
                 snapshot.envelopes.append((row[0], [UInt8](row[1] as Data), [UInt8](row[2] as Data)))
             }

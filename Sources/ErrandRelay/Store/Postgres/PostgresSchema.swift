@@ -187,50 +187,11 @@ enum PostgresSchema {
             $$
             """,
         ]),
-        // A sender's retry of an envelope already delivered is answered as a duplicate (with its
-        // first seq), not stored and logged again: acknowledged ids are remembered until the
-        // envelope would have expired.
-        ("v4: acknowledged envelope ids remembered", [
-            """
-            CREATE TABLE delivered_envelope (
-                mailbox bytea NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
-                envelope_id bytea NOT NULL,
-                seq bigint NOT NULL,
-                forget_at bigint NOT NULL,
-                PRIMARY KEY (mailbox, envelope_id)
-            )
-            """,
-            "CREATE INDEX delivered_envelope_by_forget ON delivered_envelope (forget_at)",
-            """
-            CREATE OR REPLACE FUNCTION errand_store_envelope(
-                p_mailbox bytea, p_token bytea, p_id bytea, p_body bytea, p_digest bytea,
-                p_stored_at bigint, p_expires_at bigint, p_max_count bigint, p_max_bytes bigint, p_leaf bytea)
-            RETURNS TABLE (result_outcome text, result_seq bigint) LANGUAGE plpgsql AS $$
-            DECLARE
-                v_count bigint;
-                v_bytes bigint;
-                v_seq bigint;
-            BEGIN
-                SELECT envelope_count, envelope_bytes INTO v_count, v_bytes FROM mailbox WHERE id = p_mailbox FOR UPDATE;
-                IF NOT FOUND THEN RETURN QUERY SELECT 'forbidden'::text, 0::bigint; RETURN; END IF;
-                PERFORM 1 FROM send_token WHERE mailbox = p_mailbox AND hash = p_token FOR KEY SHARE;
-                IF NOT FOUND THEN RETURN QUERY SELECT 'forbidden'::text, 0::bigint; RETURN; END IF;
-                SELECT e.seq INTO v_seq FROM envelope e WHERE e.mailbox = p_mailbox AND e.envelope_id = p_id;
-                IF FOUND THEN RETURN QUERY SELECT 'duplicate'::text, v_seq; RETURN; END IF;
-                SELECT d.seq INTO v_seq FROM delivered_envelope d WHERE d.mailbox = p_mailbox AND d.envelope_id = p_id;
-                IF FOUND THEN RETURN QUERY SELECT 'duplicate'::text, v_seq; RETURN; END IF;
-                IF v_count + 1 > p_max_count THEN RETURN QUERY SELECT 'quota_envelopes'::text, 0::bigint; RETURN; END IF;
-                IF v_bytes + length(p_body) > p_max_bytes THEN RETURN QUERY SELECT 'quota_bytes'::text, 0::bigint; RETURN; END IF;
-                INSERT INTO envelope (mailbox, envelope_id, body, digest, stored_at, expires_at)
-                    VALUES (p_mailbox, p_id, p_body, p_digest, p_stored_at, p_expires_at) RETURNING envelope.seq INTO v_seq;
-                UPDATE mailbox SET envelope_count = envelope_count + 1, envelope_bytes = envelope_bytes + length(p_body)
-                    WHERE id = p_mailbox;
-                IF p_leaf IS NOT NULL THEN INSERT INTO audit_pending (leaf) VALUES (p_leaf); END IF;
-                PERFORM pg_notify('\(arrivalChannel)', encode(p_mailbox, 'hex'));
-                RETURN QUERY SELECT 'stored'::text, v_seq;
-            END
-            $$
-            """,
+        // An acknowledged envelope's row stays, its body emptied and `delivered` set, until its
+        // expiry: errand_store_envelope's look-up by (mailbox, envelope_id) then answers a
+        // sender's retry as a duplicate with the first seq, and nothing is stored or logged again.
+        ("v4: acknowledged envelopes kept as tombstones until they would have expired", [
+            "ALTER TABLE envelope ADD COLUMN delivered boolean NOT NULL DEFAULT false",
         ]),
     ]
 
