@@ -273,33 +273,6 @@ struct StoreContractTests {
         }
     }
 
-    @Test("An id posted again after its envelope was acknowledged is a duplicate until the envelope would have expired; no second leaf", arguments: factories)
-    func repostAfterAcknowledgement(_ factory: Factory) async throws {
-        try await withStore(factory) { store in
-            let (mailbox, token) = try await makeMailbox(store)
-            let envelope = sampleEnvelope()
-            let outcome = try await store.storeEnvelope(incoming(mailbox, envelope, now: 100, ttl: 1000), sendToken: token.hash, quota: Self.quota)
-            guard case .stored(let sequence) = outcome else { Issue.record("not stored: \(outcome)"); return }
-            #expect(try await store.acknowledge([envelope.id], in: mailbox) == 1)
-            // The sender's retry, alone and in a batch: the first seq, nothing stored, nothing logged.
-            #expect(try await store.storeEnvelope(incoming(mailbox, envelope, now: 500), sendToken: token.hash, quota: Self.quota) == .duplicate(sequence: sequence))
-            let batch = try await store.storeEnvelopes([EnvelopePost(incoming(mailbox, envelope, now: 600), sendToken: token.hash)], quota: Self.quota)
-            #expect(batch == [.duplicate(sequence: sequence)])
-            #expect(try await store.envelopes(in: mailbox, after: 0, limit: 10).isEmpty)
-            #expect(try await store.statistics().envelopes == 0)
-            let leaves = try await store.pendingAuditLeaves(after: 0, limit: 100).map { try AuditLeaf(bytes: $0.bytes) }
-            #expect(leaves.map(\.event) == [.stored, .delivered])
-            // A revoked token still learns nothing: the token is checked first.
-            #expect(try await store.storeEnvelope(incoming(mailbox, envelope, now: 700), sendToken: SendToken().hash, quota: Self.quota) == .forbidden)
-
-            // Once the envelope's own expiry has passed, the id is forgotten (the sweep runs) and may be stored anew.
-            _ = try await store.expire(now: 1100)
-            let again = try await store.storeEnvelope(incoming(mailbox, envelope, now: 1200), sendToken: token.hash, quota: Self.quota)
-            guard case .stored(let newSequence) = again else { Issue.record("not stored after the TTL: \(again)"); return }
-            #expect(newSequence > sequence)
-        }
-    }
-
     @Test("A mailbox holds at most `maximum` send tokens; adding one it holds stays fine; removing one makes room", arguments: factories)
     func sendTokenCap(_ factory: Factory) async throws {
         try await withStore(factory) { store in

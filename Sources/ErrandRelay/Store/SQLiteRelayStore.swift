@@ -213,13 +213,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 DELETE FROM audit_node WHERE level = 0;
                 """)
         }
-        migrator.registerMigration("v5: acknowledged envelopes kept as tombstones until they would have expired") { db in
-            // An acknowledged envelope's row stays, its body emptied and `delivered` set, until its
-            // expiry: the (mailbox, envelope_id) key then answers a sender's retry as a duplicate
-            // (nothing stored or logged again) at no cost to a post. Emptying the body in place
-            // touches less than deleting the row and its index entries.
-            try db.execute(sql: "ALTER TABLE envelope ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0")
-        }
         return migrator
     }
 
@@ -418,7 +411,6 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             INSERT INTO envelope (mailbox, envelope_id, body, stored_at, expires_at, digest) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (mailbox, envelope_id) DO NOTHING
             """)
-        // Acknowledged envelopes count too (tombstones, see migration v5).
         let existing = try RawStatement(db, "SELECT seq FROM envelope WHERE mailbox = ? AND envelope_id = ?")
         func duplicate(_ envelope: PreparedEnvelope) throws -> Int64? {
             try existing.bind(1, envelope.mailbox)
@@ -488,7 +480,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
         let mailbox = Data(mailbox.bytes)
         return try await pool.read { db in
-            let select = try RawStatement(db, "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? AND delivered = 0 ORDER BY seq LIMIT ?")
+            let select = try RawStatement(db, "SELECT seq, body FROM envelope WHERE mailbox = ? AND seq > ? ORDER BY seq LIMIT ?")
             try select.bind(1, mailbox)
             try select.bind(2, sequence)
             try select.bind(3, Int64(limit))
@@ -510,10 +502,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             // is compiled anew for each length, and `RETURNING` builds a temporary table per run.
             let find = try RawStatement(db, """
                 SELECT seq, digest IS NULL, CASE WHEN digest IS NULL THEN body ELSE digest END, length(body)
-                FROM envelope WHERE mailbox = ? AND envelope_id = ? AND delivered = 0
+                FROM envelope WHERE mailbox = ? AND envelope_id = ?
                 """)
-            // Kept as a tombstone until its expiry, so a retried post is still a duplicate.
-            let markDelivered = try RawStatement(db, "UPDATE envelope SET body = x'', digest = ?, delivered = 1 WHERE seq = ?")
+            let delete = try RawStatement(db, "DELETE FROM envelope WHERE seq = ?")
             var deleted: [(sequence: Int64, id: EnvelopeID, digest: [UInt8])] = []
             var bytes = 0
             for id in ids {
@@ -529,9 +520,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 let digest = find.int64(1) != 0 ? SHA256.hash(find.bytes(2)) : find.bytes(2)
                 bytes += Int(find.int64(3))
                 find.finish()
-                try markDelivered.bind(1, digest)
-                try markDelivered.bind(2, sequence)
-                try markDelivered.run()
+                try delete.bind(1, sequence)
+                try delete.run()
                 deleted.append((sequence, id, digest))
             }
             try Self.addUsage(db, mailbox: mailboxData, count: -deleted.count, bytes: -bytes)
@@ -554,27 +544,25 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         while true {
             let deleted = try await writer.write(turn: .deferrable(rows: chunk)) { db in
                 let expiring = try Row.fetchAll(
-                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body), delivered",
+                    db, sql: "DELETE FROM envelope WHERE seq IN (SELECT seq FROM envelope WHERE expires_at <= ? ORDER BY seq LIMIT ?) RETURNING seq, mailbox, envelope_id, digest, CASE WHEN digest IS NULL THEN body END, length(body)",
                     arguments: [now, chunk])
-                // Tombstones of delivered envelopes go without a leaf; their usage was freed at delivery.
-                let expired = expiring.filter { ($0[6] as Int64) == 0 }
                 var removed: [Data: (count: Int, bytes: Int)] = [:]
-                for row in expired {
+                for row in expiring {
                     removed[row[1] as Data, default: (0, 0)].count += 1
                     removed[row[1] as Data, default: (0, 0)].bytes += row[5] as Int
                 }
                 for (mailbox, change) in removed { try Self.addUsage(db, mailbox: mailbox, count: -change.count, bytes: -change.bytes) }
                 // RETURNING gives no order: leaves go in sequence order.
                 if auditLog {
-                    try Self.appendLeaves(db, expired.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
+                    try Self.appendLeaves(db, expiring.sorted { ($0[0] as Int64) < ($1[0] as Int64) }.compactMap { row in
                         let digest = (row[3] as Data?).map { [UInt8]($0) } ?? SHA256.hash([UInt8](row[4] as Data))
                         return Self.leaf(.expired, mailbox: [UInt8](row[1] as Data), envelopeID: [UInt8](row[2] as Data), digest: digest, time: now)
                     })
                 }
-                return (rows: expiring.count, expired: expired.count)
+                return expiring.count
             }
-            report.envelopes += deleted.expired
-            if deleted.rows < chunk { break }
+            report.envelopes += deleted
+            if deleted < chunk { break }
         }
         let envelopes = report.envelopes
         return try await writer.write(turn: .deferrable(rows: 1)) { db in
@@ -703,7 +691,7 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             snapshot.leaves = try Data.fetchAll(db, sql: "SELECT leaf FROM audit_leaf ORDER BY idx").map { [UInt8]($0) }
             // No leaf hashes are stored: they are computed from these leaves wherever they are read.
             snapshot.checkpoint = try Row.fetchOne(db, sql: "SELECT size, note FROM audit_checkpoint ORDER BY size DESC LIMIT 1").map { AuditCheckpoint(size: $0[0], note: $0[1]) }
-            let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope WHERE delivered = 0 ORDER BY seq")
+            let rows = try Row.fetchCursor(db, sql: "SELECT seq, envelope_id, body FROM envelope ORDER BY seq")
             while let row = try rows.next() {
                 snapshot.envelopes.append((row[0], [UInt8](row[1] as Data), [UInt8](row[2] as Data)))
             }

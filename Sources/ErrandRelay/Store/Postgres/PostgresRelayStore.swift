@@ -246,7 +246,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
 
     public func envelopes(in mailbox: MailboxID, after sequence: Int64, limit: Int) async throws -> [StoredEnvelope] {
         try await rows("""
-            SELECT seq, body FROM envelope WHERE mailbox = \(bytea(mailbox.bytes)) AND seq > \(sequence) AND NOT delivered ORDER BY seq LIMIT \(Int64(limit))
+            SELECT seq, body FROM envelope WHERE mailbox = \(bytea(mailbox.bytes)) AND seq > \(sequence) ORDER BY seq LIMIT \(Int64(limit))
             """).map { row in
             let (sequence, body) = try row.decode((Int64, ByteBuffer).self)
             return StoredEnvelope(sequence: sequence, encoded: bytes(body))
@@ -261,17 +261,9 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         let mailboxBytes = bytea(mailbox.bytes)
         return try await transaction { connection in
             try await connection.query("SELECT 1 FROM mailbox WHERE id = \(mailboxBytes) FOR UPDATE", logger: logger)
-            // Kept as tombstones until their expiry (see migration v4), so a retried post is
-            // still a duplicate.
             let deleted = try await connection.query("""
-                WITH gone AS (
-                    SELECT seq, length(body) AS length FROM envelope
-                    WHERE mailbox = \(mailboxBytes) AND envelope_id = ANY(\(ids.map { bytea($0.bytes) })) AND NOT delivered
-                ), marked AS (
-                    UPDATE envelope e SET body = ''::bytea, delivered = true FROM gone WHERE e.seq = gone.seq
-                    RETURNING e.seq, e.envelope_id, e.digest, gone.length
-                )
-                SELECT envelope_id, digest, length FROM marked ORDER BY seq
+                DELETE FROM envelope WHERE mailbox = \(mailboxBytes) AND envelope_id = ANY(\(ids.map { bytea($0.bytes) }))
+                RETURNING envelope_id, digest, length(body)
                 """, logger: logger).collect()
             guard !deleted.isEmpty else { return 0 }
             var leaves: [ByteBuffer] = []
@@ -332,16 +324,12 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
                 SELECT 1 FROM mailbox WHERE id IN (SELECT DISTINCT mailbox FROM envelope WHERE seq = ANY(\(chosen))) ORDER BY id FOR UPDATE
                 """, logger: logger)
             let expired = try await connection.query("""
-                DELETE FROM envelope WHERE seq = ANY(\(chosen)) AND expires_at <= \(now) RETURNING seq, mailbox, envelope_id, digest, length(body), delivered
+                DELETE FROM envelope WHERE seq = ANY(\(chosen)) AND expires_at <= \(now) RETURNING seq, mailbox, envelope_id, digest, length(body)
                 """, logger: logger).collect()
-            var expiredCount = 0
             var freed: [[UInt8]: (count: Int64, bytes: Int64)] = [:]
             var leaves: [(Int64, ByteBuffer)] = []
             for row in expired {
-                let (sequence, mailbox, id, digest, length, delivered) = try row.decode((Int64, ByteBuffer, ByteBuffer, ByteBuffer, Int32, Bool).self)
-                // A delivered envelope's tombstone goes without a leaf; its usage was freed at delivery.
-                guard !delivered else { continue }
-                expiredCount += 1
+                let (sequence, mailbox, id, digest, length) = try row.decode((Int64, ByteBuffer, ByteBuffer, ByteBuffer, Int32).self)
                 let mailboxBytes = bytes(mailbox)
                 freed[mailboxBytes, default: (0, 0)].count += 1
                 freed[mailboxBytes, default: (0, 0)].bytes += Int64(length)
@@ -359,7 +347,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
             if !leaves.isEmpty {
                 try await Self.appendLeaves(leaves.sorted { $0.0 < $1.0 }.map(\.1), connection: connection, logger: logger)
             }
-            return (expiredCount, chosen.count == expiryChunkSize)
+            return (expired.count, chosen.count == expiryChunkSize)
         }
     }
 
@@ -469,7 +457,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
                 snapshot.checkpoint = AuditCheckpoint(size: size, note: note)
             }
             for try await (sequence, id, body) in try await connection.query(
-                "SELECT seq, envelope_id, body FROM envelope WHERE NOT delivered ORDER BY seq", logger: logger).decode((Int64, ByteBuffer, ByteBuffer).self) {
+                "SELECT seq, envelope_id, body FROM envelope ORDER BY seq", logger: logger).decode((Int64, ByteBuffer, ByteBuffer).self) {
                 snapshot.envelopes.append((sequence, bytes(id), bytes(body)))
             }
             return snapshot

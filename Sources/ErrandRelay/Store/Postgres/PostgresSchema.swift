@@ -187,12 +187,6 @@ enum PostgresSchema {
             $$
             """,
         ]),
-        // An acknowledged envelope's row stays, its body emptied and `delivered` set, until its
-        // expiry: errand_store_envelope's look-up by (mailbox, envelope_id) then answers a
-        // sender's retry as a duplicate with the first seq, and nothing is stored or logged again.
-        ("v4: acknowledged envelopes kept as tombstones until they would have expired", [
-            "ALTER TABLE envelope ADD COLUMN delivered boolean NOT NULL DEFAULT false",
-        ]),
     ]
 
     /// Applies the migrations that are missing.
