@@ -377,16 +377,22 @@ public actor HostAgent {
         await send(.event(event), to: device)
     }
 
+    /// Encoded entries per history message at most: with the message's own members, well
+    /// inside the largest payload of one envelope (63,487 bytes).
+    static let historyPageBytes = 40_000
+
     private func sendHistory(to device: Int64, request: String, after: Int64) async {
         var position = after
         var batch: [ConversationEntry] = []
         var size = 0
         while true {
             guard let page = try? host.store.conversationSummaries(after: position, limit: 200, outputLimit: ConversationMessage.historyOutputLimit) else { return }
-            for entry in page {
-                // Measured as encoded: escaping can make text up to six times longer.
-                let entrySize = (try? JSONEncoder().encode(entry).count) ?? 60_000
-                if size + entrySize > 40_000, !batch.isEmpty {
+            for whole in page {
+                // Measured as encoded: escaping can make text up to six times longer. An entry
+                // that alone would not fit a page is cut (output first, then the request).
+                let entry = whole.fitting(encodedBytes: Self.historyPageBytes)
+                let entrySize = (try? JSONEncoder().encode(entry).count) ?? Self.historyPageBytes
+                if size + entrySize > Self.historyPageBytes, !batch.isEmpty {
                     await send(.history(request: request, entries: batch, complete: false), to: device)
                     batch = []
                     size = 0

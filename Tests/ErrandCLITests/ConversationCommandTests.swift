@@ -225,6 +225,28 @@ struct ConversationCommandTests {
         #expect(result["output"] as? String == "arg: --\narg: --dangerously-skip-everything\n")
     }
 
+    @Test("History: a task too large for one history page arrives cut, and the sync still completes with every task")
+    func largeHistoryEntry() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        // 9,000 control characters: about 54 KB of JSON in the request, and 4 KiB of them in the output (24 KB).
+        let control = String(repeating: "\u{1}", count: 9_000)
+        let big = try await journey.sendAndWait(["--action", "args", "--", control])
+        #expect(big["status"] as? String == "succeeded")
+        let small = try await journey.sendAndWait(["--action", "greet", "Ada", "Grace"])
+        #expect(small["status"] as? String == "succeeded")
+        // Another device knows the conversation only from the host's pages.
+        let tablet = journey.folder.path("tablet")
+        try await journey.pair(tablet, name: "tablet")
+        let history = try await journey.expectSuccess(["history", "--home", tablet, "--json", "--timeout", "30"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(history.output.utf8)) as? [String: Any])
+        #expect(object["synced"] as? Bool == true, "\(history.errorOutput)")
+        let tasks = try #require(object["tasks"] as? [[String: Any]])
+        #expect(tasks.map { $0["task"] as? String } == [big["task"] as? String, small["task"] as? String])
+        #expect(tasks.first?["truncated"] as? Bool == true)
+        await journey.finish()
+    }
+
     @Test("Actions: listed with descriptions, run with arguments; unknown actions are refused")
     func actions() async throws {
         let journey = try await Journey()

@@ -128,6 +128,43 @@ public struct ConversationEntry: Codable, Sendable, Equatable {
     }
 }
 
+extension ConversationEntry {
+    /// Appended to a text or argument the history had to cut.
+    public static let cutMarker = "… [cut in the history]"
+
+    /// This entry, cut until its JSON encoding is at most `limit` bytes: the output first
+    /// (`truncated` is then set), then the request's text and arguments (each cut one ends with
+    /// ``cutMarker``). Position, task, device, status and times are kept whole.
+    public func fitting(encodedBytes limit: Int) -> ConversationEntry {
+        func size(_ entry: ConversationEntry) -> Int { (try? JSONEncoder().encode(entry).count) ?? .max }
+        func cut(_ text: String, to characters: Int) -> String {
+            text.count <= characters ? text : String(text.prefix(characters)) + Self.cutMarker
+        }
+        var entry = self
+        var outputKeep = output.count
+        var requestKeep = max(request.text?.count ?? 0, request.arguments?.map(\.count).max() ?? 0)
+        var argumentsKeep = request.arguments?.count ?? 0
+        while size(entry) > limit {
+            if outputKeep > 0 {
+                outputKeep /= 2
+            } else if requestKeep > 0 || argumentsKeep > 0 {
+                requestKeep /= 2
+                argumentsKeep /= 2
+            } else {
+                break
+            }
+            var arguments = request.arguments.map { all in Array(all.prefix(argumentsKeep)).map { cut($0, to: requestKeep) } }
+            if let all = request.arguments, all.count > argumentsKeep { arguments?.append(Self.cutMarker) }
+            let cutRequest = TaskRequest(task: request.task, executor: request.executor, text: request.text.map { cut($0, to: requestKeep) },
+                                         action: request.action, arguments: arguments)
+            entry = ConversationEntry(position: position, task: task, device: device, request: cutRequest, status: status, exitCode: exitCode,
+                                      output: String(output.prefix(outputKeep)), truncated: truncated || outputKeep < output.count,
+                                      createdAt: createdAt, finishedAt: finishedAt)
+        }
+        return entry
+    }
+}
+
 /// The application messages of a session, as JSON objects with a `type` member.
 ///
 /// Companion → host: `task`, `cancel`, `listActions`, `sync`. Host → companion: `event`,
