@@ -377,10 +377,6 @@ public actor HostAgent {
         await send(.event(event), to: device)
     }
 
-    /// Encoded entries per history message at most: with the message's own members, well
-    /// inside the largest payload of one envelope (63,487 bytes).
-    static let historyPageBytes = 40_000
-
     private func sendHistory(to device: Int64, request: String, after: Int64) async {
         var position = after
         var batch: [ConversationEntry] = []
@@ -390,9 +386,9 @@ public actor HostAgent {
             for whole in page {
                 // Measured as encoded: escaping can make text up to six times longer. An entry
                 // that alone would not fit a page is cut (output first, then the request).
-                let entry = whole.fitting(encodedBytes: Self.historyPageBytes)
-                let entrySize = (try? JSONEncoder().encode(entry).count) ?? Self.historyPageBytes
-                if size + entrySize > Self.historyPageBytes, !batch.isEmpty {
+                let entry = whole.fitting(encodedBytes: ConversationMessage.historyPageBytes)
+                let entrySize = (try? JSONEncoder().encode(entry).count) ?? ConversationMessage.historyPageBytes
+                if size + entrySize > ConversationMessage.historyPageBytes, !batch.isEmpty {
                     await send(.history(request: request, entries: batch, complete: false), to: device)
                     batch = []
                     size = 0

@@ -182,6 +182,9 @@ public enum ConversationMessage: Sendable, Equatable {
 
     /// Output bytes of one task carried in a history entry.
     public static let historyOutputLimit = 4096
+    /// Encoded bytes of the entries of one `history` message at most: with the message's own
+    /// members, well inside the largest payload of one envelope (63,487 bytes).
+    public static let historyPageBytes = 40_000
     /// Output bytes carried by one event (well inside one envelope).
     public static let eventOutputLimit = 16 * 1024
 

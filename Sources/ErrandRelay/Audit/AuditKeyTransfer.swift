@@ -10,11 +10,6 @@ public enum AuditKeyTransfer {
     /// What every exported key starts with.
     public static let prefix = "errand-relay-audit-key-v1:"
 
-    /// The path of the key file in a data folder.
-    public static func keyPath(dataDirectory: String) -> String {
-        (dataDirectory as NSString).appendingPathComponent(AuditLog.keyFileName)
-    }
-
     /// The one `hint:` a node without the shared key prints: which file, from where, what mode.
     /// - Parameter replace: the node has a key of its own that the install must replace.
     public static func copyHint(dataDirectory: String, replace: Bool = false) -> String {
@@ -27,7 +22,7 @@ public enum AuditKeyTransfer {
     /// The key of the data folder as one line of text (a secret).
     /// - Throws: ``RelayStartupError`` when the folder has no readable key.
     public static func export(dataDirectory: String) throws -> String {
-        let path = keyPath(dataDirectory: dataDirectory)
+        let path = AuditLog.keyPath(dataDirectory: dataDirectory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw RelayStartupError("\(dataDirectory) holds no \(AuditLog.keyFileName)",
                                     hint: "export from the data folder of a node that has served (its --data, or storage.data_dir in its configuration)")
@@ -65,7 +60,7 @@ public enum AuditKeyTransfer {
         } catch {
             throw RelayStartupError("the exported audit key is not an Ed25519 seed: \(error)")
         }
-        let path = keyPath(dataDirectory: dataDirectory)
+        let path = AuditLog.keyPath(dataDirectory: dataDirectory)
         if FileManager.default.fileExists(atPath: path) {
             let current: String
             do {

@@ -10,6 +10,11 @@ import ServiceLifecycle
 public actor AuditLog {
     /// File in the data folder holding the log's Ed25519 seed (created on first start, 0600).
     public static let keyFileName = "audit.key"
+
+    /// The path of the log's key file in a data folder.
+    public static func keyPath(dataDirectory: String) -> String {
+        (dataDirectory as NSString).appendingPathComponent(keyFileName)
+    }
     /// Leaves integrated per batch at most.
     static let batchSize = 16_384
     /// Nodes are stored at levels 0, 4, 8, … only (tiles read levels 8L); a node of another level
@@ -28,7 +33,7 @@ public actor AuditLog {
     /// The log's signer from `dataDirectory/audit.key`, creating the key on first use. The origin
     /// (and key name) is `origin`, or `errand-relay/<16 hex digits of the key's hash>`.
     public static func loadSigner(dataDirectory: String, origin: String?) throws -> NoteSigner {
-        let path = (dataDirectory as NSString).appendingPathComponent(keyFileName)
+        let path = keyPath(dataDirectory: dataDirectory)
         if FileManager.default.fileExists(atPath: path) {
             return try signer(seed: SecretKeyFile.read(.ed25519Seed, from: path), origin: origin)
         }

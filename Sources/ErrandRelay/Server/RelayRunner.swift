@@ -52,7 +52,7 @@ public enum RelayRunner {
     /// in-flight requests and commits, closes the store). `onListening` gets the bound port.
     public static func serve(configuration: RelayConfiguration, logger: Logger,
                              onListening: @escaping @Sendable (Int) async -> Void) async throws {
-        let keyPath = AuditKeyTransfer.keyPath(dataDirectory: configuration.dataDirectory)
+        let keyPath = AuditLog.keyPath(dataDirectory: configuration.dataDirectory)
         let hadKey = FileManager.default.fileExists(atPath: keyPath)
         let signer = try loadSigner(configuration)
         let store = try await openStore(configuration, logger: logger)

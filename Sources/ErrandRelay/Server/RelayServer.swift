@@ -91,7 +91,8 @@ public enum RelayServer {
     }
 }
 
-/// The relay could not start; the message names what to fix.
+/// A relay command could not do its work (start, audit, carry the audit key); the message names
+/// what to fix, and the hint, when there is one, what to do.
 public struct RelayStartupError: Error, CustomStringConvertible {
     public let description: String
     /// What to do about it, when there is something to say (printed as one `hint:` line).
