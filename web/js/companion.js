@@ -1,0 +1,384 @@
+// The web companion: pairing, sending through the outbox, the live connection and the
+// conversation it keeps, on top of the protocol modules. One instance per open app; all changes
+// of state go through one queue, so envelopes are processed one at a time and in order.
+import * as primitives from './primitives.js';
+import { base64url, fromBase64url, hex, utf8, fromUTF8 } from './bytes.js';
+import { parseEnvelope } from './envelope.js';
+import { makeRequest, openReply, newPairingKeys, PairingError } from './pairing.js';
+import * as ratchet from './ratchet.js';
+import { RelayClient, RelayError, mailboxId, tokenHash } from './relay.js';
+import * as store from './store.js';
+import { shortAuthenticationString } from './offer.js';
+
+const sessionLabel = id => `errand session ${id}`;
+const tokenLabel = id => `errand send token ${id}`;
+const identityLabel = (id, which) => `errand ${which} key ${id}`;
+
+/** A failure with what to do about it. */
+export class CompanionError extends Error {
+  constructor(message, hint) { super(message); this.hint = hint; }
+}
+
+export class Companion {
+  /** `onChange(what)` is called after every change the page should show. */
+  constructor(onChange = () => {}) {
+    this.onChange = onChange;
+    this.queue = Promise.resolve();
+    this.connections = new Map();   // host id → {client, link, state: 'connecting'|'online'|'offline', retry}
+    this.flushing = new Set();
+  }
+
+  /** Runs `work` after everything queued before it; failures reach the caller only. */
+  serial(work) {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async hosts() { return store.read(['hosts'], ({ all }) => all('hosts')); }
+  async tasks(hostId) {
+    const tasks = await store.read(['tasks'], ({ all }) => all('tasks', 'host', hostId));
+    return tasks.sort((a, b) => (a.createdAt - b.createdAt) || ((a.position ?? 0) - (b.position ?? 0)));
+  }
+  async pendingCount(hostId) { return (await store.read(['outbox'], ({ all }) => all('outbox', 'host', hostId))).length; }
+  async deviceName() { return store.read(['settings'], ({ get }) => get('settings', 'deviceName')); }
+
+  // MARK: Pairing
+
+  /**
+   * Pairs with the host of a parsed offer. `ui.showSAS(digits)` is called as soon as the request
+   * is at the relay; `ui.status(text)` with progress. Returns the stored host.
+   */
+  async pair(offer, deviceName, ui) {
+    const hostLabel = offer.hostName ?? 'the computer';
+    const keys = await newPairingKeys(primitives);
+    const { envelope, th } = await makeRequest(offer, keys, deviceName);
+    const client = new RelayClient(offer.relayURL, offer.auditKey);
+    try {
+      await client.putPairingRequest(offer.slot, envelope.bytes, keys.claim);
+    } catch (error) {
+      if (error.code === 'slot_already_used') {
+        throw new CompanionError('this pairing code was already used by another device', "start pairing again on the computer ('errand host pair') for a fresh code");
+      }
+      if (error.status === 404) {
+        throw new CompanionError('the pairing code is no longer open at the relay: it expired, was cancelled, or was already used',
+          "start pairing again on the computer ('errand host pair') for a fresh code");
+      }
+      throw new CompanionError(`could not send the pairing request: ${error.message}`, 'check that this device can reach the relay, then scan the code again');
+    }
+    ui.showSAS(await shortAuthenticationString(offer.secret, th));
+    ui.status(`waiting for ${hostLabel} to confirm…`);
+    const reply = await this.waitForReply(client, offer, keys.claim);
+    let accepted;
+    try { accepted = await openReply(offer, keys, th, reply, hostLabel); } catch (error) {
+      if (error instanceof PairingError) throw new CompanionError(error.message, error.hint);
+      throw error;
+    }
+    const own = await mailboxId(keys.signing.publicKey);
+    try {
+      await client.addSendToken(own, await tokenHash(keys.hostSendToken), keys.signing);
+    } catch (error) {
+      throw new CompanionError(`could not let ${accepted.hostName} write to this device's mailbox: ${error.message}`,
+        "revoke this device on the computer ('errand host revoke') and pair again");
+    }
+    const id = own;
+    const host = {
+      id, name: accepted.hostName, relayURL: offer.relayURL, auditKey: offer.auditKey ?? null,
+      hostSigningKey: offer.hostSigningKey, hostAgreementKey: offer.hostAgreementKey, hostMailbox: await mailboxId(offer.hostSigningKey),
+      th, mailbox: own, sendToken: await store.sealAtRest(accepted.sendToken, tokenLabel(id)),
+      signing: await store.storableIdentity(keys.signing, identityLabel(id, 'signing')),
+      agreement: await store.storableIdentity(keys.agreement, identityLabel(id, 'agreement')),
+      pairedAt: Math.floor(Date.now() / 1000), revoked: false, historyPosition: 0, actions: null, deviceName,
+    };
+    const sealedState = await store.sealAtRest(ratchet.serialize(accepted.state), sessionLabel(id));
+    await store.commit([['put', 'hosts', host], ['put', 'sessions', sealedState, id], ['put', 'settings', deviceName, 'deviceName']]);
+    keys.ephemeral.secretKey.fill(0);
+    this.onChange('hosts');
+    // The host can answer only once it has heard from this device: ask for the actions and the history.
+    await this.send(id, { type: 'listActions', request: crypto.randomUUID() });
+    await this.send(id, { type: 'sync', request: crypto.randomUUID(), after: 0 });
+    return host;
+  }
+
+  async waitForReply(client, offer, claim) {
+    const deadline = (offer.expiresAt + 5) * 1000;
+    while (Date.now() < deadline) {
+      try {
+        const reply = await client.takePairingReply(offer.slot, claim);
+        if (reply) return reply;
+      } catch (error) {
+        if (error.status === 404 && Date.now() >= (offer.expiresAt - 2) * 1000) break;
+        if (error.status === 404) {
+          throw new CompanionError('the computer closed the pairing code without answering (it could not read this device\'s request, or the code expired)',
+            "start pairing again on the computer ('errand host pair')");
+        }
+        if (error.status === 403) throw new CompanionError('another device claimed this pairing code', 'start pairing again on the computer for a fresh code');
+        if (!error.transient) throw new CompanionError(`could not collect the computer's answer: ${error.message}`, 'pair again');
+      }
+      await new Promise(resolve => setTimeout(resolve, 400));
+    }
+    throw new CompanionError('the computer did not answer before the pairing code expired', 'confirm on the computer sooner, or start pairing again');
+  }
+
+  // MARK: Sending
+
+  /** Seals `message` (a conversation object) for the host and queues it; then tries to deliver. */
+  async send(hostId, message, localTask) {
+    await this.serial(async () => {
+      const host = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+      if (!host) throw new CompanionError('this computer is no longer paired');
+      if (host.revoked) throw new CompanionError(`${host.name} no longer accepts messages from this device (it was revoked)`, 'unpair it here; pair again if this device should have access');
+      const state = await this.loadSession(hostId);
+      const { state: next, envelope } = await ratchet.sealPayload(state, host.th, utf8(JSON.stringify(message)));
+      const sealedState = await store.sealAtRest(ratchet.serialize(next), sessionLabel(hostId));
+      const ops = [['put', 'sessions', sealedState, hostId],
+        ['put', 'outbox', { host: hostId, id: hex(envelope.id), bytes: envelope.bytes, createdAt: Date.now() }]];
+      if (localTask) ops.push(['put', 'tasks', localTask]);
+      await store.commit(ops);
+    });
+    this.onChange('outbox');
+    this.flush(hostId);
+  }
+
+  /** Sends text to the host's agent; returns the task id. */
+  async sendText(hostId, text) {
+    const task = crypto.randomUUID();
+    const request = { task, executor: 'agent', text };
+    await this.send(hostId, { type: 'task', task: request }, this.localTask(hostId, request));
+    return task;
+  }
+
+  /** Runs one of the host's actions with arguments (one argv entry each, no shell). */
+  async runAction(hostId, action, args) {
+    const task = crypto.randomUUID();
+    const request = { task, executor: 'action', action, arguments: args };
+    await this.send(hostId, { type: 'task', task: request }, this.localTask(hostId, request));
+    return task;
+  }
+
+  async cancel(hostId, task) { await this.send(hostId, { type: 'cancel', task }); }
+  async refreshActions(hostId) { await this.send(hostId, { type: 'listActions', request: crypto.randomUUID() }); }
+
+  localTask(hostId, request) {
+    return { task: request.task, host: hostId, request, status: 'sending', output: '', outputLength: 0, createdAt: Math.floor(Date.now() / 1000), device: null };
+  }
+
+  /** Posts what waits in the outbox, oldest first; stops at the first failure (kept for later). */
+  async flush(hostId) {
+    if (this.flushing.has(hostId)) { this.flushAgain = true; return; }
+    this.flushing.add(hostId);
+    try {
+      do {
+        this.flushAgain = false;
+        const host = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+        if (!host || host.revoked) return;
+        const pending = (await store.read(['outbox'], ({ all }) => all('outbox', 'host', hostId))).sort((a, b) => a.n - b.n);
+        const client = this.client(host);
+        const token = await store.openAtRest(host.sendToken, tokenLabel(hostId));
+        for (const item of pending) {
+          try {
+            await client.post(host.hostMailbox, token, item.bytes);
+          } catch (error) {
+            if (error.status === 403 || error.status === 401) {
+              await this.serial(async () => {
+                const fresh = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+                if (fresh) await store.commit([['put', 'hosts', { ...fresh, revoked: true }]]);
+              });
+              this.onChange('revoked');
+              return;
+            }
+            this.setState(hostId, 'offline', error.message);
+            return;
+          }
+          await store.commit([['delete', 'outbox', item.n]]);
+          this.onChange('outbox');
+        }
+      } while (this.flushAgain);
+    } finally {
+      this.flushing.delete(hostId);
+    }
+  }
+
+  // MARK: Receiving
+
+  client(host) {
+    let connection = this.connections.get(host.id);
+    if (!connection) {
+      connection = { client: new RelayClient(host.relayURL, host.auditKey), state: 'connecting', attempt: 0 };
+      this.connections.set(host.id, connection);
+    }
+    return connection.client;
+  }
+
+  connectionState(hostId) { return this.connections.get(hostId)?.state ?? 'connecting'; }
+
+  setState(hostId, state, detail) {
+    const connection = this.connections.get(hostId);
+    if (connection && (connection.state !== state || connection.detail !== detail)) {
+      connection.state = state; connection.detail = detail;
+      this.onChange('connection');
+    }
+  }
+
+  /** Keeps a live connection to this device's mailbox at the host's relay, reconnecting with backoff. */
+  async connect(hostId) {
+    const host = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+    if (!host) return;
+    const client = this.client(host);
+    const connection = this.connections.get(hostId);
+    if (connection.link) return;
+    const signing = await store.loadIdentity(host.signing, identityLabel(hostId, 'signing'));
+    let synced = false;
+    const open = () => {
+      connection.link = client.live(host.mailbox, signing, 0, {
+        onEnvelope: async (seq, bytes) => {
+          const id = await this.receive(hostId, bytes);
+          if (id) connection.link?.acknowledge([id]);
+        },
+        onCaughtUp: async () => {
+          connection.attempt = 0;
+          this.setState(hostId, 'online');
+          this.flush(hostId);
+          if (!synced) {
+            synced = true;
+            const current = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+            if (current && !current.revoked) this.send(hostId, { type: 'sync', request: crypto.randomUUID(), after: current.historyPosition ?? 0 }).catch(() => {});
+          }
+        },
+        onClose: (reason, refusal) => {
+          connection.link = null;
+          if (connection.stopped) return;
+          this.setState(hostId, 'offline', refusal ? refusal.message : reason);
+          const delay = Math.min(30000, 500 * 2 ** Math.min(connection.attempt++, 6)) * (0.5 + Math.random() / 2);
+          connection.timer = setTimeout(open, delay);
+        },
+      });
+    };
+    open();
+  }
+
+  /** Reconnects every host at once (the network came back). */
+  reconnectNow() {
+    for (const [hostId, connection] of this.connections) {
+      if (!connection.link && !connection.stopped) { clearTimeout(connection.timer); connection.attempt = 0; this.connect(hostId); }
+      this.flush(hostId);
+    }
+  }
+
+  /**
+   * Processes one envelope from the host; returns its id (to acknowledge) once it is handled or
+   * cannot ever be, or null when it must stay at the relay (a local failure).
+   */
+  async receive(hostId, bytes) {
+    let envelope;
+    try { envelope = parseEnvelope(bytes); } catch { return null; }
+    const idHex = hex(envelope.id);
+    return this.serial(async () => {
+      const seenKey = `${hostId}/${idHex}`;
+      const [host, seen] = await store.read(['hosts', 'seen'], ({ get }) => Promise.all([get('hosts', hostId), get('seen', seenKey)]));
+      if (!host) return null;
+      if (seen) return envelope.id;
+      let opened;
+      try {
+        opened = await ratchet.openPayload(await this.loadSession(hostId), host.th, envelope);
+      } catch (error) {
+        if (error instanceof ratchet.SessionError) { console.warn(`errand: dropped an envelope: ${error.message}`); return envelope.id; }
+        return null;
+      }
+      const ops = [['put', 'sessions', await store.sealAtRest(ratchet.serialize(opened.state), sessionLabel(hostId)), hostId],
+        ['put', 'seen', Date.now(), seenKey]];
+      let message = null;
+      try { message = JSON.parse(fromUTF8(opened.payload) ?? ''); } catch { message = null; }
+      if (message && typeof message === 'object') ops.push(...await this.apply(host, message));
+      else console.warn('errand: a message from the host is not a JSON object; dropped');
+      await store.commit(ops);
+      this.onChange('conversation');
+      return envelope.id;
+    });
+  }
+
+  /** The writes a conversation message causes. */
+  async apply(host, message) {
+    const getTask = id => store.read(['tasks'], ({ get }) => get('tasks', id));
+    switch (message.type) {
+      case 'event': {
+        const event = message.event;
+        if (!event || typeof event.task !== 'string' || typeof event.status !== 'string') return [];
+        const task = (await getTask(event.task)) ?? { task: event.task, host: host.id, request: null, output: '', outputLength: 0, createdAt: Math.floor(Date.now() / 1000) };
+        if (task.host !== host.id) return [];
+        const updated = { ...task, status: event.status };
+        if (typeof event.output === 'string') {
+          const piece = utf8(event.output);
+          const offset = Number.isInteger(event.offset) ? event.offset : task.outputLength;
+          if (offset === task.outputLength) {
+            updated.output = task.output + event.output; updated.outputLength = task.outputLength + piece.length;
+          } else if (offset < task.outputLength && offset + piece.length > task.outputLength) {
+            const tail = fromUTF8(piece.slice(task.outputLength - offset));
+            if (tail !== null) { updated.output = task.output + tail; updated.outputLength = offset + piece.length; }
+          }
+        }
+        for (const field of ['exitCode', 'reason', 'truncated', 'outputBytes', 'outputDigest']) if (event[field] !== undefined) updated[field] = event[field];
+        if (!['queued', 'running'].includes(event.status)) updated.finishedAt = updated.finishedAt ?? Math.floor(Date.now() / 1000);
+        return [['put', 'tasks', updated]];
+      }
+      case 'actions':
+        if (!Array.isArray(message.actions)) return [];
+        return [['put', 'hosts', { ...host, actions: message.actions.filter(a => a && typeof a.name === 'string').map(a => ({ name: a.name, description: String(a.description ?? '') })) }]];
+      case 'history': {
+        if (!Array.isArray(message.entries)) return [];
+        const ops = [];
+        let position = host.historyPosition ?? 0;
+        for (const entry of message.entries) {
+          if (!entry || typeof entry.task !== 'string') continue;
+          const known = await getTask(entry.task);
+          if (known && known.host !== host.id) continue;
+          const live = known && known.outputLength > utf8(entry.output ?? '').length;
+          ops.push(['put', 'tasks', {
+            ...(known ?? {}), task: entry.task, host: host.id, request: entry.request, status: live && ['queued', 'running'].includes(entry.status) ? known.status : entry.status,
+            exitCode: entry.exitCode ?? undefined, output: live ? known.output : (entry.output ?? ''), outputLength: live ? known.outputLength : utf8(entry.output ?? '').length,
+            truncated: entry.truncated, createdAt: entry.createdAt, finishedAt: entry.finishedAt ?? undefined, device: entry.device, position: entry.position,
+          }]);
+          if (Number.isInteger(entry.position)) position = Math.max(position, entry.position);
+        }
+        ops.push(['put', 'hosts', { ...host, historyPosition: position }]);
+        return ops;
+      }
+      default:
+        console.warn(`errand: a message of unknown type from the host; dropped`);
+        return [];
+    }
+  }
+
+  async loadSession(hostId) {
+    const sealed = await store.read(['sessions'], ({ get }) => get('sessions', hostId));
+    if (!sealed) throw new CompanionError('the session with this computer is gone', 'unpair it here and pair again');
+    return ratchet.deserialize(await store.openAtRest(sealed, sessionLabel(hostId)));
+  }
+
+  // MARK: Forgetting
+
+  /** Forgets one computer: its keys, session, outbox and conversation. */
+  async unpair(hostId) {
+    const connection = this.connections.get(hostId);
+    if (connection) { connection.stopped = true; clearTimeout(connection.timer); connection.link?.close(); this.connections.delete(hostId); }
+    await this.serial(async () => {
+      const [tasks, outbox] = await store.read(['tasks', 'outbox'], ({ all }) => Promise.all([all('tasks', 'host', hostId), all('outbox', 'host', hostId)]));
+      await store.commit([['delete', 'hosts', hostId], ['delete', 'sessions', hostId],
+        ...tasks.map(t => ['delete', 'tasks', t.task]), ...outbox.map(o => ['delete', 'outbox', o.n])]);
+    });
+    this.onChange('hosts');
+  }
+
+  /** Forgets everything this browser holds for Errand. */
+  async forgetEverything() {
+    for (const id of [...this.connections.keys()]) {
+      const connection = this.connections.get(id);
+      connection.stopped = true; clearTimeout(connection.timer); connection.link?.close();
+    }
+    this.connections.clear();
+    await this.serial(() => store.forgetEverything());
+    this.onChange('hosts');
+  }
+}
+
+export { RelayError, base64url, fromBase64url };

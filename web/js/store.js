@@ -1,0 +1,115 @@
+// The companion's state in IndexedDB (docs/protocol.md "Peer state", web companion). Long-term
+// private keys are non-extractable WebCrypto keys stored as they are; ratchet states, send tokens
+// and raw keys (a browser without WebCrypto curves) are encrypted at rest with AES-GCM under a
+// non-extractable key that never leaves the browser. Every processed envelope is committed with
+// its new session state in one transaction.
+
+const databaseName = 'errand';
+const stores = ['settings', 'hosts', 'sessions', 'outbox', 'seen', 'tasks'];
+let opened;
+
+function promised(request) {
+  return new Promise((resolve, reject) => { request.onsuccess = () => resolve(request.result); request.onerror = () => reject(request.error); });
+}
+
+/** Opens (and creates) the database. */
+export function openDatabase() {
+  opened ??= new Promise((resolve, reject) => {
+    const request = indexedDB.open(databaseName, 1);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      db.createObjectStore('settings');
+      db.createObjectStore('hosts', { keyPath: 'id' });
+      db.createObjectStore('sessions');
+      db.createObjectStore('outbox', { keyPath: 'n', autoIncrement: true }).createIndex('host', 'host');
+      db.createObjectStore('seen');
+      db.createObjectStore('tasks', { keyPath: 'task' }).createIndex('host', 'host');
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error('the Errand database is held open by an older version of this page: close its other tabs'));
+  });
+  return opened;
+}
+
+/** Reads in one read-only transaction: `read(tx)` returns promises of requests. */
+export async function read(names, reader) {
+  const db = await openDatabase();
+  const tx = db.transaction(names, 'readonly');
+  const get = (store, key) => promised(tx.objectStore(store).get(key));
+  const all = (store, index, key) => promised(index ? tx.objectStore(store).index(index).getAll(key) : tx.objectStore(store).getAll());
+  return reader({ get, all });
+}
+
+/**
+ * Writes atomically: `ops` is a list of ['put', store, value, key?] and ['delete', store, key];
+ * resolves when the transaction has committed (all or nothing).
+ */
+export async function commit(ops) {
+  const db = await openDatabase();
+  const names = [...new Set(ops.map(op => op[1]))];
+  if (names.length === 0) return;
+  const tx = db.transaction(names, 'readwrite', { durability: 'strict' });
+  const results = [];
+  for (const [kind, store, a, b] of ops) {
+    const os = tx.objectStore(store);
+    results.push(kind === 'put' ? (b === undefined ? os.put(a) : os.put(a, b)) : os.delete(a));
+  }
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error('the database transaction was aborted'));
+  });
+  return results.map(r => r.result);
+}
+
+/** Deletes everything this companion stored (unpair and forget). */
+export async function forgetEverything() {
+  const db = await openDatabase();
+  db.close();
+  opened = undefined;
+  await new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(databaseName);
+    request.onsuccess = resolve; request.onerror = () => reject(request.error); request.onblocked = resolve;
+  });
+}
+
+// Encryption at rest.
+let wrapKey;
+async function atRestKey() {
+  if (wrapKey) return wrapKey;
+  const stored = await read(['settings'], ({ get }) => get('settings', 'wrapKey'));
+  if (stored) return (wrapKey = stored);
+  const key = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+  // Two tabs starting at once: keep whichever was stored first.
+  const db = await openDatabase();
+  const tx = db.transaction(['settings'], 'readwrite');
+  const os = tx.objectStore('settings');
+  const existing = await promised(os.get('wrapKey'));
+  if (!existing) os.put(key, 'wrapKey');
+  await new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+  return (wrapKey = existing ?? key);
+}
+
+/** AES-256-GCM under the at-rest key: {iv, data}. `label` is bound as associated data. */
+export async function sealAtRest(bytes, label) {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const data = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(label) }, await atRestKey(), bytes));
+  return { iv, data };
+}
+
+export async function openAtRest(sealed, label) {
+  return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: sealed.iv, additionalData: new TextEncoder().encode(label) }, await atRestKey(), sealed.data));
+}
+
+/** Keeps an identity from primitives.js storable: CryptoKeys as they are, raw secrets sealed. */
+export async function storableIdentity(identity, label) {
+  if (identity.kind === 'webcrypto') return identity;
+  const secret = identity.seed ?? identity.secret;
+  return { kind: 'raw', field: identity.seed ? 'seed' : 'secret', publicKey: identity.publicKey, sealed: await sealAtRest(secret, label) };
+}
+
+export async function loadIdentity(stored, label) {
+  if (stored.kind === 'webcrypto') return stored;
+  return { kind: 'raw', publicKey: stored.publicKey, [stored.field]: await openAtRest(stored.sealed, label) };
+}
