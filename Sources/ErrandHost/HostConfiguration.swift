@@ -28,6 +28,8 @@ public struct HostConfiguration: Sendable, Equatable {
     public var defaultExecutors: [Executor] = [.agent, .action]
     /// Seconds between the agent's own checks of the relay's audit log; 0 turns them off.
     public var auditVerifyIntervalSeconds = 600
+    /// Where the QR code's link opens the web companion (`pairing.web_app`); nil: the relay's `/app/`.
+    public var webApp: String?
 
     public init() {}
 
@@ -73,6 +75,11 @@ public struct HostConfiguration: Sendable, Equatable {
         # checkpoints saved under audit-evidence/. 0 turns the checks off ('errand audit verify'
         # still works).
         verify_interval_seconds = 600
+
+        [pairing]
+        # Where the link in the pairing QR code opens the web companion, for when you serve the app
+        # yourself (an https address; the offer goes after '#'). Empty: the relay's /app/.
+        web_app = ""
 
         """
 
@@ -134,6 +141,9 @@ public struct HostConfiguration: Sendable, Equatable {
                 case ("audit", "verify_interval_seconds"):
                     guard let number = value.int, (0...86_400).contains(number) else { throw fail("audit.verify_interval_seconds", "an integer from 0 (off) to 86400") }
                     configuration.auditVerifyIntervalSeconds = number
+                case ("pairing", "web_app"):
+                    guard let address = value.string else { throw fail("pairing.web_app", "a string (an https address)") }
+                    configuration.webApp = address.isEmpty ? nil : address
                 default:
                     throw PeerError("\(path): unknown setting '\(section).\(key)'", hint: "see the comments 'errand host init' wrote in the file")
                 }

@@ -4,6 +4,7 @@ import ErrandHost
 import ErrandPeer
 import ErrandProtocol
 import ErrandQR
+import ErrandRelayClient
 import Foundation
 
 /// `errand host …`: the computer's side.
@@ -67,6 +68,8 @@ struct HostCommand: AsyncParsableCommand {
         var yes = false
         @Option(help: ArgumentHelp("Seconds the code stays valid (1–600).", valueName: "seconds"))
         var timeout: Int = Int(PairingOffer.defaultLifetime)
+        @Option(help: ArgumentHelp("Where the QR code's link opens the web companion (default: pairing.web_app in config.toml, else the relay's /app/).", valueName: "url"))
+        var webApp: String?
 
         func validate() throws {
             guard (1...Int(PairingOffer.maximumLifetime)).contains(timeout) else {
@@ -84,12 +87,32 @@ struct HostCommand: AsyncParsableCommand {
                 let configuration = try HostConfiguration.load(from: host.directory)
                 let relay = peer.relay ?? host.settings.relayURL
                 Console.warnIfUnencrypted(relay: relay)
-                let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes)
+                let webApp = try Self.webCompanion(option: webApp, configured: configuration.webApp, relay: relay)
+                let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes, webApp: webApp)
                 var pairing = HostPairing(host: host, client: relayClient(relay, for: host), relayURL: relay)
                 pairing.defaultExecutors = configuration.defaultExecutors
                 return try await pairing.run(lifetime: TimeInterval(timeout), presenter: presenter)
             }
             Console.line("Paired with “\(device.name)” (fingerprint \(device.fingerprint)).")
+        }
+
+        /// The web companion's address for the QR code's link: the option, else the setting, else
+        /// the relay's `/app/` when a phone's browser can use it there (https, or http on loopback);
+        /// `nil` (the code then holds the `errand://` URI) for a plain-http relay elsewhere.
+        static func webCompanion(option: String?, configured: String?, relay: String) throws(PeerError) -> String? {
+            if let chosen = option ?? configured {
+                do { try PairingOffer.validateWebApp(chosen, isLoopback: { !RelayClient.isUnencryptedRemote($0) }) } catch {
+                    throw PeerError(error.message, hint: error.hint)
+                }
+                return chosen
+            }
+            guard !RelayClient.isUnencryptedRemote(relay) else {
+                Console.warn("the relay is plain http, so a phone's browser cannot run the web companion from it; the QR code holds the errand:// URI for the command-line companion (set pairing.web_app in config.toml to an https address that serves the app)")
+                return nil
+            }
+            var base = relay
+            while base.hasSuffix("/") { base.removeLast() }
+            return base + "/app/"
         }
 
         struct Presenter: HostPairingPresenter {
@@ -98,10 +121,13 @@ struct HostCommand: AsyncParsableCommand {
             let svg: String?
             let style: QRCode.TerminalStyle?
             let autoAccept: Bool
+            /// Where the link in the QR code opens the web companion; nil: the code holds the URI.
+            let webApp: String?
 
             func present(_ offer: PairingOffer) async throws(PeerError) {
                 let code: QRCode
-                do { code = try QRCode(encoding: offer.uri) } catch { throw PeerError("cannot make the QR code: \(error.description)") }
+                let text = webApp.map { offer.link(webApp: $0) } ?? offer.uri
+                do { code = try QRCode(encoding: text) } catch { throw PeerError("cannot make the QR code: \(error.description)") }
                 do {
                     if let uriFile { try QROutput.writePrivately(Array((offer.uri + "\n").utf8), to: uriFile) }
                     if let png { try QROutput.writePrivately(try code.pngData(), to: png) }
@@ -114,7 +140,11 @@ struct HostCommand: AsyncParsableCommand {
                 if let style { FileHandle.standardOutput.write(Data(code.terminalText(style: style).utf8)) }
                 let minutes = Int(offer.expiresAt.timeIntervalSinceNow.rounded()) / 60
                 let seconds = Int(offer.expiresAt.timeIntervalSinceNow.rounded()) % 60
-                Console.line("Scan this code with the device, or run there: errand pair --image CODE.png")
+                if webApp != nil {
+                    Console.line("Scan this code with the phone's camera (it opens the Errand web app), or on a computer run: errand pair --image CODE.png")
+                } else {
+                    Console.line("Scan this code with the device, or run there: errand pair --image CODE.png")
+                }
                 Console.line("Waiting for a device (the code expires in \(minutes)m\(String(format: "%02d", seconds))s)…")
             }
 

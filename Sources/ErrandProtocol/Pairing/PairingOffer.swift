@@ -138,6 +138,39 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
         return Self.uriPrefix + parameters.map { "\($0.0)=\(URIComponent.encode($0.1))" }.joined(separator: "&")
     }
 
+    /// The web companion link: `webApp` (the app's address, without a fragment) with the offer's
+    /// parameters as its fragment, e.g. `https://relay.example.com/app/#v=1&r=…`. A browser never
+    /// sends a fragment to a server, so the secret stays on the phone. Holds the secret, like ``uri``.
+    public func link(webApp: String) -> String {
+        webApp + "#" + uri.dropFirst(Self.uriPrefix.count)
+    }
+
+    /// The offer URI a web companion link carries (`http(s)://…#v=1&…` → `errand://pair?v=1&…`);
+    /// any other text is returned as it is.
+    public static func offerURI(fromLink text: String) -> String {
+        let lower = text.prefix(8).lowercased()
+        guard lower.hasPrefix("https://") || lower.hasPrefix("http://"), let hash = text.firstIndex(of: "#") else { return text }
+        return uriPrefix + text[text.index(after: hash)...]
+    }
+
+    /// Checks an address to serve the web companion from: `https`, or `http` on a loopback host
+    /// (`isLoopback` decides), with no fragment, user info or query.
+    /// - Throws: ``PairingOfferError`` (`.malformed`) saying what is wrong.
+    public static func validateWebApp(_ text: String, isLoopback: (String) -> Bool) throws(PairingOfferError) {
+        guard text.utf8.count <= maximumFieldLength, let url = URL(string: text),
+              let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
+              let host = url.host, !host.isEmpty, url.user == nil, url.password == nil, url.query == nil, url.fragment == nil,
+              !text.contains("#")
+        else {
+            throw PairingOfferError(.malformed, "the web companion address \(text) is not an http(s) URL without a query or fragment",
+                                    hint: "give the address the app is served from, e.g. https://example.com/errand/")
+        }
+        guard scheme == "https" || isLoopback(text) else {
+            throw PairingOfferError(.malformed, "the web companion address \(text) is plain http: a phone's browser runs the app only over https",
+                                    hint: "serve the app over https (or use http only on this machine's loopback address)")
+        }
+    }
+
     /// Redacted summary for logs: never the secret.
     public var description: String {
         "PairingOffer(relay: \(relayURL), slot: \(slotID), host: \(hostName ?? "-"), expires: \(Int64(expiresAt.timeIntervalSince1970)), secret redacted)"
@@ -151,7 +184,7 @@ public struct PairingOffer: Sendable, CustomStringConvertible {
     ///   `.expired` — each with a message and a hint a person can act on. Errors never
     ///   contain the secret.
     public init(uri: String, now: Date = Date()) throws(PairingOfferError) {
-        let text = uri.trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = Self.offerURI(fromLink: uri.trimmingCharacters(in: .whitespacesAndNewlines))
         guard text.hasPrefix(Self.uriPrefix) else {
             throw PairingOfferError(.notAnOffer, "this is not an Errand pairing code (it should start with \(Self.uriPrefix))",
                                     hint: "scan the QR code that 'errand host pair' shows on the computer")

@@ -1,0 +1,239 @@
+// The page: which view shows, and what each control does. All protocol work is in companion.js.
+import { loadSodium } from './primitives.js';
+import { parseOffer, fingerprint, formatSAS, OfferError } from './offer.js';
+import { Companion, CompanionError } from './companion.js';
+
+const $ = id => document.getElementById(id);
+const views = ['loading-view', 'lock-view', 'welcome-view', 'pair-view', 'conversation-view'];
+const state = { offer: null, selected: null, pairing: false };
+let companion;
+
+function show(view) { for (const v of views) $(v).hidden = v !== view; }
+
+function problem(error) {
+  const box = $('problem');
+  if (!error) { box.hidden = true; return; }
+  box.querySelector('.message').textContent = error.message;
+  box.querySelector('.hint').textContent = error.hint ?? '';
+  box.hidden = false;
+  if (!(error instanceof OfferError || error instanceof CompanionError)) console.error(error);
+}
+
+function element(tag, properties = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(properties)) {
+    if (key === 'class') node.className = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+/** Arguments typed as words; quotes keep spaces ("a b" or 'a b'), a backslash escapes one character. */
+export function splitArguments(text) {
+  const words = []; let current = null, quote = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) { if (c === quote) quote = null; else if (c === '\\' && quote === '"' && i + 1 < text.length) current += text[++i]; else current += c; continue; }
+    if (c === '"' || c === "'") { quote = c; current ??= ''; } else if (c === '\\' && i + 1 < text.length) { current = (current ?? '') + text[++i]; }
+    else if (/\s/.test(c)) { if (current !== null) words.push(current); current = null; } else current = (current ?? '') + c;
+  }
+  if (quote) throw new CompanionError('an argument has an opening quote without its closing one', 'close the quote, or leave quotes out');
+  if (current !== null) words.push(current);
+  return words;
+}
+
+// MARK: Pairing
+
+async function showOffer(text) {
+  problem(null);
+  try {
+    state.offer = parseOffer(text);
+  } catch (error) {
+    state.offer = null;
+    await render();
+    problem(error);
+    return;
+  }
+  const offer = state.offer;
+  $('pair-host').textContent = offer.hostName ?? 'your computer';
+  $('pair-fingerprint').textContent = await fingerprint(offer.hostSigningKey);
+  $('pair-relay').textContent = offer.relayURL;
+  $('sas-box').hidden = true;
+  $('pair-status').textContent = '';
+  $('pair-button').disabled = false;
+  $('device-name').disabled = false;
+  $('device-name').value ||= (await companion.deviceName()) ?? '';
+  show('pair-view');
+}
+
+async function pair(event) {
+  event.preventDefault();
+  if (state.pairing || !state.offer) return;
+  problem(null);
+  const offer = state.offer;
+  state.pairing = true;
+  $('pair-button').disabled = true; $('device-name').disabled = true;
+  $('pair-status').textContent = 'sending the pairing request…';
+  try {
+    if (offer.expiresAt <= Date.now() / 1000) parseOffer(offer.uri);  // the expiry message, if it passed while the page was open
+    const host = await companion.pair(offer, $('device-name').value.trim(), {
+      showSAS: digits => { $('sas').textContent = formatSAS(digits); $('sas-box').hidden = false; },
+      status: text => { $('pair-status').textContent = text; },
+    });
+    state.offer = null;
+    state.selected = host.id;
+    companion.connect(host.id);
+    await render();
+  } catch (error) {
+    $('pair-status').textContent = '';
+    $('sas-box').hidden = true;
+    problem(error);
+  } finally {
+    state.pairing = false;
+    $('pair-button').disabled = false; $('device-name').disabled = false;
+  }
+}
+
+// MARK: Conversation
+
+function summary(request) {
+  if (!request) return '(sent from another device)';
+  if (request.executor === 'agent' || request.executor === 'shell') return request.text ?? '';
+  return [request.action ?? '', ...(request.arguments ?? [])].join(' ');
+}
+
+const statusText = { sending: 'waiting to send', queued: 'queued', running: 'running', succeeded: 'done', failed: 'failed',
+  cancelled: 'cancelled', timedOut: 'timed out', interrupted: 'interrupted', refused: 'refused' };
+
+function renderTask(host, task) {
+  const open = ['sending', 'queued', 'running'].includes(task.status);
+  const meta = [task.request?.executor === 'action' ? 'action' : null, task.device ? `from ${task.device}` : null,
+    task.exitCode !== undefined && task.exitCode !== null ? `exit ${task.exitCode}` : null, task.reason ?? null,
+    task.truncated ? 'output truncated' : null].filter(Boolean).join(' · ');
+  return element('li', { class: 'task', 'data-task': task.task, 'data-status': task.status },
+    element('header', {}, element('span', { class: 'request' }, summary(task.request)),
+      element('span', { class: `status ${task.status}` }, statusText[task.status] ?? task.status)),
+    meta ? element('div', { class: 'meta' }, meta) : null,
+    task.output ? element('pre', { class: 'output', 'aria-label': 'Output' }, task.output) : null,
+    open && task.status !== 'sending' && !host.revoked
+      ? element('button', { type: 'button', class: 'secondary', onclick: () => companion.cancel(host.id, task.task).catch(problem) }, 'Cancel') : null);
+}
+
+function renderActions(host) {
+  const list = $('actions');
+  list.replaceChildren();
+  if (!host.actions) { list.append(element('li', {}, 'Asking the computer for its actions…')); return; }
+  if (host.actions.length === 0) { list.append(element('li', {}, 'This computer has no actions. Add executables to its actions folder.')); return; }
+  for (const action of host.actions) {
+    const input = element('input', { 'aria-label': `Arguments for ${action.name}`, placeholder: 'arguments', autocomplete: 'off', autocapitalize: 'off' });
+    const form = element('form', {
+      onsubmit: async event => {
+        event.preventDefault(); problem(null);
+        try { await companion.runAction(host.id, action.name, splitArguments(input.value)); input.value = ''; } catch (error) { problem(error); }
+      },
+    }, input, element('button', { type: 'submit', 'aria-label': `Run ${action.name}` }, 'Run'));
+    list.append(element('li', { class: 'action' }, element('strong', {}, action.name),
+      action.description ? element('p', { class: 'description' }, action.description) : null, form));
+  }
+}
+
+async function renderConversation(hosts) {
+  const host = hosts.find(h => h.id === state.selected) ?? hosts[0];
+  state.selected = host.id;
+  const tabs = $('host-tabs');
+  tabs.replaceChildren(...(hosts.length > 1 ? hosts.map(h => element('button', {
+    type: 'button', 'aria-current': String(h.id === host.id), onclick: () => { state.selected = h.id; render(); },
+  }, h.name)) : []));
+  $('revoked').hidden = !host.revoked;
+  $('revoked-name').textContent = host.name;
+  $('message').disabled = host.revoked; $('send-button').disabled = host.revoked;
+  const pending = await companion.pendingCount(host.id);
+  const connection = companion.connectionState(host.id);
+  $('outbox').textContent = host.revoked ? '' : pending === 0 ? '' : connection === 'online'
+    ? `sending ${pending} message${pending === 1 ? '' : 's'}…`
+    : `offline: ${pending} message${pending === 1 ? '' : 's'} waiting; ${pending === 1 ? 'it goes' : 'they go'} when the relay is reachable again`;
+  $('connection').textContent = host.revoked ? 'revoked' : { online: `connected to ${host.name}`, offline: 'offline', connecting: 'connecting…' }[connection];
+  const tasks = await companion.tasks(host.id);
+  const list = $('tasks');
+  const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+  list.replaceChildren(...(tasks.length ? tasks.map(t => renderTask(host, t))
+    : [element('li', { class: 'empty' }, `Paired with ${host.name}. Send a message, or run one of its actions.`)]));
+  renderActions(host);
+  $('host-details').textContent = `${host.name}, paired ${new Date(host.pairedAt * 1000).toLocaleString()} as “${host.deviceName}”, through ${host.relayURL}.`;
+  if (atBottom) window.scrollTo(0, document.body.scrollHeight);
+}
+
+let rendering = null, again = false;
+async function render() {
+  if (rendering) { again = true; return rendering; }
+  rendering = (async () => {
+    do {
+      again = false;
+      if (state.offer) { if ($('pair-view').hidden) show('pair-view'); continue; }
+      const hosts = await companion.hosts();
+      if (hosts.length === 0) { show('welcome-view'); $('connection').textContent = ''; continue; }
+      await renderConversation(hosts);
+      show('conversation-view');
+    } while (again);
+  })();
+  try { await rendering; } finally { rendering = null; }
+}
+
+async function send(event) {
+  event.preventDefault();
+  const text = $('message').value;
+  if (!text.trim()) return;
+  problem(null);
+  try { await companion.sendText(state.selected, text); $('message').value = ''; await render(); } catch (error) { problem(error); }
+}
+
+// MARK: Start
+
+async function start() {
+  await loadSodium();
+  companion = new Companion(() => render());
+  $('pair-form').addEventListener('submit', pair);
+  $('message-form').addEventListener('submit', send);
+  $('message').addEventListener('keydown', event => { if (event.key === 'Enter' && (event.metaKey || event.ctrlKey)) send(event); });
+  $('paste-form').addEventListener('submit', event => { event.preventDefault(); showOffer($('paste-code').value); });
+  $('problem-dismiss').addEventListener('click', () => problem(null));
+  $('pair-another').addEventListener('click', () => { state.offer = null; show('welcome-view'); });
+  $('unpair').addEventListener('click', async () => {
+    const host = (await companion.hosts()).find(h => h.id === state.selected);
+    if (host && confirm(`Unpair ${host.name} and forget its keys and conversation on this device?`)) { await companion.unpair(host.id); await render(); }
+  });
+  $('forget-revoked').addEventListener('click', async () => { await companion.unpair(state.selected); await render(); });
+  window.addEventListener('online', () => companion.reconnectNow());
+  window.addEventListener('hashchange', () => takeOfferFromLocation());
+
+  for (const host of await companion.hosts()) companion.connect(host.id);
+  if (!takeOfferFromLocation()) await render();
+}
+
+/** Reads an offer from the link's fragment and removes it from the address bar (it is secret). */
+function takeOfferFromLocation() {
+  const fragment = location.hash.slice(1);
+  if (!fragment) return false;
+  history.replaceState(null, '', location.pathname + location.search);
+  showOffer(location.href.split('#')[0] + '#' + fragment);
+  return true;
+}
+
+async function main() {
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(error => console.warn('errand: no offline cache', error));
+  const run = () => start().catch(error => { show('welcome-view'); problem(error); });
+  if (navigator.locks) {
+    // One tab at a time holds the keys: two tabs advancing one session would break it.
+    navigator.locks.request('errand-companion', { ifAvailable: true }, lock => {
+      if (!lock) { show('lock-view'); return undefined; }
+      run();
+      return new Promise(() => {});
+    });
+  } else {
+    run();
+  }
+}
+
+main();
