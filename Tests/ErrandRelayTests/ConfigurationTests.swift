@@ -54,6 +54,30 @@ struct ConfigurationTests {
         #expect(try ConfigurationLoader.parseListen(":8443") == ("0.0.0.0", 8443))
     }
 
+    @Test("web.*: the companion's switch, folder and allowed origins, with bad origins refused by name")
+    func webSettings() throws {
+        var configuration = RelayConfiguration()
+        try ConfigurationLoader.apply(environment: [
+            "ERRAND_RELAY_WEB_ENABLED": "false",
+            "ERRAND_RELAY_WEB_ROOT": "/srv/errand-web",
+            "ERRAND_RELAY_WEB_ALLOWED_ORIGINS": "https://Errand.Example.org, https://b.example:8443,http://127.0.0.1:8080",
+        ], to: &configuration)
+        #expect(!configuration.webEnabled && configuration.webRoot == "/srv/errand-web")
+        #expect(configuration.webAllowedOrigins == ["https://errand.example.org", "https://b.example:8443", "http://127.0.0.1:8080"])
+        for (origin, complaint) in [
+            ("https://errand.example.org/app/", "without a path"),
+            ("errand.example.org", "is not an origin"),
+            ("http://errand.example.org", "must use https"),
+            ("*", "is not an origin"),
+        ] {
+            var refused = RelayConfiguration()
+            let error = try #require(throws: ConfigurationError.self) {
+                try ConfigurationLoader.apply(environment: ["ERRAND_RELAY_WEB_ALLOWED_ORIGINS": origin], to: &refused)
+            }
+            #expect(error.description.contains(complaint), "\(origin): \(error)")
+        }
+    }
+
     @Test("PostgreSQL URLs: forms, TLS modes, sockets, PGPASSWORD, and errors that never show the password")
     func postgresLocations() throws {
         let full = try PostgresLocation(url: "postgres://relay:p%40ss%25word@db.example:6543/errand?sslmode=require", environment: [:])

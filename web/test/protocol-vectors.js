@@ -15,8 +15,8 @@ const results = { passed: 0, failed: [] };
 async function check(name, body) {
   try {
     const outcome = await body();
-    if (outcome === true) results.passed++; else results.failed.push(`${name}: ${outcome}`);
-  } catch (error) { results.failed.push(`${name}: threw ${error.message}`); }
+    if (outcome === true) results.passed++; else results.failed.push({ name, detail: String(outcome) });
+  } catch (error) { results.failed.push({ name, detail: `threw ${error.message}` }); }
 }
 const same = (actual, expected) => (actual === expected ? true : `got ${actual}, expected ${expected}`);
 const refused = async (body, expected) => {
@@ -143,7 +143,8 @@ async function run() {
   await check('relay client names the pinned key', async () => same(await new RelayClient('https://relay.example.com', auditKey).relayKey(), auditKey));
 }
 
-run().catch(error => results.failed.push(`run: ${error.stack}`)).finally(() => {
+window.protocolVectors = run().catch(error => results.failed.push({ name: 'run', detail: error.stack })).then(() => {
   document.getElementById('result').textContent = JSON.stringify(results);
   document.title = results.failed.length ? 'failed' : 'passed';
+  return results;
 });

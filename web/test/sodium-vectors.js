@@ -1,7 +1,7 @@
 // Known-answer tests of web/js/sodium.js in the browser. Writes
 // {"passed":N,"failed":[{"name":…,"detail":…}]} into <pre id="result"> and a summary into
 // document.title; window.sodiumVectors is a promise of the same object (for test drivers).
-// Run by scripts/web-sodium-selftest in headless Chromium.
+// Run by Tests/Browser/vectors.py in headless Chromium.
 
 import * as sodium from '../js/sodium.js';
 

@@ -70,6 +70,14 @@ public enum ConfigurationLoader {
         string("storage.postgres") { $0.postgresURL = $1.isEmpty ? nil : $1 },
         integer("storage.postgres_max_connections", 2...1_000) { $0.postgresMaximumConnections = $1 },
         boolean("audit.enabled") { $0.auditLog = $1 },
+        boolean("web.enabled") { $0.webEnabled = $1 },
+        string("web.root") { $0.webRoot = $1.isEmpty ? nil : $1 },
+        Setting(key: "web.allowed_origins", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            configuration.webAllowedOrigins = try text.split(separator: ",").map { entry throws(ConfigurationError) in
+                try parseOrigin(entry.trimmingCharacters(in: .whitespaces))
+            }
+        },
     ]
 
     /// Applies the TOML file at `path` to `configuration`.
@@ -144,6 +152,23 @@ public enum ConfigurationLoader {
         if configuration.pairingSlotDefaultTTL > configuration.pairingSlotMaximumTTL {
             throw ConfigurationError("limits.pairing_slot_default_seconds is longer than limits.pairing_slot_max_seconds")
         }
+    }
+
+    /// An origin as browsers send it: `https://HOST` or `https://HOST:PORT` (`http` only for
+    /// loopback), lowercase, no path, no trailing slash.
+    static func parseOrigin(_ text: String) throws(ConfigurationError) -> String {
+        let problem = ConfigurationError("web.allowed_origins: '\(text)' is not an origin; write it as https://host or https://host:port, without a path")
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+              let host = components.host?.lowercased(), !host.isEmpty,
+              components.path.isEmpty, components.query == nil, components.fragment == nil,
+              components.user == nil, components.password == nil else { throw problem }
+        let loopback = host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == "::1"
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw ConfigurationError("web.allowed_origins: '\(text)' must use https (http only for localhost or 127.0.0.1)")
+        }
+        let port = components.port.map { ":\($0)" } ?? ""
+        let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "\(scheme)://\(shownHost)\(port)"
     }
 
     /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT`.

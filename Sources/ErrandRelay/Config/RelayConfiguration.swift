@@ -72,5 +72,12 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// cannot audit a relay without it).
     public var auditLog = true
 
+    /// Serve the web companion at `/app/`.
+    public var webEnabled = true
+    /// The web companion's folder; nil: the one installed beside the relay or in its source tree.
+    public var webRoot: String?
+    /// Origins (`https://host[:port]`) of web companions served elsewhere that may call the API.
+    public var webAllowedOrigins: [String] = []
+
     public init() {}
 }

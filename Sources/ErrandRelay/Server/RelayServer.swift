@@ -1,4 +1,5 @@
 import ErrandCrypto
+import Foundation
 public import ErrandTransparency
 public import Hummingbird
 import HummingbirdCore
@@ -25,7 +26,7 @@ public enum RelayServer {
         let signer = try auditSigner ?? NoteSigner(name: "errand-relay/ephemeral", secretKey: Ed25519.SecretKey())
         let audit = AuditLog(store: store, signer: signer)
         let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger, audit: audit)
-        let router = makeRouter(core: core)
+        let router = makeRouter(core: core, webApp: try loadWebApp(configuration, logger: logger))
 
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)),
@@ -58,17 +59,37 @@ public enum RelayServer {
             logger: logger)
     }
 
-    static func makeRouter(core: RelayCore) -> Router<RelayRequestContext> {
+    static func makeRouter(core: RelayCore, webApp: WebAppFiles? = nil) -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
+        if !core.configuration.webAllowedOrigins.isEmpty {
+            router.add(middleware: CORSMiddleware(allowedOrigins: Set(core.configuration.webAllowedOrigins)))
+        }
         router.add(middleware: BodyDeadlineMiddleware(core: core))
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: ClientLimitMiddleware(core: core))
+        if let webApp { router.add(middleware: WebAppMiddleware(files: webApp)) }
         OperationsRoutes(core: core).register(on: router)
         MailboxRoutes(core: core).register(on: router)
         EnvelopeRoutes(core: core).register(on: router)
         PairingRoutes(core: core).register(on: router)
         AuditRoutes(core: core).register(on: router)
         return router
+    }
+
+    /// The web companion's files when `web.enabled`: from `web.root`, or found beside the relay.
+    /// A configured folder that cannot be read stops the start; when none is configured and
+    /// none is found, the relay starts without `/app/` and says so.
+    static func loadWebApp(_ configuration: RelayConfiguration, logger: Logger) throws -> WebAppFiles? {
+        guard configuration.webEnabled else { return nil }
+        if let root = configuration.webRoot { return try WebAppFiles.load(root: root) }
+        let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        guard let root = WebAppFiles.locate(executable: executable) else {
+            logger.warning("the web companion's files were not found beside the relay: /app/ is not served (set web.root to its web/ folder, or web.enabled = false)")
+            return nil
+        }
+        let files = try WebAppFiles.load(root: root)
+        logger.info("serving the web companion at /app/", metadata: ["web.root": "\(files.root)", "web.files": "\(files.files.count)"])
+        return files
     }
 
     /// Loads the certificate chain and key now, so a bad file fails at start with its path.
