@@ -169,6 +169,40 @@ struct PairingOfferTests {
         let parsed = try PairingOffer(uri: "  " + Vector.uri + "&zz=future\n", now: beforeExpiry)
         #expect(parsed.hostName == "studio-mac")
     }
+
+    @Test("The web link form carries the offer in its fragment and reads back to the same canonical URI")
+    func linkForm() throws {
+        let offer = try Vector.offer()
+        let link = offer.link(webApp: "https://relay.example.com/app/")
+        #expect(link == "https://relay.example.com/app/#" + Vector.uri.dropFirst("errand://pair?".count))
+        let parsed = try PairingOffer(uri: link, now: beforeExpiry)
+        #expect(parsed.uri == Vector.uri)
+        #expect(try PairingOffer(uri: "  HTTPS://elsewhere.example/errand/index.html#" + Vector.uri.dropFirst(14) + "\n", now: beforeExpiry).uri == Vector.uri)
+        // A link without a fragment is no offer; a damaged fragment is reported as for the URI.
+        #expect(throws: PairingOfferError.self) { try PairingOffer(uri: "https://relay.example.com/app/", now: beforeExpiry) }
+        do { _ = try PairingOffer(uri: "https://relay.example.com/app/", now: beforeExpiry) } catch {
+            #expect(error.code == .notAnOffer)
+        }
+        let damaged = link.replacingOccurrences(of: "s=UFFSU1RVVldYWVpbXF1eXw", with: "s=UFFS")
+        do { _ = try PairingOffer(uri: damaged, now: beforeExpiry); Issue.record("a damaged link was read") } catch {
+            #expect(error.code == .malformed && error.message.contains("pairing slot id"))
+        }
+        #expect(PairingOffer.offerURI(fromLink: "errand://pair?v=1") == "errand://pair?v=1")
+    }
+
+    @Test("A web companion address must be https (http only on loopback), without query or fragment")
+    func webAppAddress() throws {
+        let loopback: (String) -> Bool = { $0.contains("127.0.0.1") || $0.contains("localhost") }
+        try PairingOffer.validateWebApp("https://errand.example.org/", isLoopback: loopback)
+        try PairingOffer.validateWebApp("http://127.0.0.1:8080/app/", isLoopback: loopback)
+        for (address, complaint) in [("http://errand.example.org/", "plain http"), ("https://errand.example.org/?x=1", "without a query"),
+                                     ("https://errand.example.org/#frag", "without a query or fragment"), ("ftp://errand.example.org/", "not an http(s) URL"),
+                                     ("https://user:pw@errand.example.org/", "not an http(s) URL"), ("errand.example.org", "not an http(s) URL")] {
+            do { try PairingOffer.validateWebApp(address, isLoopback: loopback); Issue.record("\(address) was accepted") } catch {
+                #expect(error.message.contains(complaint), "\(address): \(error.message)")
+            }
+        }
+    }
 }
 
 @Suite("Short authentication string")

@@ -62,7 +62,7 @@ public enum RelayServer {
     static func makeRouter(core: RelayCore, webApp: WebAppFiles? = nil) -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
         if !core.configuration.webAllowedOrigins.isEmpty {
-            router.add(middleware: CORSMiddleware(allowedOrigins: Set(core.configuration.webAllowedOrigins)))
+            router.add(middleware: AllowedOriginsMiddleware(allowedOrigins: Set(core.configuration.webAllowedOrigins)))
         }
         router.add(middleware: BodyDeadlineMiddleware(core: core))
         router.add(middleware: JSONErrorMiddleware())

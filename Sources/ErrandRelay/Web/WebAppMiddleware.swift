@@ -1,3 +1,4 @@
+import ErrandProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -75,7 +76,7 @@ struct WebAppMiddleware<Context: RequestContext>: RouterMiddleware {
 /// any other origin is refused. Never credentials (the API takes none: it authenticates by
 /// signature and bearer token). Outermost, so refusals carry the headers too and the page can
 /// read the relay's error message.
-struct CORSMiddleware<Context: RequestContext>: RouterMiddleware {
+struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
     let allowedOrigins: Set<String>
 
     static var allowedMethods: String { "GET, POST, PUT, DELETE" }

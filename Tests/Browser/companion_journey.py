@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""The web companion's whole journey in headless Chromium, sized like a phone (390×844), against
+a real `errand-relay` and a real `errand host` on loopback:
+
+  the page opens at the link decoded (zbarimg) from the host's QR PNG; it pairs, and the page and
+  the host show the same SAS (the test compares them and only then answers the host's prompt);
+  it sends text to the agent and runs an action with an argument and shows the streamed results;
+  a long task shows live progress and is cancelled; a reload keeps keys, session and
+  conversation; a message sent while the phone is offline waits in the outbox and goes when it is
+  back; the page keeps working after the relay restarts; after `errand host revoke` it is told so
+  and can forget everything; an expired, an altered and a reused code are refused with the
+  reasons the command-line companion gives.
+
+Screenshots of pairing, the conversation and a running task go to --screenshots.
+Usage: companion_journey.py [--bin .build/debug] [--screenshots DIR] [--keep]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chromium import Browser, BrowserError  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Page helpers, defined in every evaluation: controls found by their accessible names, the way a
+# screen reader (or a person) finds them.
+HELPERS = r"""
+const visible = e => !!e && !e.closest('[hidden]') && e.getClientRects().length > 0;
+const nameOf = e => (e.getAttribute('aria-label') ?? (e.labels && e.labels[0] ? e.labels[0].textContent : e.textContent)).trim();
+const control = name => [...document.querySelectorAll('input, textarea, button, output')].find(e => visible(e) && nameOf(e) === name) ?? null;
+const fill = (name, text) => { const e = control(name); if (!e) throw new Error('no control named ' + name); e.value = text; e.dispatchEvent(new Event('input', { bubbles: true })); return true; };
+const press = name => { const e = control(name); if (!e) throw new Error('no button named ' + name); if (e.disabled) throw new Error(name + ' is disabled'); e.click(); return true; };
+const problem = () => { const p = document.getElementById('problem'); return visible(p) ? p.querySelector('.message').textContent : null; };
+const tasks = () => [...document.querySelectorAll('#tasks li.task')].map(li => ({ task: li.dataset.task, status: li.dataset.status,
+  request: li.querySelector('.request')?.textContent ?? '', output: li.querySelector('.output')?.textContent ?? '' }));
+const viewShown = id => visible(document.getElementById(id));
+"""
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+class Journey:
+    def __init__(self, args):
+        self.bin = os.path.abspath(args.bin)
+        self.errand = os.path.join(self.bin, "errand")
+        self.relay_binary = os.path.join(self.bin, "errand-relay")
+        for binary in (self.errand, self.relay_binary):
+            if not os.access(binary, os.X_OK):
+                raise Failure(f"{binary} is missing: run swift build first")
+        self.work = tempfile.mkdtemp(prefix="errand-web-journey-")
+        os.chmod(self.work, 0o700)
+        self.screenshots = os.path.abspath(args.screenshots or os.path.join(self.work, "screenshots"))
+        os.makedirs(self.screenshots, exist_ok=True)
+        self.keep = args.keep
+        self.processes = []
+        self.relay = None
+        self.host_run = None
+        self.measured = {}
+
+    # MARK: processes
+
+    def say(self, text):
+        print(f"web journey: {text}", flush=True)
+
+    def run(self, *arguments, input=None, expect=0):
+        result = subprocess.run([self.errand, *arguments], input=input, capture_output=True, text=True, timeout=60)
+        if expect is not None and result.returncode != expect:
+            raise Failure(f"errand {' '.join(arguments)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+        return result
+
+    def start_relay(self, port=0):
+        out = open(os.path.join(self.work, "relay.out"), "w+")
+        log = open(os.path.join(self.work, "relay.log"), "a")
+        process = subprocess.Popen([self.relay_binary, "serve", "--listen", f"127.0.0.1:{port}",
+                                    "--data", os.path.join(self.work, "relay"), "--open-registration"],
+                                   stdout=out, stderr=log)
+        self.processes.append(process)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            out.seek(0)
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", out.read())
+            if match:
+                self.relay = process
+                self.url = match.group(1)
+                return
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise Failure("the relay did not start: " + open(os.path.join(self.work, "relay.log")).read()[-2000:])
+
+    def stop(self, process):
+        if process and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def start_host_run(self):
+        log = open(os.path.join(self.work, "host-run.log"), "a")
+        self.host_run = subprocess.Popen([self.errand, "host", "run", "--home", self.host], stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(self.host_run)
+        self.wait_file(os.path.join(self.work, "host-run.log"), "waiting for tasks")
+
+    def wait_file(self, path, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(path) and text in open(path).read():
+                return
+            time.sleep(0.05)
+        raise Failure(f"'{text}' did not appear in {path}:\n" + (open(path).read()[-2000:] if os.path.exists(path) else ""))
+
+    def host_pair(self, name, extra=()):
+        """Starts `errand host pair`, waits for its QR PNG and returns (process, output lines, link)."""
+        png = os.path.join(self.work, f"{name}.png")
+        process = subprocess.Popen([self.errand, "host", "pair", "--home", self.host, "--png", png, "--terminal", "none", *extra],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.processes.append(process)
+        lines = []
+        threading.Thread(target=lambda: [lines.append(line.rstrip("\n")) for line in process.stdout], daemon=True).start()
+        deadline = time.monotonic() + 20
+        while not any("Waiting for a device" in line for line in lines):
+            if time.monotonic() > deadline or process.poll() is not None:
+                time.sleep(0.2)
+                raise Failure("errand host pair did not show a code:\n" + "\n".join(lines))
+            time.sleep(0.05)
+        decoded = subprocess.run(["zbarimg", "--raw", "-q", png], capture_output=True, text=True, timeout=30)
+        check(decoded.returncode == 0, f"zbarimg could not read {png}: {decoded.stderr}")
+        link = decoded.stdout.strip()
+        return process, lines, link
+
+    def wait_line(self, lines, pattern, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in lines:
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            time.sleep(0.05)
+        raise Failure(f"no line matching {pattern!r}:\n" + "\n".join(lines))
+
+    # MARK: page
+
+    def js(self, expression, timeout=30):
+        return self.page.evaluate(f"(async () => {{ {HELPERS} return ({expression}); }})()", timeout=timeout)
+
+    def wait(self, expression, what, timeout=20):
+        return self.page.wait_for(f"(async () => {{ {HELPERS} return ({expression}); }})()", timeout=timeout, what=what)
+
+    def shot(self, name):
+        path = os.path.join(self.screenshots, f"{name}.png")
+        self.page.screenshot(path)
+        self.say(f"screenshot {path}")
+
+    def task_done(self, request_text, timeout=30):
+        expression = f"tasks().find(t => t.request === {request_text!r} && ['succeeded','failed','cancelled','refused','timedOut'].includes(t.status))"
+        return self.wait(expression, f"the task '{request_text}' to finish", timeout)
+
+    def cli_error(self, link):
+        """What the command-line companion says about this code (its `errand: error:` line)."""
+        result = self.run("pair", "--home", os.path.join(self.work, "cli-phone"), "--name", "cli", "--yes", "-",
+                          input=link + "\n", expect=None)
+        check(result.returncode != 0, f"the command-line companion accepted a code it should refuse: {result.stdout}")
+        match = re.search(r"errand: error: (.*)", result.stderr)
+        check(match, f"the command-line companion gave no error line: {result.stderr}")
+        return match.group(1).strip()
+
+    # MARK: the journey
+
+    def main(self, browser):
+        self.start_relay()
+        self.say(f"relay at {self.url}")
+        self.host = os.path.join(self.work, "host")
+        self.run("host", "init", "--home", self.host, "--relay", self.url, "--name", "studio")
+        shutil.copy(os.path.join(ROOT, "examples/agent.sh"), os.path.join(self.work, "agent.sh"))
+        shutil.copy(os.path.join(ROOT, "examples/actions/disk-report"), os.path.join(self.host, "actions"))
+        slow = os.path.join(self.host, "actions", "count-slowly")
+        with open(slow, "w") as file:
+            file.write("#!/bin/sh\n# description: Counts to a number, one a second\n"
+                       "i=1; while [ $i -le ${1:-60} ]; do echo \"count $i\"; i=$((i+1)); sleep 1; done\n")
+        os.chmod(slow, 0o755)
+        config = os.path.join(self.host, "config.toml")
+        text = open(config).read()
+        check("command = []" in text, "the host's config.toml has no agent command line to set")
+        open(config, "w").write(text.replace("command = []", f'command = ["{self.work}/agent.sh"]', 1))
+
+        # 1. The QR code holds a link to the relay's /app/ with the offer in the fragment.
+        pairing, host_lines, link = self.host_pair("code")
+        check(link.startswith(f"{self.url}/app/#v=1&"), f"the QR code holds {link!r}, not a link to {self.url}/app/")
+        self.first_link = link
+
+        # 2. The page shows the host and asks for a device name; it pairs with the same SAS.
+        self.page = browser.page(390, 844)
+        opened = time.monotonic()
+        self.page.navigate(link)
+        self.wait("viewShown('pair-view') && control('Device name') && control('Pair')", "the pairing view")
+        self.measured["link to pairing view"] = time.monotonic() - opened
+        check(self.js("document.getElementById('pair-host').textContent") == "studio", "the page does not name the host 'studio'")
+        check("#" not in self.js("location.href"), "the offer stays in the address bar after opening")
+        fingerprint = self.js("document.getElementById('pair-fingerprint').textContent")
+        check(re.fullmatch(r"[0-9a-f]{4}( [0-9a-f]{4}){3}", fingerprint or ""), f"fingerprint shown as {fingerprint!r}")
+        self.shot("1-pair")
+        self.js("fill('Device name', 'phone')")
+        pressed = time.monotonic()
+        self.js("press('Pair')")
+        page_sas = self.wait("(() => { const o = document.getElementById('sas'); return visible(o) ? o.textContent : null; })()",
+                             "the SAS on the page")
+        self.measured["Pair pressed to SAS"] = time.monotonic() - pressed
+        self.measured["link to SAS (with the name typed at once)"] = time.monotonic() - opened
+        check(re.fullmatch(r"\d{3} \d{3}", page_sas), f"the page shows the SAS as {page_sas!r}, not ddd ddd")
+        host_sas = self.wait_line(host_lines, r"^SAS: (\d{3} \d{3})$").group(1)
+        check(page_sas == host_sas, f"the page shows SAS {page_sas}, the host {host_sas}")
+        self.wait_line(host_lines, r"Device “phone” .* asks to pair")
+        self.shot("2-sas")
+        pairing.stdin.write("y\n")
+        pairing.stdin.flush()
+        check(pairing.wait(timeout=30) == 0, "errand host pair failed:\n" + "\n".join(host_lines))
+        self.wait_line(host_lines, r"Paired with “phone”")
+        self.wait("viewShown('conversation-view') && control('Message') && control('Send')", "the conversation view")
+        self.say(f"paired: both sides show SAS {page_sas}")
+
+        # 3. Text to the agent and an action with an argument; streamed results; the actions listed.
+        self.start_host_run()
+        self.wait("document.querySelector('#actions .action') !== null", "the host's actions")
+        actions = self.js("[...document.querySelectorAll('#actions .action')].map(a => a.querySelector('strong').textContent + ': ' + (a.querySelector('.description')?.textContent ?? ''))")
+        check("disk-report: How full the disks are (df -h), optionally for one path" in actions, f"actions shown: {actions}")
+        self.js("fill('Message', 'Organize the meeting notes') && press('Send')")
+        running = self.wait("tasks().find(t => t.request === 'Organize the meeting notes' && t.status === 'running' && t.output.includes('Agent:'))",
+                            "the agent's progress to stream in")
+        check("done." not in running["output"], "the task's output arrived only at the end, not streamed")
+        finished = self.task_done("Organize the meeting notes")
+        check(finished["status"] == "succeeded" and "Agent: done." in finished["output"] and "from phone" in finished["output"],
+              f"the agent's task ended as {finished}")
+        self.js("document.getElementById('actions-panel').open = true")
+        self.js("fill('Arguments for disk-report', '/') && press('Run disk-report')")
+        report = self.task_done("disk-report /")
+        check(report["status"] == "succeeded" and "Filesystem" in report["output"], f"disk-report ended as {report}")
+        self.js("document.getElementById('actions-panel').open = false")
+        self.shot("3-conversation")
+
+        # A long task: live progress, then cancelled from the phone.
+        self.js("document.getElementById('actions-panel').open = true")
+        self.js("fill('Arguments for count-slowly', '60') && press('Run count-slowly')")
+        self.js("document.getElementById('actions-panel').open = false")
+        self.wait("tasks().find(t => t.request === 'count-slowly 60' && t.status === 'running' && t.output.includes('count 2'))",
+                  "the long task's progress")
+        self.js("window.scrollTo(0, document.body.scrollHeight)")
+        self.shot("4-running-task")
+        self.js("(() => { const li = [...document.querySelectorAll('#tasks li.task')].find(l => l.querySelector('.request').textContent === 'count-slowly 60');"
+                " [...li.querySelectorAll('button')].find(b => b.textContent === 'Cancel').click(); return true; })()")
+        cancelled = self.task_done("count-slowly 60")
+        check(cancelled["status"] == "cancelled", f"the cancelled task ended as {cancelled}")
+
+        # 4. A reload keeps everything: the conversation is there and the session still works.
+        before = self.js("tasks().length")
+        self.page.reload()
+        self.wait("viewShown('conversation-view')", "the conversation after a reload")
+        check(self.js("tasks().length") == before, "the conversation lost tasks across a reload")
+        self.js("fill('Message', 'After the reload') && press('Send')")
+        check(self.task_done("After the reload")["status"] == "succeeded", "a task after the reload failed")
+
+        # Offline: the message waits in the outbox, the page says so, and it goes when back online.
+        self.page.offline(True)
+        self.js("window.dispatchEvent(new Event('offline')), true")
+        self.js("fill('Message', 'Sent while offline') && press('Send')")
+        waiting = self.wait("(() => { const o = document.getElementById('outbox').textContent; return o.includes('offline') ? o : null; })()",
+                            "the outbox notice")
+        check("1 message waiting" in waiting, f"the outbox says {waiting!r}")
+        self.shot("5-offline")
+        self.page.offline(False)
+        self.js("window.dispatchEvent(new Event('online')), true")
+        check(self.task_done("Sent while offline", timeout=60)["status"] == "succeeded", "the offline message did not go")
+
+        # The relay restarts: the page reconnects and keeps working.
+        port = self.url.rsplit(":", 1)[1]
+        self.stop(self.relay)
+        self.start_relay(int(port))
+        self.js("fill('Message', 'After the relay restarted') && press('Send')")
+        check(self.task_done("After the relay restarted", timeout=90)["status"] == "succeeded", "no result after the relay restarted")
+
+        # A second computer: several hosts, each by name.
+        self.pair_second_host(browser)
+
+        # 5. Revoked on the host: the page says so and can forget everything.
+        self.run("host", "revoke", "--home", self.host, "phone")
+        self.js("fill('Message', 'After the revoke') && press('Send')")
+        self.wait("viewShown('revoked') && document.getElementById('revoked').textContent.includes('revoked this device')",
+                  "the revoked notice", timeout=30)
+        check(self.js("control('Send') === null || control('Send').disabled"), "a revoked host still offers Send")
+        time.sleep(1)
+        check("After the revoke" not in open(os.path.join(self.work, "host-run.log")).read(),
+              "the host ran a task from a revoked device")
+        self.shot("6-revoked")
+        self.js("press('Unpair and forget')")
+        self.wait("viewShown('conversation-view')", "the remaining host after forgetting the revoked one")
+
+        # 6. Codes that must be refused, with the command-line companion's reasons.
+        self.refused_codes(browser)
+
+    def pair_second_host(self, browser):
+        second = os.path.join(self.work, "host2")
+        self.run("host", "init", "--home", second, "--relay", self.url, "--name", "laptop")
+        process = subprocess.Popen([self.errand, "host", "pair", "--home", second, "--png", os.path.join(self.work, "code2.png"),
+                                    "--terminal", "none", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.processes.append(process)
+        png = os.path.join(self.work, "code2.png")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(png) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        link = subprocess.run(["zbarimg", "--raw", "-q", png], capture_output=True, text=True, timeout=30).stdout.strip()
+        self.page.navigate(link)
+        self.wait("viewShown('pair-view') && document.getElementById('pair-host').textContent === 'laptop'", "the second host's pairing view")
+        check(self.js("control('Device name').value") == "phone", "the device name is not remembered for the second pairing")
+        self.js("press('Pair')")
+        check(process.wait(timeout=30) == 0, "pairing the second host failed")
+        tabs = self.wait("(() => { const t = [...document.querySelectorAll('#host-tabs button')].map(b => b.textContent); return t.length === 2 ? t : null; })()",
+                         "a tab for each host")
+        check(sorted(tabs) == ["laptop", "studio"], f"host tabs {tabs}")
+        self.js("[...document.querySelectorAll('#host-tabs button')].find(b => b.textContent === 'studio').click(), true")
+        self.wait("document.querySelector('#host-tabs [aria-current=true]')?.textContent === 'studio' && tasks().length > 0", "the studio conversation")
+
+    def refused_codes(self, browser):
+        page = self.page
+        # Reused: the first code, already used to pair.
+        cli = self.cli_error(self.first_link)
+        page.navigate(self.first_link)
+        self.wait("viewShown('pair-view')", "the pairing view for the used code")
+        self.js("fill('Device name', 'phone again') && press('Pair')")
+        shown = self.wait("problem()", "the refusal of the used code")
+        check(shown == cli, f"a used code: the page says {shown!r}, the command line {cli!r}")
+        self.say(f"used code refused: {shown}")
+
+        # Expired: a code valid for one second, opened after it ran out.
+        process, _, link = self.host_pair("expired", ["--timeout", "1"])
+        time.sleep(2.2)
+        cli = self.cli_error(link)
+        page.navigate(link)
+        shown = self.wait("problem()", "the refusal of the expired code")
+        check(re.sub(r"\d+ seconds?", "N seconds", shown) == re.sub(r"\d+ seconds?", "N seconds", cli),
+              f"an expired code: the page says {shown!r}, the command line {cli!r}")
+        check("expired" in shown, f"the expired code's message: {shown!r}")
+        self.stop(process)
+        self.say(f"expired code refused: {shown}")
+
+        # Altered: the host's key-agreement key swapped by whoever passed the code on.
+        process, lines, link = self.host_pair("altered", ["--yes"])
+        swapped = re.sub(r"x=[A-Za-z0-9_-]{43}", "x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ", link)
+        check(swapped != link, "could not alter the code")
+        page.navigate(swapped)
+        self.wait("viewShown('pair-view')", "the pairing view for the altered code")
+        self.js("fill('Device name', 'phone altered') && press('Pair')")
+        shown = self.wait("problem()", "the refusal of the altered code", timeout=30)
+        check("closed the pairing code" in shown, f"an altered code: the page says {shown!r}")
+        process.wait(timeout=30)
+        check(any("not sealed to this computer" in line for line in lines), "the host did not refuse the altered code:\n" + "\n".join(lines))
+        devices = self.run("host", "devices", "--home", self.host, "--json").stdout
+        check("phone altered" not in devices and "phone again" not in devices, "a refused code registered a device")
+        self.say(f"altered code refused: {shown}")
+        self.shot("7-refused")
+
+    def cleanup(self):
+        for process in self.processes:
+            self.stop(process)
+        if not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bin", default=os.path.join(ROOT, ".build/debug"))
+    parser.add_argument("--screenshots", help="where to write the phone-size screenshots (default: inside the work folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, state) afterwards")
+    args = parser.parse_args()
+    journey = None
+    try:
+        journey = Journey(args)
+        with Browser() as browser:
+            try:
+                journey.main(browser)
+            except (Failure, BrowserError, TimeoutError, subprocess.TimeoutExpired) as error:
+                if getattr(journey, "page", None):
+                    try:
+                        journey.shot("failure")
+                        print(journey.page.notes(), file=sys.stderr)
+                    except Exception:
+                        pass
+                print(f"web journey: FAILED: {error}", file=sys.stderr)
+                print(f"web journey: logs in {journey.work}", file=sys.stderr)
+                journey.keep = True
+                sys.exit(1)
+        for name, seconds in journey.measured.items():
+            journey.say(f"measured: {name}: {seconds * 1000:.0f} ms")
+        journey.say("passed")
+    except Failure as error:
+        print(f"web journey: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if journey:
+            journey.cleanup()
+
+
+if __name__ == "__main__":
+    main()
