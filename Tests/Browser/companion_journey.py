@@ -210,7 +210,7 @@ class Journey:
         self.page = browser.page(390, 844)
         opened = time.monotonic()
         self.page.navigate(link)
-        self.wait("viewShown('pair-view') && control('Device name') && control('Pair')", "the pairing view")
+        self.wait("viewShown('pair-view') && !!control('Device name') && !!control('Pair')", "the pairing view")
         self.measured["link to pairing view"] = time.monotonic() - opened
         check(self.js("document.getElementById('pair-host').textContent") == "studio", "the page does not name the host 'studio'")
         check("#" not in self.js("location.href"), "the offer stays in the address bar after opening")
@@ -233,7 +233,7 @@ class Journey:
         pairing.stdin.flush()
         check(pairing.wait(timeout=30) == 0, "errand host pair failed:\n" + "\n".join(host_lines))
         self.wait_line(host_lines, r"Paired with “phone”")
-        self.wait("viewShown('conversation-view') && control('Message') && control('Send')", "the conversation view")
+        self.wait("viewShown('conversation-view') && !!control('Message') && !!control('Send')", "the conversation view")
         self.say(f"paired: both sides show SAS {page_sas}")
 
         # 3. Text to the agent and an action with an argument; streamed results; the actions listed.

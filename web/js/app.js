@@ -114,7 +114,8 @@ function renderTask(host, task) {
     task.truncated ? 'output truncated' : null].filter(Boolean).join(' · ');
   return element('li', { class: 'task', 'data-task': task.task, 'data-status': task.status },
     element('header', {}, element('span', { class: 'request' }, summary(task.request)),
-      element('span', { class: `status ${task.status}` }, statusText[task.status] ?? task.status)),
+      element('span', { class: `status ${task.status}` },
+        task.status === 'sending' && host.revoked ? 'not sent' : statusText[task.status] ?? task.status)),
     meta ? element('div', { class: 'meta' }, meta) : null,
     task.output ? element('pre', { class: 'output', 'aria-label': 'Output' }, task.output) : null,
     open && task.status !== 'sending' && !host.revoked
