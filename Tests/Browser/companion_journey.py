@@ -7,7 +7,9 @@ a real `errand-relay` and a real `errand host` on loopback:
   it sends text to the agent and runs an action with an argument and shows the streamed results;
   a long task shows live progress and is cancelled; a reload keeps keys, session and
   conversation; a message sent while the phone is offline waits in the outbox and goes when it is
-  back; the page keeps working after the relay restarts; after `errand host revoke` it is told so
+  back; with the relay down the app still opens (service worker) and queues, and after the relay
+  restarts the queued message goes and the page keeps working; a second computer pairs beside the
+  first; after `errand host revoke` it is told so
   and can forget everything; an expired, an altered and a reused code are refused with the
   reasons the command-line companion gives.
 
@@ -288,11 +290,16 @@ class Journey:
         self.js("window.dispatchEvent(new Event('online')), true")
         check(self.task_done("Sent while offline", timeout=60)["status"] == "succeeded", "the offline message did not go")
 
-        # The relay restarts: the page reconnects and keeps working.
+        # The relay goes down: the app still opens (its service worker's copy), keeps what is sent
+        # in its outbox, and delivers it once the relay is back.
         port = self.url.rsplit(":", 1)[1]
         self.stop(self.relay)
-        self.start_relay(int(port))
+        self.page.reload()
+        self.wait("viewShown('conversation-view') && !!control('Send')", "the app opening while its server is down")
+        check(self.js("!!navigator.serviceWorker.controller"), "the app opened without its service worker")
         self.js("fill('Message', 'After the relay restarted') && press('Send')")
+        self.wait("document.getElementById('outbox').textContent.includes('1 message waiting')", "the outbox notice while the relay is down")
+        self.start_relay(int(port))
         check(self.task_done("After the relay restarted", timeout=90)["status"] == "succeeded", "no result after the relay restarted")
 
         # A second computer: several hosts, each by name.

@@ -77,6 +77,39 @@ struct PairingCommandTests {
         #expect(unknown.errorOutput.contains("no paired device is called tablet"))
     }
 
+    @Test("The QR code holds a link to the web companion: the relay's /app/, else --web-app or pairing.web_app; the link pairs too")
+    func webCompanionLink() async throws {
+        try await initHost()
+        let offerQuery = { (uri: String) in String(uri.dropFirst("errand://pair?".count)) }
+        let first = try await startPairing(["--yes"])
+        let decoded = try await runAsync("errand", ["qr", "decode", folder.path("code.png")])
+        let uri = try String(contentsOfFile: folder.path("code.uri"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(decoded.output.trimmingCharacters(in: .whitespacesAndNewlines) == relay.baseURL + "/app/#" + offerQuery(uri))
+        #expect(first.output.contains("phone's camera"))
+        // The link (here on standard input) pairs like the URI.
+        let companion = try await runAsync("errand", ["pair", "--home", folder.path("phone"), "--name", "phone", "--yes", "-"],
+                                           input: decoded.output)
+        #expect(companion.status == 0, "\(companion.errorOutput)")
+        #expect(await first.finish().status == 0)
+
+        // The configured address, then the option over it.
+        let config = host + "/config.toml"
+        let text = try String(contentsOfFile: config, encoding: .utf8)
+        try text.replacingOccurrences(of: "web_app = \"\"", with: "web_app = \"https://errand.example.org/\"")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        for (extra, base) in [([String](), "https://errand.example.org/"), (["--web-app", "https://mine.example/errand/"], "https://mine.example/errand/")] {
+            let pairing = try await startPairing(extra)
+            let link = try await runAsync("errand", ["qr", "decode", folder.path("code.png")]).output
+            #expect(link.hasPrefix(base + "#v=1&"), "\(link)")
+            pairing.process.terminate()
+            _ = await pairing.finish()
+        }
+        // A web app over plain http elsewhere is refused before any code is made.
+        let plain = try await runAsync("errand", ["host", "pair", "--home", host, "--terminal", "none", "--web-app", "http://errand.example.org/"])
+        #expect(plain.status == 1)
+        #expect(plain.errorOutput.contains("plain http"), "\(plain.errorOutput)")
+    }
+
     @Test("The person at the computer declines, then accepts a second attempt with the URI on standard input")
     func declineThenAccept() async throws {
         try await initHost()
