@@ -4,6 +4,7 @@ a real `errand-relay` and a real `errand host` on loopback:
 
   the page opens at the link decoded (zbarimg) from the host's QR PNG; it pairs, and the page and
   the host show the same SAS (the test compares them and only then answers the host's prompt);
+  the conversation held by the host (a task a command-line companion sent before) is synced;
   it sends text to the agent and runs an action with an argument and shows the streamed results;
   a long task shows live progress and is cancelled; a reload keeps keys, session and
   conversation; a message sent while the phone is offline waits in the outbox and goes when it is
@@ -203,6 +204,13 @@ class Journey:
         check("command = []" in text, "the host's config.toml has no agent command line to set")
         open(config, "w").write(text.replace("command = []", f'command = ["{self.work}/agent.sh"]', 1))
 
+        # Before the phone: a command-line companion pairs and runs a task, so the host has history.
+        self.host_pair("cli-code", ["--yes"])
+        self.run("pair", "--home", os.path.join(self.work, "cli"), "--name", "laptop-cli", "--yes", "--image",
+                 os.path.join(self.work, "cli-code.png"))
+        self.start_host_run()
+        self.run("send", "--home", os.path.join(self.work, "cli"), "--wait", "From the command line")
+
         # 1. The QR code holds a link to the relay's /app/ with the offer in the fragment.
         pairing, host_lines, link = self.host_pair("code")
         check(link.startswith(f"{self.url}/app/#v=1&"), f"the QR code holds {link!r}, not a link to {self.url}/app/")
@@ -238,8 +246,14 @@ class Journey:
         self.wait("viewShown('conversation-view') && !!control('Message') && !!control('Send')", "the conversation view")
         self.say(f"paired: both sides show SAS {page_sas}")
 
+        # The conversation's history came from the host: the other device's task is there.
+        earlier = self.wait("tasks().find(t => t.request === 'From the command line' && t.status === 'succeeded')",
+                            "the history synced from the host")
+        check("task from laptop-cli" in earlier["output"], f"the synced task's output: {earlier}")
+        check(self.js("[...document.querySelectorAll('#tasks .meta')].some(m => m.textContent.includes('from laptop-cli'))"),
+              "the synced task does not say which device sent it")
+
         # 3. Text to the agent and an action with an argument; streamed results; the actions listed.
-        self.start_host_run()
         self.wait("document.querySelector('#actions .action') !== null", "the host's actions")
         actions = self.js("[...document.querySelectorAll('#actions .action')].map(a => a.querySelector('strong').textContent + ': ' + (a.querySelector('.description')?.textContent ?? ''))")
         check("disk-report: How full the disks are (df -h), optionally for one path" in actions, f"actions shown: {actions}")
