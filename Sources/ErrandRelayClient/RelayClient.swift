@@ -81,6 +81,16 @@ public struct RelayClient: Sendable {
         (try? await send(.GET, "/healthz", retry: false).status) == 200
     }
 
+    /// Whether the relay serves the web companion at `/app/`: false when it answers 404 (turned
+    /// off, or a relay from before the web companion), nil when it could not be asked.
+    public func servesWebCompanion() async -> Bool? {
+        do {
+            return try await send(.GET, "/app/", retry: false).status == 200
+        } catch {
+            return error.status == 404 ? false : nil
+        }
+    }
+
     // MARK: Audit log (public reads)
 
     /// The relay's audit-log verifier key (`name+hash+key`).

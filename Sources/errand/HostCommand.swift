@@ -87,7 +87,8 @@ struct HostCommand: AsyncParsableCommand {
                 let configuration = try HostConfiguration.load(from: host.directory)
                 let relay = peer.relay ?? host.settings.relayURL
                 Console.warnIfUnencrypted(relay: relay)
-                let webApp = try Self.webCompanion(option: webApp, configured: configuration.webApp, relay: relay)
+                let webApp = try await Self.webCompanion(option: webApp, configured: configuration.webApp, relay: relay,
+                                                         client: relayClient(relay))
                 let presenter = Presenter(uriFile: uriFile, png: png, svg: svg, style: style, autoAccept: yes, webApp: webApp)
                 var pairing = HostPairing(host: host, client: relayClient(relay, for: host), relayURL: relay)
                 pairing.defaultExecutors = configuration.defaultExecutors
@@ -97,9 +98,9 @@ struct HostCommand: AsyncParsableCommand {
         }
 
         /// The web companion's address for the QR code's link: the option, else the setting, else
-        /// the relay's `/app/` when a phone's browser can use it there (https, or http on loopback);
-        /// `nil` (the code then holds the `errand://` URI) for a plain-http relay elsewhere.
-        static func webCompanion(option: String?, configured: String?, relay: String) throws(PeerError) -> String? {
+        /// the relay's `/app/` when a phone's browser can use it there (https, or http on loopback)
+        /// and the relay serves it; `nil` (the code then holds the `errand://` URI) otherwise.
+        static func webCompanion(option: String?, configured: String?, relay: String, client: RelayClient) async throws(PeerError) -> String? {
             if let chosen = option ?? configured {
                 do { try PairingOffer.validateWebApp(chosen, isLoopback: { !RelayClient.isUnencryptedRemote($0) }) } catch {
                     throw PeerError(error.message, hint: error.hint)
@@ -108,6 +109,10 @@ struct HostCommand: AsyncParsableCommand {
             }
             guard !RelayClient.isUnencryptedRemote(relay) else {
                 Console.warn("the relay is plain http, so a phone's browser cannot run the web companion from it; the QR code holds the errand:// URI for the command-line companion (set pairing.web_app in config.toml to an https address that serves the app)")
+                return nil
+            }
+            if await client.servesWebCompanion() == false {
+                Console.warn("the relay does not serve the web companion at /app/ (its web.enabled is off, or it predates the app); the QR code holds the errand:// URI for the command-line companion (set pairing.web_app in config.toml to where you serve the app)")
                 return nil
             }
             var base = relay

@@ -104,6 +104,21 @@ struct PairingCommandTests {
             pairing.process.terminate()
             _ = await pairing.finish()
         }
+        // A relay that does not serve the app: the code holds the errand:// URI, and the host says why.
+        let bare = try await RelayProcess.start(data: folder.path("bare-relay"), arguments: ["--open-registration"],
+                                                environment: ["ERRAND_RELAY_WEB_ENABLED": "false"])
+        let init2 = try await runAsync("errand", ["host", "init", "--home", folder.path("host2"), "--relay", bare.baseURL, "--name", "bare"])
+        #expect(init2.status == 0, "\(init2.errorOutput)")
+        let bareProgram = try RunningProgram("errand", ["host", "pair", "--home", folder.path("host2"), "--terminal", "none",
+                                                        "--png", folder.path("bare.png")])
+        try await bareProgram.waitForOutput(containing: "Waiting for a device")
+        let bareCode = try await runAsync("errand", ["qr", "decode", folder.path("bare.png")]).output
+        #expect(bareCode.hasPrefix("errand://pair?v=1&"), "\(bareCode)")
+        #expect(bareProgram.errorOutput.contains("does not serve the web companion"), "\(bareProgram.errorOutput)")
+        bareProgram.process.terminate()
+        _ = await bareProgram.finish()
+        _ = await bare.stop()
+
         // A web app over plain http elsewhere is refused before any code is made.
         let plain = try await runAsync("errand", ["host", "pair", "--home", host, "--terminal", "none", "--web-app", "http://errand.example.org/"])
         #expect(plain.status == 1)
