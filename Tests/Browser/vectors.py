@@ -15,7 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chromium import Browser, BrowserError, StaticServer  # noqa: E402
 
 WEB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-PAGES = [("test/sodium-vectors.html", "window.sodiumVectors"), ("test/protocol-vectors.html", "window.protocolVectors")]
+PAGES = [("test/sodium-vectors.html", "window.sodiumVectors"), ("test/protocol-vectors.html", "window.protocolVectors"),
+         ("test/companion-checks.html", "window.companionChecks")]
 
 
 def main():

@@ -60,7 +60,7 @@ struct ConfigurationTests {
         try ConfigurationLoader.apply(environment: [
             "ERRAND_RELAY_WEB_ENABLED": "false",
             "ERRAND_RELAY_WEB_ROOT": "/srv/errand-web",
-            "ERRAND_RELAY_WEB_ALLOWED_ORIGINS": "https://Errand.Example.org, https://b.example:8443,http://127.0.0.1:8080",
+            "ERRAND_RELAY_WEB_ALLOWED_ORIGINS": "https://Errand.Example.org:443, https://b.example:8443,http://127.0.0.1:8080",
         ], to: &configuration)
         #expect(!configuration.webEnabled && configuration.webRoot == "/srv/errand-web")
         #expect(configuration.webAllowedOrigins == ["https://errand.example.org", "https://b.example:8443", "http://127.0.0.1:8080"])

@@ -142,6 +142,9 @@ struct WebAppTests {
             #expect(otherPreflight.body.contains("web.allowed_origins"))
             let otherGet = try await request(relay, "GET", "/healthz", headers: ["Origin": other])
             #expect(otherGet.header("Access-Control-Allow-Origin") == nil)
+            // Caches are told the answer depends on Origin, whoever asks.
+            #expect(otherGet.header("Vary") == "Origin")
+            #expect(try await request(relay, "GET", "/healthz").header("Vary") == "Origin")
         }
         // Without allowed origins there are no CORS answers at all.
         try await TestRelay.with { relay in

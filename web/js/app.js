@@ -46,6 +46,16 @@ export function splitArguments(text) {
 
 // MARK: Pairing
 
+/** Whether this page may connect to `relayURL` (a self-hosted app's policy may list other relays). */
+async function relayAllowed(relayURL) {
+  try {
+    await fetch(new URL('/healthz', relayURL), { method: 'GET', cache: 'no-store', mode: 'cors' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function showOffer(text) {
   problem(null);
   try {
@@ -57,6 +67,15 @@ async function showOffer(text) {
     return;
   }
   const offer = state.offer;
+  // This page may connect only to its own origin (its Content-Security-Policy), so a code for
+  // another relay must be opened with that relay's own link.
+  if (new URL(offer.relayURL).origin !== location.origin && !(await relayAllowed(offer.relayURL))) {
+    state.offer = null;
+    await render();
+    problem({ message: `this pairing code is for the relay ${offer.relayURL}, which this page cannot reach`,
+      hint: "open the code's link with the phone's camera (it opens the app of that relay), or run 'errand pair' on a computer" });
+    return;
+  }
   $('pair-host').textContent = offer.hostName ?? 'your computer';
   $('pair-fingerprint').textContent = await fingerprint(offer.hostSigningKey);
   $('pair-relay').textContent = offer.relayURL;
@@ -198,7 +217,7 @@ async function start() {
   $('pair-form').addEventListener('submit', pair);
   $('message-form').addEventListener('submit', send);
   $('message').addEventListener('keydown', event => { if (event.key === 'Enter' && (event.metaKey || event.ctrlKey)) send(event); });
-  $('paste-form').addEventListener('submit', event => { event.preventDefault(); showOffer($('paste-code').value); });
+  $('paste-form').addEventListener('submit', event => { event.preventDefault(); const code = $('paste-code').value; $('paste-code').value = ''; showOffer(code); });
   $('problem-dismiss').addEventListener('click', () => problem(null));
   $('pair-another').addEventListener('click', () => { state.offer = null; show('welcome-view'); });
   $('unpair').addEventListener('click', async () => {
@@ -210,19 +229,31 @@ async function start() {
   window.addEventListener('hashchange', () => takeOfferFromLocation());
 
   for (const host of await companion.hosts()) companion.connect(host.id);
+  companion.pruneSeen().catch(error => console.warn('errand: could not prune received ids', error));
   if (!takeOfferFromLocation()) await render();
 }
 
-/** Reads an offer from the link's fragment and removes it from the address bar (it is secret). */
-function takeOfferFromLocation() {
+/** The offer of the link the page was opened with, read before anything else and removed from the
+ * address bar and history at once (it holds the pairing secret). */
+let openedWith = null;
+function readFragment() {
   const fragment = location.hash.slice(1);
-  if (!fragment) return false;
+  if (!fragment) return null;
   history.replaceState(null, '', location.pathname + location.search);
-  showOffer(location.href.split('#')[0] + '#' + fragment);
+  return location.href.split('#')[0] + '#' + fragment;
+}
+
+/** Shows the offer the page was opened with (or that a later hash change brought). */
+function takeOfferFromLocation() {
+  const link = openedWith ?? readFragment();
+  openedWith = null;
+  if (!link) return false;
+  showOffer(link);
   return true;
 }
 
 async function main() {
+  openedWith = readFragment();
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(error => console.warn('errand: no offline cache', error));
   const run = () => start().catch(error => { show('welcome-view'); problem(error); });
   if (navigator.locks) {

@@ -14,6 +14,22 @@ const sessionLabel = id => `errand session ${id}`;
 const tokenLabel = id => `errand send token ${id}`;
 const identityLabel = (id, which) => `errand ${which} key ${id}`;
 
+const finalStatuses = new Set(['succeeded', 'failed', 'cancelled', 'timedOut', 'interrupted', 'refused']);
+const statuses = new Set(['queued', 'running', ...finalStatuses]);
+const text = value => (typeof value === 'string' ? value : undefined);
+const integer = value => (Number.isSafeInteger(value) ? value : undefined);
+const flag = value => (typeof value === 'boolean' ? value : undefined);
+
+/** A task request as the host reports it, keeping only fields of the expected types. */
+function cleanRequest(request) {
+  if (!request || typeof request !== 'object' || Array.isArray(request)) return null;
+  const clean = { task: text(request.task), executor: text(request.executor) };
+  if (text(request.text) !== undefined) clean.text = request.text;
+  if (text(request.action) !== undefined) clean.action = request.action;
+  if (Array.isArray(request.arguments)) clean.arguments = request.arguments.filter(a => typeof a === 'string');
+  return clean;
+}
+
 /** A failure with what to do about it. */
 export class CompanionError extends Error {
   constructor(message, hint) { super(message); this.hint = hint; }
@@ -26,6 +42,7 @@ export class Companion {
     this.queue = Promise.resolve();
     this.connections = new Map();   // host id → {client, link, state: 'connecting'|'online'|'offline', retry}
     this.flushing = new Set();
+    this.flushAgain = new Set();       // hosts with messages queued while their flush ran
   }
 
   /** Runs `work` after everything queued before it; failures reach the caller only. */
@@ -165,11 +182,11 @@ export class Companion {
 
   /** Posts what waits in the outbox, oldest first; stops at the first failure (kept for later). */
   async flush(hostId) {
-    if (this.flushing.has(hostId)) { this.flushAgain = true; return; }
+    if (this.flushing.has(hostId)) { this.flushAgain.add(hostId); return; }
     this.flushing.add(hostId);
     try {
       do {
-        this.flushAgain = false;
+        this.flushAgain.delete(hostId);
         const host = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
         if (!host || host.revoked) return;
         const pending = (await store.read(['outbox'], ({ all }) => all('outbox', 'host', hostId))).sort((a, b) => a.n - b.n);
@@ -193,7 +210,7 @@ export class Companion {
           await store.commit([['delete', 'outbox', item.n]]);
           this.onChange('outbox');
         }
-      } while (this.flushAgain);
+      } while (this.flushAgain.has(hostId));
     } finally {
       this.flushing.delete(hostId);
     }
@@ -226,11 +243,14 @@ export class Companion {
     if (!host) return;
     const client = this.client(host);
     const connection = this.connections.get(hostId);
-    if (connection.link) return;
-    const signing = await store.loadIdentity(host.signing, identityLabel(hostId, 'signing'));
+    if (connection.link || connection.opening) return;
+    connection.opening = true;
+    let signing;
+    try { signing = await store.loadIdentity(host.signing, identityLabel(hostId, 'signing')); } finally { connection.opening = false; }
+    if (connection.link || connection.stopped) return;
     let synced = false;
     const open = () => {
-      connection.link = client.live(host.mailbox, signing, 0, {
+      const link = client.live(host.mailbox, signing, 0, {
         onEnvelope: async (seq, bytes) => {
           const id = await this.receive(hostId, bytes);
           if (id) connection.link?.acknowledge([id]);
@@ -242,10 +262,11 @@ export class Companion {
           if (!synced) {
             synced = true;
             const current = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
-            if (current && !current.revoked) this.send(hostId, { type: 'sync', request: crypto.randomUUID(), after: current.historyPosition ?? 0 }).catch(() => {});
+            if (current && !current.revoked) this.send(hostId, { type: 'sync', request: crypto.randomUUID(), after: await this.syncStart(hostId) }).catch(() => {});
           }
         },
         onClose: (reason, refusal) => {
+          if (connection.link !== link) return;  // an older socket, already replaced
           connection.link = null;
           if (connection.stopped) return;
           this.setState(hostId, 'offline', refusal ? refusal.message : reason);
@@ -253,8 +274,21 @@ export class Companion {
           connection.timer = setTimeout(open, delay);
         },
       });
+      connection.link = link;
     };
     open();
+  }
+
+  /**
+   * Where a sync starts: just before the first task still open here (other devices' tasks get no
+   * live events, so an open one is brought up to date by the next sync), else after the last one.
+   */
+  async syncStart(hostId) {
+    const tasks = await store.read(['tasks'], ({ all }) => all('tasks', 'host', hostId));
+    const positioned = tasks.filter(t => Number.isSafeInteger(t.position));
+    const open = positioned.filter(t => !finalStatuses.has(t.status)).map(t => t.position);
+    if (open.length) return Math.max(0, Math.min(...open) - 1);
+    return positioned.reduce((last, t) => Math.max(last, t.position), 0);
   }
 
   /** Reconnects every host at once (the network came back). */
@@ -289,8 +323,11 @@ export class Companion {
         ['put', 'seen', Date.now(), seenKey]];
       let message = null;
       try { message = JSON.parse(fromUTF8(opened.payload) ?? ''); } catch { message = null; }
-      if (message && typeof message === 'object') ops.push(...await this.apply(host, message));
-      else console.warn('errand: a message from the host is not a JSON object; dropped');
+      if (message && typeof message === 'object' && !Array.isArray(message)) {
+        // A message that cannot be applied is dropped, but it still counts as received: the
+        // session state and its id are saved, so it is not retried forever.
+        try { ops.push(...await this.apply(host, message)); } catch (error) { console.warn(`errand: a message from the host could not be applied; dropped (${error.message})`); }
+      } else console.warn('errand: a message from the host is not a JSON object; dropped');
       await store.commit(ops);
       this.onChange('conversation');
       return envelope.id;
@@ -303,42 +340,55 @@ export class Companion {
     switch (message.type) {
       case 'event': {
         const event = message.event;
-        if (!event || typeof event.task !== 'string' || typeof event.status !== 'string') return [];
+        if (!event || typeof event !== 'object' || typeof event.task !== 'string' || !statuses.has(event.status)) return [];
         const task = (await getTask(event.task)) ?? { task: event.task, host: host.id, request: null, output: '', outputLength: 0, createdAt: Math.floor(Date.now() / 1000) };
         if (task.host !== host.id) return [];
-        const updated = { ...task, status: event.status };
-        if (typeof event.output === 'string') {
-          const piece = utf8(event.output);
-          const offset = Number.isInteger(event.offset) ? event.offset : task.outputLength;
+        // A final status is never replaced by an earlier one arriving late.
+        const updated = { ...task, status: finalStatuses.has(task.status) ? task.status : event.status };
+        const output = text(event.output);
+        if (output !== undefined) {
+          const piece = utf8(output);
+          const offset = integer(event.offset) ?? task.outputLength;
           if (offset === task.outputLength) {
-            updated.output = task.output + event.output; updated.outputLength = task.outputLength + piece.length;
+            updated.output = task.output + output; updated.outputLength = task.outputLength + piece.length;
           } else if (offset < task.outputLength && offset + piece.length > task.outputLength) {
             const tail = fromUTF8(piece.slice(task.outputLength - offset));
             if (tail !== null) { updated.output = task.output + tail; updated.outputLength = offset + piece.length; }
           }
         }
-        for (const field of ['exitCode', 'reason', 'truncated', 'outputBytes', 'outputDigest']) if (event[field] !== undefined) updated[field] = event[field];
-        if (!['queued', 'running'].includes(event.status)) updated.finishedAt = updated.finishedAt ?? Math.floor(Date.now() / 1000);
+        if (!finalStatuses.has(task.status)) {
+          for (const [field, read] of [['exitCode', integer], ['reason', text], ['truncated', flag], ['outputBytes', integer], ['outputDigest', text]]) {
+            const value = read(event[field]);
+            if (value !== undefined) updated[field] = value;
+          }
+        }
+        if (finalStatuses.has(updated.status)) updated.finishedAt = updated.finishedAt ?? Math.floor(Date.now() / 1000);
         return [['put', 'tasks', updated]];
       }
       case 'actions':
         if (!Array.isArray(message.actions)) return [];
-        return [['put', 'hosts', { ...host, actions: message.actions.filter(a => a && typeof a.name === 'string').map(a => ({ name: a.name, description: String(a.description ?? '') })) }]];
+        return [['put', 'hosts', { ...host, actions: message.actions.filter(a => a && typeof a.name === 'string').map(a => ({ name: a.name, description: text(a.description) ?? '' })) }]];
       case 'history': {
         if (!Array.isArray(message.entries)) return [];
         const ops = [];
         let position = host.historyPosition ?? 0;
         for (const entry of message.entries) {
-          if (!entry || typeof entry.task !== 'string') continue;
+          if (!entry || typeof entry !== 'object' || typeof entry.task !== 'string' || !statuses.has(entry.status)) continue;
           const known = await getTask(entry.task);
           if (known && known.host !== host.id) continue;
-          const live = known && known.outputLength > utf8(entry.output ?? '').length;
+          const reported = text(entry.output) ?? '';
+          // Keep a final status already received (a snapshot may be older than the last event),
+          // and this device's fuller live output.
+          const keepKnown = known && (finalStatuses.has(known.status) || known.outputLength > utf8(reported).length);
           ops.push(['put', 'tasks', {
-            ...(known ?? {}), task: entry.task, host: host.id, request: entry.request, status: live && ['queued', 'running'].includes(entry.status) ? known.status : entry.status,
-            exitCode: entry.exitCode ?? undefined, output: live ? known.output : (entry.output ?? ''), outputLength: live ? known.outputLength : utf8(entry.output ?? '').length,
-            truncated: entry.truncated, createdAt: entry.createdAt, finishedAt: entry.finishedAt ?? undefined, device: entry.device, position: entry.position,
+            ...(known ?? {}), task: entry.task, host: host.id, request: cleanRequest(entry.request) ?? known?.request ?? null,
+            status: known && finalStatuses.has(known.status) ? known.status : entry.status,
+            exitCode: known?.exitCode ?? integer(entry.exitCode), output: keepKnown ? known.output : reported,
+            outputLength: keepKnown ? known.outputLength : utf8(reported).length, truncated: flag(entry.truncated) ?? known?.truncated,
+            createdAt: integer(entry.createdAt) ?? known?.createdAt ?? Math.floor(Date.now() / 1000), finishedAt: integer(entry.finishedAt) ?? known?.finishedAt,
+            device: text(entry.device) ?? known?.device ?? null, position: integer(entry.position) ?? known?.position,
           }]);
-          if (Number.isInteger(entry.position)) position = Math.max(position, entry.position);
+          if (integer(entry.position) !== undefined) position = Math.max(position, entry.position);
         }
         ops.push(['put', 'hosts', { ...host, historyPosition: position }]);
         return ops;
@@ -355,6 +405,19 @@ export class Companion {
     return ratchet.deserialize(await store.openAtRest(sealed, sessionLabel(hostId)));
   }
 
+  /**
+   * Forgets the ids of envelopes received more than 8 days ago: the relay keeps an envelope at
+   * most 7 days, so none of them can be delivered again.
+   */
+  async pruneSeen(now = Date.now()) {
+    await this.serial(async () => {
+      const cutoff = now - 8 * 86400 * 1000;
+      const old = await store.read(['seen'], ({ entries }) => entries('seen'));
+      const stale = old.filter(([, at]) => typeof at !== 'number' || at < cutoff).map(([key]) => ['delete', 'seen', key]);
+      if (stale.length) await store.commit(stale);
+    });
+  }
+
   // MARK: Forgetting
 
   /** Forgets one computer: its keys, session, outbox and conversation. */
@@ -364,6 +427,7 @@ export class Companion {
     await this.serial(async () => {
       const [tasks, outbox] = await store.read(['tasks', 'outbox'], ({ all }) => Promise.all([all('tasks', 'host', hostId), all('outbox', 'host', hostId)]));
       await store.commit([['delete', 'hosts', hostId], ['delete', 'sessions', hostId],
+        ['delete', 'seen', IDBKeyRange.bound(`${hostId}/`, `${hostId}/\uffff`)],
         ...tasks.map(t => ['delete', 'tasks', t.task]), ...outbox.map(o => ['delete', 'outbox', o.n])]);
     });
     this.onChange('hosts');

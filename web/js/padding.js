@@ -22,6 +22,7 @@ export function pad(plaintext) {
 
 /** The content of a padded message, or null when the padding is not exactly what `pad` writes. */
 export function unpad(padded) {
+  if (padded.length === 0) return null;
   const content = sodium.unpad(padded, padded.length);
   if (content === null || paddedLength(content.length) !== padded.length) return null;
   return content;

@@ -38,7 +38,10 @@ export async function read(names, reader) {
   const tx = db.transaction(names, 'readonly');
   const get = (store, key) => promised(tx.objectStore(store).get(key));
   const all = (store, index, key) => promised(index ? tx.objectStore(store).index(index).getAll(key) : tx.objectStore(store).getAll());
-  return reader({ get, all });
+  // [key, value] pairs of a whole store (keys and values come in the same key order).
+  const entries = store => Promise.all([promised(tx.objectStore(store).getAllKeys()), promised(tx.objectStore(store).getAll())])
+    .then(([keys, values]) => keys.map((key, i) => [key, values[i]]));
+  return reader({ get, all, entries });
 }
 
 /**
@@ -68,6 +71,7 @@ export async function forgetEverything() {
   const db = await openDatabase();
   db.close();
   opened = undefined;
+  wrapKey = undefined;
   await new Promise((resolve, reject) => {
     const request = indexedDB.deleteDatabase(databaseName);
     request.onsuccess = resolve; request.onerror = () => reject(request.error); request.onblocked = resolve;

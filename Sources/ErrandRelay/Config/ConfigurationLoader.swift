@@ -166,7 +166,9 @@ public enum ConfigurationLoader {
         guard scheme == "https" || (scheme == "http" && loopback) else {
             throw ConfigurationError("web.allowed_origins: '\(text)' must use https (http only for localhost or 127.0.0.1)")
         }
-        let port = components.port.map { ":\($0)" } ?? ""
+        // As browsers send it: without the scheme's default port.
+        let defaultPort = scheme == "https" ? 443 : 80
+        let port = components.port.flatMap { $0 == defaultPort ? nil : ":\($0)" } ?? ""
         let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         return "\(scheme)://\(shownHost)\(port)"
     }

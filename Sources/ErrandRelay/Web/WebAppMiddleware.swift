@@ -85,7 +85,12 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let origin = request.headers[.origin] else { return try await next(request, context) }
+        guard let origin = request.headers[.origin] else {
+            // Answers differ by Origin: say so to caches even when this request has none.
+            var response = try await next(request, context)
+            response.headers[.vary] = "Origin"
+            return response
+        }
         let allowed = allowedOrigins.contains(origin)
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil {
             guard allowed else {
@@ -99,7 +104,11 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
             headers[.vary] = "Origin"
             return Response(status: .noContent, headers: headers)
         }
-        guard allowed else { return try await next(request, context) }
+        guard allowed else {
+            var response = try await next(request, context)
+            response.headers[.vary] = "Origin"
+            return response
+        }
         var response: Response
         do {
             response = try await next(request, context)

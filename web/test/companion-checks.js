@@ -1,0 +1,90 @@
+// The web companion's handling of what a host (or a hostile one) sends, in the browser against
+// real IndexedDB: wrong types are dropped, a final status is never undone, a sync restarts
+// before the first open task, and nothing a host sends makes applying a message throw.
+// window.companionChecks is a promise of {"passed": n, "failed": [{name, detail}]}.
+import { loadSodium } from '../js/primitives.js';
+import { unpad } from '../js/padding.js';
+import { Companion } from '../js/companion.js';
+import * as store from '../js/store.js';
+
+const results = { passed: 0, failed: [] };
+async function check(name, body) {
+  try {
+    const outcome = await body();
+    if (outcome === true) results.passed++; else results.failed.push({ name, detail: String(outcome) });
+  } catch (error) { results.failed.push({ name, detail: `threw ${error.stack ?? error.message}` }); }
+}
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b) || `${JSON.stringify(a)} ≠ ${JSON.stringify(b)}`;
+
+async function run() {
+  await loadSodium();
+  await store.forgetEverything();
+  const companion = new Companion();
+  const host = { id: 'host-a', name: 'studio', historyPosition: 0, actions: null };
+  await store.commit([['put', 'hosts', host]]);
+  const apply = async message => store.commit(await companion.apply(await store.read(['hosts'], ({ get }) => get('hosts', 'host-a')), message));
+  const task = id => store.read(['tasks'], ({ get }) => get('tasks', id));
+
+  await check('history entries with wrong types are cleaned, never stored as they came', async () => {
+    await apply({ type: 'history', entries: [
+      { task: 't1', status: 'running', position: 5, request: { executor: 'action', action: 'x', arguments: { length: 2 } },
+        exitCode: { toString: 0 }, output: 7, device: ['x'], createdAt: 'yesterday' },
+      { task: 't2', status: 'bogus', position: 6 },
+      'not an entry', null,
+    ] });
+    const t1 = await task('t1');
+    return same([t1.request.arguments, t1.exitCode, t1.output, t1.device, typeof t1.createdAt, await task('t2')],
+      [undefined, undefined, '', null, 'number', undefined]);
+  });
+
+  await check('a sync starts just before the first task still open', async () => {
+    await apply({ type: 'history', entries: [{ task: 't3', status: 'succeeded', position: 9, request: { executor: 'agent', text: 'hi' } }] });
+    const first = await companion.syncStart('host-a');
+    await apply({ type: 'event', event: { task: 't1', status: 'succeeded', exitCode: 0 } });
+    return same([first, await companion.syncStart('host-a')], [4, 9]);
+  });
+
+  await check('a final status is never replaced by a late earlier one, from an event or a history', async () => {
+    await apply({ type: 'event', event: { task: 't1', status: 'running', output: 'late', offset: 0, exitCode: 3 } });
+    await apply({ type: 'history', entries: [{ task: 't1', status: 'running', position: 5, output: 'older snapshot' }] });
+    const t1 = await task('t1');
+    return same([t1.status, t1.exitCode], ['succeeded', 0]);
+  });
+
+  await check('events with wrong types or unknown statuses change nothing', async () => {
+    await apply({ type: 'event', event: { task: 't4', status: 'running', output: 'one ', offset: 0 } });
+    await apply({ type: 'event', event: { task: 't4', status: 'exploded', output: 'two' } });
+    await apply({ type: 'event', event: { task: 't4', status: 'running', output: { evil: true }, reason: 5, truncated: 'yes' } });
+    await apply({ type: 'event', event: 'nothing' });
+    const t4 = await task('t4');
+    return same([t4.output, t4.reason, t4.truncated], ['one ', undefined, undefined]);
+  });
+
+  await check('actions keep only named entries and text descriptions', async () => {
+    await apply({ type: 'actions', actions: [{ name: 'a', description: 'ok' }, { name: 3 }, null, { name: 'b', description: { x: 1 } }] });
+    return same((await store.read(['hosts'], ({ get }) => get('hosts', 'host-a'))).actions, [{ name: 'a', description: 'ok' }, { name: 'b', description: '' }]);
+  });
+
+  await check('an empty padded message is refused, not thrown on', async () => same(unpad(new Uint8Array(0)), null));
+
+  await check('old received ids are forgotten, recent ones kept', async () => {
+    const now = Date.now();
+    await store.commit([['put', 'seen', now - 9 * 86400 * 1000, 'host-a/old'], ['put', 'seen', now, 'host-a/new']]);
+    await companion.pruneSeen(now);
+    const keys = await store.read(['seen'], ({ entries }) => entries('seen'));
+    return same(keys.map(([key]) => key), ['host-a/new']);
+  });
+
+  await check('unpairing forgets the host, its tasks and its received ids', async () => {
+    await companion.unpair('host-a');
+    const left = await store.read(['hosts', 'tasks', 'seen'], ({ all }) => Promise.all([all('hosts'), all('tasks'), all('seen')]));
+    return same(left.map(list => list.length), [0, 0, 0]);
+  });
+  await store.forgetEverything();
+}
+
+window.companionChecks = run().catch(error => results.failed.push({ name: 'run', detail: error.stack })).then(() => {
+  document.getElementById('result').textContent = JSON.stringify(results);
+  document.title = results.failed.length ? 'failed' : 'passed';
+  return results;
+});
