@@ -7,7 +7,7 @@ a real `errand-relay` and a real `errand host` on loopback:
   the conversation held by the host (a task a command-line companion sent before) is synced;
   it sends text to the agent and runs an action with an argument and shows the streamed results;
   a long task shows live progress and is cancelled; a reload keeps keys, session and
-  conversation; a message sent while the phone is offline waits in the outbox and goes when it is
+  conversation; Chromium finds the app installable; a message sent while the phone is offline waits in the outbox and goes when it is
   back; with the relay down the app still opens (service worker) and queues, and after the relay
   restarts the queued message goes and the page keeps working; a second computer pairs beside the
   first; after `errand host revoke` it is told so
@@ -291,6 +291,12 @@ class Journey:
         check(self.js("tasks().length") == before, "the conversation lost tasks across a reload")
         self.js("fill('Message', 'After the reload') && press('Send')")
         check(self.task_done("After the reload")["status"] == "succeeded", "a task after the reload failed")
+
+        # Installable: Chromium finds nothing missing (manifest, icons, service worker, scope).
+        installability = self.page.call("Page.getInstallabilityErrors").get("installabilityErrors", [])
+        check(installability == [], f"Chromium says the app cannot be installed: {installability}")
+        manifest = self.page.call("Page.getAppManifest")
+        check(not manifest.get("errors"), f"the manifest has errors: {manifest.get('errors')}")
 
         # Offline: the message waits in the outbox, the page says so, and it goes when back online.
         self.page.offline(True)
