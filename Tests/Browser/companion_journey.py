@@ -12,7 +12,8 @@ a real `errand-relay` and a real `errand host` on loopback:
   restarts the queued message goes and the page keeps working; a second computer pairs beside the
   first; after `errand host revoke` it is told so
   and can forget everything; an expired, an altered and a reused code are refused with the
-  reasons the command-line companion gives.
+  reasons the command-line companion gives; a second tab is kept off the keys; forgetting
+  everything leaves nothing.
 
 Screenshots of pairing, the conversation and a running task go to --screenshots.
 Usage: companion_journey.py [--bin .build/debug] [--screenshots DIR] [--keep]
@@ -292,6 +293,13 @@ class Journey:
         self.js("fill('Message', 'After the reload') && press('Send')")
         check(self.task_done("After the reload")["status"] == "succeeded", "a task after the reload failed")
 
+        # A second tab does not touch the keys: it says the app is open elsewhere.
+        second = browser.page(390, 844)
+        second.navigate(self.url + "/app/")
+        second.wait_for("!document.getElementById('lock-view').hidden", what="the second tab's notice")
+        check("another tab" in second.evaluate("document.getElementById('lock-view').textContent"), "the second tab's notice")
+        second.close()
+
         # Installable: Chromium finds nothing missing (manifest, icons, service worker, scope).
         installability = self.page.call("Page.getInstallabilityErrors").get("installabilityErrors", [])
         check(installability == [], f"Chromium says the app cannot be installed: {installability}")
@@ -340,6 +348,17 @@ class Journey:
 
         # 6. Codes that must be refused, with the command-line companion's reasons.
         self.refused_codes(browser)
+
+        # Forget everything: every pairing, key and conversation goes; the welcome view is back.
+        self.page.navigate(self.url + "/app/")
+        self.wait("viewShown('conversation-view')", "the conversation before forgetting")
+        self.js("(window.confirm = () => true, document.querySelector('details.settings').open = true, press('Forget everything on this device'))")
+        self.wait("viewShown('welcome-view')", "the welcome view after forgetting everything")
+        left = self.js("new Promise(r => { const q = indexedDB.open('errand'); q.onsuccess = () => { const db = q.result;"
+                       " const tx = db.transaction(['hosts', 'sessions', 'tasks'], 'readonly'); const counts = [];"
+                       " ['hosts', 'sessions', 'tasks'].forEach(n => { const c = tx.objectStore(n).count(); c.onsuccess = () => counts.push(c.result); });"
+                       " tx.oncomplete = () => { db.close(); r(counts); }; }; q.onupgradeneeded = () => {}; })")
+        check(left == [0, 0, 0], f"forgetting everything left records: {left}")
 
     def pair_second_host(self, browser):
         second = os.path.join(self.work, "host2")

@@ -224,6 +224,11 @@ async function start() {
     const host = (await companion.hosts()).find(h => h.id === state.selected);
     if (host && confirm(`Unpair ${host.name} and forget its keys and conversation on this device?`)) { await companion.unpair(host.id); await render(); }
   });
+  $('forget-all').addEventListener('click', async () => {
+    if (confirm('Forget every paired computer, their keys and conversations on this device? Pair again to use Errand here.')) {
+      await companion.forgetEverything(); state.offer = null; await render();
+    }
+  });
   $('forget-revoked').addEventListener('click', async () => { await companion.unpair(state.selected); await render(); });
   window.addEventListener('online', () => companion.reconnectNow());
   window.addEventListener('hashchange', () => takeOfferFromLocation());
