@@ -48,7 +48,7 @@ final class TaskFollower: Sendable {
             }
             if !fresh.isEmpty {
                 if live { clearLiveLine() }
-                FileHandle.standardOutput.write(Data(fresh))
+                FileHandle.standardOutput.write(Data(TerminalText.neutralized(bytes: fresh)))
             }
             let changed = lastStatus.withLock { previous -> Bool in
                 defer { previous = cached.status }
@@ -107,7 +107,7 @@ final class TaskFollower: Sendable {
         } else if done {
             if cached.output.last != UInt8(ascii: "\n") && !cached.output.isEmpty { Console.line("") }
             let exit = cached.exitCode.map { " (exit \($0))" } ?? ""
-            let reason = cached.reason.map { ": \($0)" } ?? ""
+            let reason = cached.reason.map { ": \(TerminalText.neutralized($0))" } ?? ""
             status("\(cached.status.rawValue)\(exit)\(reason)\(cached.truncated ? " [output truncated by the host]" : "")")
         } else {
             status("no result within \(timeout) s; it goes on on the host: errand follow \(cached.id)")
@@ -276,8 +276,9 @@ struct HistoryCommand: AsyncParsableCommand {
         guard !tasks.isEmpty else { Console.line("The conversation with \(conversation.host.name) is empty."); return }
         for task in tasks {
             let exit = task.exitCode.map { ", exit \($0)" } ?? ""
-            Console.line("── \(HostCommand.Devices.time(task.createdAt))  \(task.device ?? "this device")  \(task.request.summary)  [\(task.status.rawValue)\(exit)]  \(task.id.prefix(8))")
-            let text = String(decoding: task.output, as: UTF8.self)
+            let device = TerminalText.neutralized(task.device ?? "this device")
+            Console.line("── \(HostCommand.Devices.time(task.createdAt))  \(device)  \(TerminalText.neutralized(task.request.summary))  [\(task.status.rawValue)\(exit)]  \(TerminalText.neutralized(String(task.id.prefix(8))))")
+            let text = TerminalText.neutralized(String(decoding: task.output, as: UTF8.self), multiline: true)
             if !text.isEmpty { Console.line(text.hasSuffix("\n") ? String(text.dropLast()) : text) }
             if task.truncated { Console.line("[output truncated]") }
         }

@@ -232,8 +232,9 @@ struct HostCommand: AsyncParsableCommand {
 
 /// Plain text columns.
 enum Table {
+    /// Columns padded to their widest cell; every cell shown on one line with its control characters as escapes.
     static func render(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
+        let all = ([header] + rows).map { $0.map { TerminalText.neutralized($0) } }
         let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { index, cell in

@@ -20,7 +20,8 @@ extension HostCommand {
             }
             let relay = peer.relay ?? host.settings.relayURL
             let agent = HostAgent(host: host, configuration: configuration, client: relayClient(relay, for: host)) { line in
-                Console.line("errand host: \(line)")
+                // Lines carry device names and task text: never let them act on the terminal or forge a line.
+                Console.line("errand host: \(TerminalText.neutralized(line))")
             }
             Console.line("errand host: “\(host.settings.name)” running; relay \(relay); \(configuration.concurrency) task(s) at a time")
             let work = Task { try await agent.run() }

@@ -209,6 +209,32 @@ struct ConversationCommandTests {
         #expect((entries?.last?["outputSHA256"] as? String)?.count == 64)
     }
 
+    @Test("Escape sequences in task text and output are shown, never acted on: send, history, host log, the host's own log")
+    func controlCharacters() async throws {
+        let journey = try await Journey()
+        try await journey.startHost()
+        let hostile = "\u{1B}]0;pwned\u{07}title\rSECURITY: forged"
+        let streamed = try await journey.errand(["send", "--home", journey.phone, "--wait", hostile])
+        #expect(streamed.status == 0, "\(streamed.errorOutput)")
+        let history = try await journey.expectSuccess(["history", "--home", journey.phone])
+        let log = try await journey.expectSuccess(["host", "log", "--home", journey.host])
+        // JSON keeps the text exactly as sent.
+        let json = try await journey.sendAndWait([hostile])
+        #expect((json["output"] as? String)?.contains("step: " + hostile + " …") == true)
+        let agent = journey.hostAgent
+        await journey.stopHost()
+        let hostOutput = agent?.output ?? ""
+        for (name, text) in [("send", streamed.output), ("history", history.output), ("host log", log.output), ("host run", hostOutput)] {
+            #expect(!text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x0D }, "\(name): \(text.debugDescription)")
+        }
+        #expect(streamed.output.contains(#"step: \x1B]0;pwned\x07title\x0DSECURITY: forged …"#), "\(streamed.output.debugDescription)")
+        #expect(history.output.contains(#"\x1B]0;pwned\x07title\x0DSECURITY: forged"#))
+        // No line of the history or the host's log begins with text the device chose.
+        #expect(!history.output.split(separator: "\n").contains { $0.hasPrefix("SECURITY") })
+        #expect(!log.output.split(separator: "\n").contains { $0.hasPrefix("SECURITY") })
+        await journey.finish()
+    }
+
     @Test("Text as an argument cannot pass for an option; default executors apply to new devices")
     func agentArguments() async throws {
         let journey = try await Journey(config: ["input": "\"argument\"", "default_executors": "[\"action\"]"])
