@@ -228,7 +228,7 @@ let package = Package(
         .testTarget(
             name: "ErrandPeerTests",
             dependencies: ["ErrandHost", "ErrandCompanion", "ErrandPeer", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto",
-                           "ErrandTestSupport", "errand-relay"],
+                           "ErrandTestSupport", "errand-relay", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
     ]

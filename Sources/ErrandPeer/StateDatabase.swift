@@ -1,6 +1,6 @@
 public import GRDB
 
-/// Opens a peer's SQLite state file: created 0600, WAL, foreign keys on, migrated.
+/// Opens a peer's SQLite state file: created 0600, WAL, secure delete, foreign keys on, migrated.
 ///
 /// GRDB begins write transactions as `IMMEDIATE`: a write takes the database's write lock when it
 /// begins, so a read-modify-write of a session (decrypt or encrypt, then save) inside one
@@ -14,7 +14,10 @@ public enum StateDatabase {
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
+            // secure_delete: space freed by a row's update or deletion is zeroed, so a superseded
+            // ratchet state or a deleted key does not linger in the file's free space. (Debian's
+            // SQLite has it on by default; others, such as macOS's, may not.)
+            try db.execute(sql: "PRAGMA secure_delete = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
         }
         do {
             let queue = try DatabaseQueue(path: directory.file(name), configuration: configuration)
