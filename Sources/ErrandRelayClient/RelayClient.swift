@@ -239,7 +239,7 @@ public struct RelayClient: Sendable {
             let sending = chunk.filter { !refused.contains($0.mailbox) }
             var answers: [Result<Receipt, RelayClientError>] = []
             if batches && !sending.isEmpty {
-                do { answers = try await postOnce(batch: Array(sending)) } catch where error.code == .notFound && error.status == 404 {
+                do { answers = try await postSplitting(Array(sending)) } catch where error.code == .notFound && error.status == 404 {
                     batches = false
                 }
             }
@@ -277,6 +277,39 @@ public struct RelayClient: Sendable {
             }
         }
         return results
+    }
+
+    /// One batch, halved again and again while something in front of the relay (a proxy with a
+    /// smaller body limit than the relay's) refuses its size with 413, down to single envelopes;
+    /// only a single envelope refused for its size is reported, as that envelope's refusal.
+    /// A mailbox refused in the first half is not attempted in the second, as within one batch.
+    private func postSplitting(_ items: [EnvelopeBatch.Item]) async throws(RelayClientError) -> [Result<Receipt, RelayClientError>] {
+        do {
+            return try await postOnce(batch: items)
+        } catch where error.status == 413 {
+            guard items.count > 1 else {
+                return [.failure(RelayClientError(.refused(.tooLarge), "the envelope is larger than the relay (or a proxy in front of it) accepts: \(error.message)",
+                                                  status: 413))]
+            }
+            logger.debug("a batch was refused for its size; posting it in halves", metadata: ["envelopes": "\(items.count)"])
+            let half = items.count / 2
+            let firstItems = Array(items[..<half]), rest = Array(items[half...])
+            let first = try await postSplitting(firstItems)
+            var stopped: Set<MailboxID> = []
+            for (item, result) in zip(firstItems, first) { if case .failure = result { stopped.insert(item.mailbox) } }
+            let sending = rest.filter { !stopped.contains($0.mailbox) }
+            var later = (sending.isEmpty ? [] : try await postSplitting(sending)).makeIterator()
+            var results = first
+            for item in rest {
+                if stopped.contains(item.mailbox) {
+                    results.append(.failure(Self.notAttempted(item.mailbox)))
+                } else {
+                    guard let answer = later.next() else { throw RelayClientError(.protocolViolation, "the relay answered too few results") }
+                    results.append(answer)
+                }
+            }
+            return results
+        }
     }
 
     /// One `POST /v1/envelopes` request.

@@ -23,7 +23,7 @@ public enum Executables {
 
     /// A system tool (zbarimg, rsvg-convert, cjpeg, openssl…) that scripts/bootstrap installs.
     public static func system(_ name: String) throws -> URL {
-        for folder in ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"] {
+        for folder in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin"] {
             let candidate = URL(fileURLWithPath: folder).appendingPathComponent(name)
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         }
