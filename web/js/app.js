@@ -206,7 +206,10 @@ async function send(event) {
   const text = $('message').value;
   if (!text.trim()) return;
   problem(null);
-  try { await companion.sendText(state.selected, text); $('message').value = ''; await render(); } catch (error) { problem(error); }
+  try {
+    await companion.sendText(state.selected, text); $('message').value = ''; await render();
+    window.scrollTo(0, document.body.scrollHeight);  // the message just sent, above the composer
+  } catch (error) { problem(error); }
 }
 
 // MARK: Start
