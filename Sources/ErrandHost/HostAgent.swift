@@ -374,7 +374,8 @@ public actor HostAgent {
     // MARK: Sending
 
     private func notify(_ device: Int64, _ event: TaskEvent) async {
-        await send(.event(event), to: device)
+        // A task's end rings the device's doorbells when it is offline; progress does not.
+        await send(.event(event), to: device, urgent: event.status.isFinal)
     }
 
     private func sendHistory(to device: Int64, request: String, after: Int64) async {
@@ -402,9 +403,9 @@ public actor HostAgent {
         await send(.history(request: request, entries: batch, complete: true), to: device)
     }
 
-    private func send(_ message: ConversationMessage, to device: Int64) async {
+    private func send(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) async {
         do {
-            guard try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now) != nil else { return }
+            guard try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now, urgent: urgent) != nil else { return }
         } catch {
             log("could not seal a message for device \(device): \(error)")
             return
@@ -435,7 +436,9 @@ public actor HostAgent {
                 guard !chunk.isEmpty else { continue }
                 let results: [Result<RelayClient.Receipt, RelayClientError>]
                 do {
-                    results = try await client.post(batch: chunk.map { .init(mailbox: $0.mailbox, token: $0.token, envelope: $0.envelope.encoded) })
+                    results = try await client.post(batch: chunk.map {
+                        .init(mailbox: $0.mailbox, token: $0.token, envelope: $0.envelope.encoded, urgent: $0.urgent)
+                    })
                 } catch {
                     if !error.isTransient { log("the relay refused a batch of \(chunk.count) messages: \(error.message)") }
                     return

@@ -130,7 +130,8 @@ extension HostStore {
             guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.taskColumns) FROM task t JOIN device d ON d.id = t.device_id WHERE t.id = ?", arguments: [id]) else { return }
             let task = try Self.task(row)
             try Self.log(db, task, at: time)
-            if let event { _ = try Self.sealAndEnqueue(db, event, to: task.deviceID, at: time) }
+            // A task's end is urgent: it rings the device's doorbells when nobody is connected.
+            if let event { _ = try Self.sealAndEnqueue(db, event, to: task.deviceID, at: time, urgent: true) }
         }
     }
 
@@ -230,33 +231,34 @@ extension HostStore {
 
     /// Seals `payload` for a device and queues it, reading and saving the session in one write
     /// transaction. Returns nil when the device has no session (revoked).
-    public func sealAndEnqueue(_ payload: [UInt8], to device: Int64, at time: Int64) throws -> Envelope? {
-        try queue.write { db in try Self.sealAndEnqueue(db, payload, to: device, at: time) }
+    public func sealAndEnqueue(_ payload: [UInt8], to device: Int64, at time: Int64, urgent: Bool = false) throws -> Envelope? {
+        try queue.write { db in try Self.sealAndEnqueue(db, payload, to: device, at: time, urgent: urgent) }
     }
 
-    static func sealAndEnqueue(_ db: Database, _ payload: [UInt8], to device: Int64, at time: Int64) throws -> Envelope? {
+    static func sealAndEnqueue(_ db: Database, _ payload: [UInt8], to device: Int64, at time: Int64, urgent: Bool = false) throws -> Envelope? {
         guard let candidate = try Self.activeSessions(db).first(where: { $0.device.id == device }) else { return nil }
         var session = candidate.session
         let envelope = try session.seal(payload)
         try session.ratchet.serialized.withWipedData { state in
             try db.execute(sql: "UPDATE session SET ratchet = ? WHERE device_id = ?", arguments: [state, device])
         }
-        try db.execute(sql: "INSERT INTO outbox (envelope_id, device_id, envelope, created_at) VALUES (?, ?, ?, ?)",
-                       arguments: [Data(envelope.id.bytes), device, Data(envelope.encoded), time])
+        try db.execute(sql: "INSERT INTO outbox (envelope_id, device_id, envelope, created_at, urgent) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [Data(envelope.id.bytes), device, Data(envelope.encoded), time, urgent])
         return envelope
     }
 
-    /// What waits to be posted: envelope, recipient mailbox and token, oldest first.
-    public func pendingOutbox() throws -> [(envelope: Envelope, device: Int64, mailbox: MailboxID, token: SendToken)] {
+    /// What waits to be posted: envelope, recipient mailbox and token, whether it is urgent, oldest first.
+    public func pendingOutbox() throws -> [(envelope: Envelope, device: Int64, mailbox: MailboxID, token: SendToken, urgent: Bool)] {
         try queue.read { db in
             let rows = try Row.fetchCursor(db, sql: """
-                SELECT o.envelope, o.device_id, d.signing_key, d.outbound_token FROM outbox o JOIN device d ON d.id = o.device_id
+                SELECT o.envelope, o.device_id, d.signing_key, d.outbound_token, o.urgent FROM outbox o JOIN device d ON d.id = o.device_id
                 WHERE d.revoked_at IS NULL AND d.outbound_token IS NOT NULL ORDER BY o.rowid
                 """)
-            var pending: [(Envelope, Int64, MailboxID, SendToken)] = []
+            var pending: [(Envelope, Int64, MailboxID, SendToken, Bool)] = []
             while let row = try rows.next() {
                 let key = try Ed25519.PublicKey(bytes: [UInt8](row[2] as Data))
-                pending.append((try Envelope(parsing: [UInt8](row[0] as Data)), row[1], MailboxID(owner: key), try SendToken(secret: row.secret(at: 3))))
+                pending.append((try Envelope(parsing: [UInt8](row[0] as Data)), row[1], MailboxID(owner: key), try SendToken(secret: row.secret(at: 3)),
+                                row[4]))
             }
             return pending
         }

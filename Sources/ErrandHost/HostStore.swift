@@ -153,6 +153,10 @@ public final class HostStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v4: urgent outbox messages") { db in
+            // Urgent messages (a task's end) ring the device's doorbells when it is offline.
+            try db.execute(sql: "ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 

@@ -183,6 +183,50 @@ public struct RelayClient: Sendable {
         _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/send-tokens/\(token)", signer: owner)
     }
 
+    // MARK: Doorbells
+
+    /// A doorbell as the relay lists it.
+    public struct DoorbellInfo: Sendable, Decodable, Equatable {
+        public let id: String
+        public let kind: String
+        public let url: String
+        public let createdAt: Int64
+    }
+
+    /// Registers (or updates) a doorbell for the owner's mailbox: `kind` is `webpush`, `ntfy` or
+    /// `webhook`; `p256dh` and `auth` (base64url) only for Web Push.
+    /// - Returns: the doorbell's id.
+    @discardableResult
+    public func saveDoorbell(kind: String, url: String, p256dh: String? = nil, auth: String? = nil,
+                             owner: Ed25519.SecretKey) async throws(RelayClientError) -> String {
+        struct Body: Encodable { let kind: String; let url: String; let p256dh: String?; let auth: String? }
+        struct Answer: Decodable { let id: String }
+        let body: [UInt8]
+        do { body = Array(try JSONEncoder().encode(Body(kind: kind, url: url, p256dh: p256dh, auth: auth))) } catch {
+            throw RelayClientError(.protocolViolation, "cannot encode the doorbell")
+        }
+        let response = try await send(.POST, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/doorbells", body: body, signer: owner,
+                                      headers: [("Content-Type", "application/json")])
+        return try decode(Answer.self, response).id
+    }
+
+    /// The owner's doorbells.
+    public func doorbells(owner: Ed25519.SecretKey) async throws(RelayClientError) -> [DoorbellInfo] {
+        struct Answer: Decodable { let doorbells: [DoorbellInfo] }
+        return try decode(Answer.self, try await send(.GET, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/doorbells", signer: owner)).doorbells
+    }
+
+    /// Removes one of the owner's doorbells.
+    public func removeDoorbell(_ id: String, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/doorbells/\(id)", signer: owner)
+    }
+
+    /// The relay's VAPID public key (base64url), for a browser's push subscription.
+    public func pushKey() async throws(RelayClientError) -> String {
+        struct Answer: Decodable { let vapidPublicKey: String }
+        return try decode(Answer.self, try await send(.GET, "/v1/push/key")).vapidPublicKey
+    }
+
     /// The hashes of the owner's send tokens.
     public func sendTokens(owner: Ed25519.SecretKey) async throws(RelayClientError) -> [TokenHash] {
         struct Answer: Decodable { let tokens: [String] }
@@ -205,10 +249,12 @@ public struct RelayClient: Sendable {
     }
 
     /// Posts an envelope; when this returns, the relay has it on disk. Safe to retry.
-    public func post(_ envelope: Envelope, to mailbox: MailboxID, token: SendToken) async throws(RelayClientError) -> Receipt {
+    /// - Parameter urgent: ring the mailbox's doorbells if nobody is connected to it.
+    public func post(_ envelope: Envelope, to mailbox: MailboxID, token: SendToken, urgent: Bool = false) async throws(RelayClientError) -> Receipt {
         struct Answer: Decodable { let seq: Int64; let duplicate: Bool }
-        let response = try await send(.POST, "/v1/mailboxes/\(mailbox)/envelopes", body: envelope.encoded,
-                                      headers: [("Authorization", "Bearer \(token.bearer)"), ("Content-Type", "application/octet-stream")])
+        var headers = [("Authorization", "Bearer \(token.bearer)"), ("Content-Type", "application/octet-stream")]
+        if urgent { headers.append((EnvelopeBatch.urgentHeader, "1")) }
+        let response = try await send(.POST, "/v1/mailboxes/\(mailbox)/envelopes", body: envelope.encoded, headers: headers)
         let answer = try decode(Answer.self, response)
         return Receipt(sequence: answer.seq, duplicate: answer.duplicate)
     }
@@ -256,7 +302,7 @@ public struct RelayClient: Sendable {
                         do { envelope = try Envelope(parsing: item.envelope) } catch {
                             throw RelayClientError(.refused(.invalidEnvelope), error.description, status: 400)
                         }
-                        answers.append(.success(try await post(envelope, to: item.mailbox, token: item.token)))
+                        answers.append(.success(try await post(envelope, to: item.mailbox, token: item.token, urgent: item.urgent)))
                     } catch {
                         guard case .refused = error.kind else { throw error }
                         stopped.insert(item.mailbox)
@@ -314,8 +360,9 @@ public struct RelayClient: Sendable {
 
     /// One `POST /v1/envelopes` request.
     private func postOnce(batch items: [EnvelopeBatch.Item]) async throws(RelayClientError) -> [Result<Receipt, RelayClientError>] {
-        let response = try await send(.POST, "/v1/envelopes", body: EnvelopeBatch(items: items).encoded,
-                                      headers: [("Content-Type", EnvelopeBatch.contentType)])
+        var headers = [("Content-Type", EnvelopeBatch.contentType)]
+        if let urgent = EnvelopeBatch.urgentItems(items) { headers.append((EnvelopeBatch.urgentItemsHeader, urgent)) }
+        let response = try await send(.POST, "/v1/envelopes", body: EnvelopeBatch(items: items).encoded, headers: headers)
         let answer = try decode(EnvelopeBatch.Response.self, response)
         guard answer.results.count == items.count else {
             throw RelayClientError(.protocolViolation, "the relay answered \(answer.results.count) results for \(items.count) envelopes")

@@ -10,7 +10,7 @@ struct Errand: AsyncParsableCommand {
         discussion: "A host ('errand host …') runs on the computer; a companion ('errand pair', 'errand hosts') pairs with it by QR code. "
             + "Every peer command takes --home DIR (default $ERRAND_HOME, else ~/.errand).",
         version: ErrandVersion.current,
-        subcommands: [HostCommand.self, PairCommand.self, HostsCommand.self, SendCommand.self, FollowCommand.self, CancelCommand.self,
+        subcommands: [HostCommand.self, PairCommand.self, HostsCommand.self, SendCommand.self, FollowCommand.self, CancelCommand.self, NotifyCommand.self,
                       HistoryCommand.self, ActionsCommand.self, StatusCommand.self, AuditCommand.self, QRCommand.self]
     )
 

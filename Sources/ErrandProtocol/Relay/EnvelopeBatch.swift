@@ -18,12 +18,26 @@ public struct EnvelopeBatch: Sendable {
         public let token: SendToken
         /// The encoded envelope (checked by the relay, not here).
         public let envelope: [UInt8]
+        /// Ring the mailbox's doorbells if it is offline (sent as `Errand-Urgent-Items`, not in the body).
+        public let urgent: Bool
 
-        public init(mailbox: MailboxID, token: SendToken, envelope: [UInt8]) {
+        public init(mailbox: MailboxID, token: SendToken, envelope: [UInt8], urgent: Bool = false) {
             self.mailbox = mailbox
             self.token = token
             self.envelope = envelope
+            self.urgent = urgent
         }
+    }
+
+    /// The header naming a batch's urgent items (zero-based, ascending, comma-separated).
+    public static let urgentItemsHeader = "Errand-Urgent-Items"
+    /// The header marking a single post urgent (`1`).
+    public static let urgentHeader = "Errand-Urgent"
+
+    /// The `Errand-Urgent-Items` value for these items, or nil when none is urgent.
+    public static func urgentItems(_ items: some Collection<Item>) -> String? {
+        let indices = items.enumerated().filter { $0.element.urgent }.map { String($0.offset) }
+        return indices.isEmpty ? nil : indices.joined(separator: ",")
     }
 
     /// Most items in one batch.

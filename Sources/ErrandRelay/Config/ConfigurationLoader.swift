@@ -78,6 +78,25 @@ public enum ConfigurationLoader {
                 try parseOrigin(entry.trimmingCharacters(in: .whitespaces))
             }
         },
+        boolean("push.enabled") { $0.push.enabled = $1 },
+        Setting(key: "push.allowed_hosts", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            configuration.push.allowedHosts = try text.split(separator: ",").map { entry throws(ConfigurationError) in
+                try parsePushHost(entry.trimmingCharacters(in: .whitespaces))
+            }
+        },
+        boolean("push.allow_http") { $0.push.allowHTTP = $1 },
+        integer("push.min_interval_seconds", 0...86_400) { $0.push.minimumIntervalSeconds = $1 },
+        integer("push.max_doorbells_per_mailbox", 1...64) { $0.push.maximumPerMailbox = $1 },
+        Setting(key: "push.contact", kind: .string) { configuration, value throws(ConfigurationError) in
+            guard case .string(let text) = value else { return }
+            guard (text.hasPrefix("mailto:") && text.count > 7) || text.hasPrefix("https://") else {
+                throw ConfigurationError("push.contact must be a mailto: or https: address the push services' operators can reach you at, not '\(text)'")
+            }
+            configuration.push.contact = text
+        },
+        integer("push.timeout_seconds", 1...120) { $0.push.timeoutSeconds = $1 },
+        integer("push.queue_length", 1...1_000_000) { $0.push.queueLength = $1 },
     ]
 
     /// Applies the TOML file at `path` to `configuration`.
@@ -171,6 +190,18 @@ public enum ConfigurationLoader {
         let port = components.port.flatMap { $0 == defaultPort ? nil : ":\($0)" } ?? ""
         let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         return "\(scheme)://\(shownHost)\(port)"
+    }
+
+    /// A host a doorbell may call: a name, `*.name`, or an IP address; no scheme, port or path.
+    static func parsePushHost(_ text: String) throws(ConfigurationError) -> String {
+        let host = text.lowercased()
+        let name = host.hasPrefix("*.") ? String(host.dropFirst(2)) : host
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-.:[]")
+        guard !name.isEmpty, name.allSatisfy(allowed.contains), !name.hasPrefix("."), !name.contains("..") ,
+              name.contains(":") ? IPAddressClass(name) != nil : true else {
+            throw ConfigurationError("push.allowed_hosts: '\(text)' is not a host name, *.name or IP address (no scheme, port or path)")
+        }
+        return host
     }
 
     /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT`.

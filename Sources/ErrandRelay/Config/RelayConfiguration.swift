@@ -79,5 +79,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Origins (`https://host[:port]`) of web companions served elsewhere that may call the API.
     public var webAllowedOrigins: [String] = []
 
+    /// Doorbells: telling an offline mailbox's owner that something urgent waits.
+    public var push = PushConfiguration()
+
     public init() {}
 }

@@ -17,6 +17,7 @@ final class RelayMetrics: Sendable {
     private let walCheckpoints: Gauge
     private let walRestarts: Gauge
     private let walCheckpointFailures: Gauge
+    private let doorbells: [DoorbellOutcome: Counter]
 
     init() {
         envelopesStored = registry.makeCounter(descriptor: Self.name("envelopes_stored", "total", "Envelopes stored (acknowledged to their sender)."))
@@ -35,6 +36,13 @@ final class RelayMetrics: Sendable {
                                                   labels: [("reason", code.rawValue)])
         }
         self.refusals = refusals
+        var doorbells: [DoorbellOutcome: Counter] = [:]
+        for outcome in DoorbellOutcome.allCases {
+            doorbells[outcome] = registry.makeCounter(
+                descriptor: Self.name("doorbell_rings", "total", "Doorbell rings, by outcome (sent, failed, dropped from a full queue, removed by the push service)."),
+                labels: [("outcome", outcome.rawValue)])
+        }
+        self.doorbells = doorbells
         walPages = registry.makeGauge(descriptor: Self.name("wal_pages", "", "Pages in SQLite's write-ahead log after the last commit."))
         walCheckpoints = registry.makeGauge(descriptor: Self.name("wal_checkpoints", "", "Passive checkpoints of the write-ahead log since start."))
         walRestarts = registry.makeGauge(descriptor: Self.name("wal_restarts", "", "Times the write-ahead log was made to start over since start."))
@@ -58,6 +66,7 @@ final class RelayMetrics: Sendable {
     func connectionOpened() { liveConnections.increment() }
     func connectionClosed() { liveConnections.decrement() }
     func refused(_ code: RelayErrorCode) { refusals[code]?.increment() }
+    func doorbell(_ outcome: DoorbellOutcome) { doorbells[outcome]?.increment() }
 
     /// Takes the write-ahead log's figures (read when `/metrics` is asked for).
     func record(_ log: WriteAheadLogStatus) {
@@ -69,4 +78,9 @@ final class RelayMetrics: Sendable {
 
     /// The Prometheus text exposition.
     func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// What became of one doorbell ring.
+enum DoorbellOutcome: String, CaseIterable {
+    case sent, failed, dropped, removed
 }

@@ -42,6 +42,7 @@ struct EnvelopeRoutes {
         let token: SendToken
         do { token = try SendToken(bearer: bearer) } catch { throw core.refuse(.unauthenticated, error.description) }
         try await core.limitMailbox(mailbox, token: token.hash)
+        let urgent = try urgentFlag(request)
         let bytes = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
         let envelope = try core.envelope(bytes)
         let now = core.nowSeconds
@@ -51,6 +52,7 @@ struct EnvelopeRoutes {
         case .stored(let sequence):
             core.metrics.stored(bytes: bytes.count, duration: ContinuousClock.now - started)
             if !core.storePublishesArrivals { core.hub.notify(mailbox) }
+            if urgent { core.doorbells?.urgentArrived(mailbox) }
             return try json(PostResponse(id: envelope.id.description, seq: sequence, duplicate: false), status: .created)
         case .duplicate(let sequence):
             return try json(PostResponse(id: envelope.id.description, seq: sequence, duplicate: true))
@@ -69,6 +71,7 @@ struct EnvelopeRoutes {
         let body = try await core.body(request, context, limit: EnvelopeBatch.maximumBodyBytes)
         let batch: EnvelopeBatch
         do { batch = try EnvelopeBatch(parsing: body) } catch { throw core.refuse(.badRequest, error.description) }
+        let urgentItems = try urgentItems(request, count: batch.items.count)
         // Each envelope counts as a request for the per-address limit (the request itself was
         // counted on the way in): a batch is not a way around it.
         if batch.items.count > 1 { try await core.limitClient(core.clientIP(request, context), cost: Double(batch.items.count - 1)) }
@@ -101,7 +104,7 @@ struct EnvelopeRoutes {
         guard outcomes.count == posts.count else {
             throw core.refuse(.internalError, "the store answered \(outcomes.count) outcomes for \(posts.count) envelopes")
         }
-        var arrived: Set<MailboxID> = []
+        var arrived: Set<MailboxID> = [], urgentMailboxes: Set<MailboxID> = []
         let elapsed = ContinuousClock.now - started
         for ((index, post), outcome) in zip(posts, outcomes) {
             let mailbox = post.envelope.mailbox
@@ -109,6 +112,7 @@ struct EnvelopeRoutes {
             case .stored(let sequence)?:
                 core.metrics.stored(bytes: post.envelope.encoded.count, duration: elapsed)
                 arrived.insert(mailbox)
+                if urgentItems.contains(index) { urgentMailboxes.insert(mailbox) }
                 results[index] = .stored(sequence: sequence, duplicate: false)
             case .duplicate(let sequence)?:
                 results[index] = .stored(sequence: sequence, duplicate: true)
@@ -125,7 +129,34 @@ struct EnvelopeRoutes {
         if !core.storePublishesArrivals {
             for mailbox in arrived { core.hub.notify(mailbox) }
         }
+        for mailbox in urgentMailboxes { core.doorbells?.urgentArrived(mailbox) }
         return try json(EnvelopeBatch.Response(results: results.map { $0 ?? .refused(.internalError, "this envelope was not handled") }))
+    }
+
+    /// `Errand-Urgent: 1` on a single post: ring the mailbox's doorbells if it is offline.
+    private func urgentFlag(_ request: Request) throws -> Bool {
+        guard let value = request.headers[.errandUrgent] else { return false }
+        switch value.trimmingCharacters(in: .whitespaces) {
+        case "1": return true
+        case "0": return false
+        default: throw core.refuse(.badRequest, "Errand-Urgent must be 1 or 0, not '\(value.prefix(20))'")
+        }
+    }
+
+    /// `Errand-Urgent-Items: 0,3` on a batch: the (zero-based, ascending) items that are urgent.
+    private func urgentItems(_ request: Request, count: Int) throws -> Set<Int> {
+        guard let value = request.headers[.errandUrgentItems] else { return [] }
+        var items: Set<Int> = []
+        var previous = -1
+        for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+            let text = part.trimmingCharacters(in: .whitespaces)
+            guard text.count <= 3, text.allSatisfy(\.isASCII), let index = Int(text), text.allSatisfy(\.isNumber), index > previous, index < count else {
+                throw core.refuse(.badRequest, "Errand-Urgent-Items must list item numbers of this batch (0 to \(count - 1)), ascending, separated by commas")
+            }
+            items.insert(index)
+            previous = index
+        }
+        return items
     }
 
     private func notAttempted(_ mailbox: MailboxID) -> EnvelopeBatch.Result {

@@ -26,9 +26,11 @@ final class RelayCore: Sendable {
     let identity: String
     /// Deadlines of request bodies being read.
     let bodyDeadlines = BodyDeadlines()
+    /// Rings doorbells for urgent envelopes (nil when `push.enabled` is off).
+    let doorbells: DoorbellRinger?
 
     init(configuration: RelayConfiguration, store: any RelayStore, metrics: RelayMetrics, logger: Logger, audit: AuditLog,
-         clock: @escaping @Sendable () -> Date = Date.init) {
+         vapid: VAPIDKey? = nil, clock: @escaping @Sendable () -> Date = Date.init) {
         self.audit = audit
         identity = audit.signer.verifier.description
         self.configuration = configuration
@@ -46,6 +48,9 @@ final class RelayCore: Sendable {
             case .unknown: hub.forgetPublished()
             }
         }
+        doorbells = configuration.push.enabled ? vapid.map { vapid in
+            DoorbellRinger(configuration: configuration.push, vapid: vapid, store: store, hub: hub, metrics: metrics, logger: logger)
+        } : nil
         ipLimiter = RateLimiter(rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP)
         mailboxLimiter = RateLimiter(rate: configuration.postsPerSecondPerMailbox, burst: configuration.postBurstPerMailbox)
     }
@@ -157,5 +162,7 @@ extension HTTPField.Name {
     static let errandNonce = HTTPField.Name(RequestSignature.nonceHeader)!
     static let errandSignature = HTTPField.Name(RequestSignature.signatureHeader)!
     static let errandClaim = HTTPField.Name("Errand-Claim")!
+    static let errandUrgent = HTTPField.Name("Errand-Urgent")!
+    static let errandUrgentItems = HTTPField.Name("Errand-Urgent-Items")!
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }

@@ -25,7 +25,8 @@ public enum RelayServer {
         // Without a signer (tests), the log signs with a key that lives as long as the process.
         let signer = try auditSigner ?? NoteSigner(name: "errand-relay/ephemeral", secretKey: Ed25519.SecretKey())
         let audit = AuditLog(store: store, signer: signer)
-        let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger, audit: audit)
+        let vapid = try configuration.push.enabled ? loadVAPIDKey(configuration) : nil
+        let core = RelayCore(configuration: configuration, store: store, metrics: RelayMetrics(), logger: logger, audit: audit, vapid: vapid)
         let router = makeRouter(core: core, webApp: try loadWebApp(configuration, logger: logger))
 
         let http1 = HTTP1Channel.Configuration(
@@ -42,6 +43,14 @@ public enum RelayServer {
             if let tls { return try TLSChannel(http, tlsConfiguration: tls) }
             return http
         }
+        var services: [any Service] = [
+            StoreCloser(store: store, logger: logger),
+            ArrivalWatcher(core: core),
+            AuditIntegrationService(log: audit, interval: .milliseconds(250), logger: logger),
+            ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds))),
+            WriteWatchdogService(watchdog: core.watchdog, core: core),
+        ]
+        if let doorbells = core.doorbells { services.append(doorbells) }  // stopped first: services stop in reverse order
         return Application(
             router: router,
             server: server,
@@ -50,11 +59,7 @@ public enum RelayServer {
                 serverName: "errand-relay",
                 backlog: 1024,
                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maximumConnections)),
-            services: [StoreCloser(store: store, logger: logger),
-                       ArrivalWatcher(core: core),
-                       AuditIntegrationService(log: audit, interval: .milliseconds(250), logger: logger),
-                       ExpirySweeper(core: core, interval: .seconds(Int64(configuration.sweepIntervalSeconds))),
-                       WriteWatchdogService(watchdog: core.watchdog, core: core)],
+            services: services,
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }
@@ -73,12 +78,20 @@ public enum RelayServer {
         EnvelopeRoutes(core: core).register(on: router)
         PairingRoutes(core: core).register(on: router)
         AuditRoutes(core: core).register(on: router)
+        DoorbellRoutes(core: core).register(on: router)
         return router
     }
 
     /// The web companion's files when `web.enabled`: from `web.root`, or found beside the relay.
     /// A configured folder that cannot be read stops the start; when none is configured and
     /// none is found, the relay starts without `/app/` and says so.
+    /// The relay's VAPID key from the data folder, made on first start.
+    static func loadVAPIDKey(_ configuration: RelayConfiguration) throws -> VAPIDKey {
+        do { return try VAPIDKey.load(dataDirectory: configuration.dataDirectory) } catch {
+            throw RelayStartupError("cannot load or create the push key: \(error) (or turn doorbells off with push.enabled = false)")
+        }
+    }
+
     static func loadWebApp(_ configuration: RelayConfiguration, logger: Logger) throws -> WebAppFiles? {
         guard configuration.webEnabled else { return nil }
         if let root = configuration.webRoot { return try WebAppFiles.load(root: root) }

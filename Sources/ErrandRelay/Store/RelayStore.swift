@@ -5,7 +5,7 @@ public import ErrandProtocol
 ///
 /// Times are Unix seconds. Every mutating call is durable when it returns (committed, and with
 /// the default settings synced to disk): the relay acknowledges nothing before that.
-public protocol RelayStore: Sendable {
+public protocol RelayStore: DoorbellStore {
     // MARK: Registration
 
     /// Remembers a registration token (by hash) until `expiresAt`.
@@ -332,4 +332,16 @@ public struct StoreStatistics: Sendable, Equatable {
 
 extension RelayStore {
     public var writeAheadLog: WriteAheadLogStatus? { nil }
+}
+
+/// The doorbells mailbox owners register (see ``Doorbell``).
+public protocol DoorbellStore: Sendable {
+    /// Saves a doorbell, replacing the mailbox's doorbell with the same id (same URL); a new one
+    /// only while the mailbox has fewer than `maximum`.
+    /// - Returns: false when the mailbox is at `maximum` and this is a new doorbell.
+    func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> Bool
+    /// A mailbox's doorbells, oldest first.
+    func doorbells(of mailbox: MailboxID) async throws -> [Doorbell]
+    /// Removes one; false when the mailbox has no doorbell with that id.
+    func removeDoorbell(_ id: [UInt8], from mailbox: MailboxID) async throws -> Bool
 }

@@ -21,8 +21,8 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         case normal
     }
 
-    private let pool: DatabasePool
-    private let writer: GroupCommitWriter
+    let pool: DatabasePool
+    let writer: GroupCommitWriter
     /// Syncs the WAL after commits (``Durability/full``).
     private let syncer: WALSyncer?
     /// Copies the WAL into the database file off the writer.
@@ -211,6 +211,20 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             try db.execute(sql: """
                 DROP INDEX audit_leaf_hash;
                 DELETE FROM audit_node WHERE level = 0;
+                """)
+        }
+        migrator.registerMigration("v5: doorbells") { db in
+            try db.execute(sql: """
+                CREATE TABLE doorbell (
+                    mailbox BLOB NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                    id BLOB NOT NULL,
+                    kind TEXT NOT NULL,
+                    url TEXT NOT NULL,
+                    p256dh BLOB,
+                    auth BLOB,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (mailbox, id)
+                ) WITHOUT ROWID;
                 """)
         }
         return migrator

@@ -61,7 +61,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
     }
 
     /// Runs `body` in one transaction on a pooled connection.
-    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as PostgresTransactionError {
@@ -71,7 +71,7 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
         try await client.query(query, logger: logger).collect()
     }
 

@@ -187,6 +187,20 @@ enum PostgresSchema {
             $$
             """,
         ]),
+        ("v4: doorbells", [
+            """
+            CREATE TABLE doorbell (
+                mailbox bytea NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+                id bytea NOT NULL,
+                kind text NOT NULL,
+                url text NOT NULL,
+                p256dh bytea,
+                auth bytea,
+                created_at bigint NOT NULL,
+                PRIMARY KEY (mailbox, id)
+            )
+            """,
+        ]),
     ]
 
     /// Applies the migrations that are missing.
