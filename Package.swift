@@ -215,6 +215,7 @@ let package = Package(
             dependencies: [
                 "ErrandRelay", "ErrandRelayClient", "ErrandProtocol", "ErrandCrypto", "ErrandTestSupport", "errand-relay",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -291,6 +291,33 @@ struct StoreContractTests {
         }
     }
 
+    @Test("Doorbells: one per URL (saved again, it is replaced), at most `maximum`, removed one by one and with their mailbox", arguments: factories)
+    func doorbells(_ factory: Factory) async throws {
+        try await withStore(factory) { store in
+            let (mailbox, _) = try await makeMailbox(store)
+            let key = [UInt8](repeating: 4, count: 65), secret = [UInt8](repeating: 7, count: 16)
+            let push = Doorbell(mailbox: mailbox, kind: .webPush, url: "https://fcm.googleapis.com/a", subscriberKey: key, authSecret: secret, createdAt: 10)
+            let hook = Doorbell(mailbox: mailbox, kind: .webhook, url: "https://hooks.example/b", subscriberKey: nil, authSecret: nil, createdAt: 11)
+            let third = Doorbell(mailbox: mailbox, kind: .ntfy, url: "https://ntfy.sh/c", subscriberKey: nil, authSecret: nil, createdAt: 12)
+            #expect(try await store.saveDoorbell(push, maximum: 2))
+            #expect(try await store.saveDoorbell(hook, maximum: 2))
+            #expect(try await !store.saveDoorbell(third, maximum: 2))
+            #expect(try await store.doorbells(of: mailbox) == [push, hook])
+            // The same URL again (a renewed subscription): replaced, even at the cap.
+            let renewed = Doorbell(mailbox: mailbox, kind: .webPush, url: push.url, subscriberKey: [UInt8](repeating: 5, count: 65),
+                                   authSecret: [UInt8](repeating: 8, count: 16), createdAt: 20)
+            #expect(try await store.saveDoorbell(renewed, maximum: 2))
+            let saved = try await store.doorbells(of: mailbox)
+            #expect(saved.count == 2)
+            #expect(saved.first?.subscriberKey == renewed.subscriberKey && saved.first?.authSecret == renewed.authSecret)
+            #expect(try await store.removeDoorbell(hook.id, from: mailbox))
+            #expect(try await !store.removeDoorbell(hook.id, from: mailbox))
+            #expect(try await store.saveDoorbell(third, maximum: 2))
+            #expect(try await store.deleteMailbox(mailbox))
+            #expect(try await store.doorbells(of: mailbox).isEmpty)
+        }
+    }
+
     @Test("A backlog larger than one expiry chunk is expired completely, each envelope logged once", arguments: factories)
     func largeExpiry(_ factory: Factory) async throws {
         try await withStore(factory) { store in

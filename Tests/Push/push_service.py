@@ -23,6 +23,7 @@ Usage: push_service.py PORT_FILE   (binds 127.0.0.1 on a free port and writes it
 import base64
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -159,6 +160,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    # The test process may start this one with SIGTERM blocked or ignored: take it back.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     with open(sys.argv[1] + ".tmp", "w") as handle:
