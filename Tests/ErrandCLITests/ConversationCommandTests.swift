@@ -20,7 +20,7 @@ final class Journey: @unchecked Sendable {
     /// Sets everything up; `config` replaces lines of the host's config.toml (key → value).
     /// With `nodes` > 1 the relay is that many nodes on one PostgreSQL database; the host uses
     /// the first and the phone the second.
-    init(config: [String: String] = [:], nodes: Int = 1) async throws {
+    init(config: [String: String] = [:], nodes: Int = 1, relayEnvironment: [String: String] = [:]) async throws {
         folder = try ScratchFolder()
         if nodes > 1 {
             let database = try await TestPostgres.freshDatabase()
@@ -30,7 +30,7 @@ final class Journey: @unchecked Sendable {
             otherNodes = Array(started.dropFirst())
             phoneRelay = started[1].baseURL
         } else {
-            relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"])
+            relay = try await RelayProcess.start(data: folder.path("relay"), arguments: ["--open-registration"], environment: relayEnvironment)
         }
         try await expectSuccess(["host", "init", "--home", host, "--relay", relay.baseURL, "--name", "studio"])
         // An agent that echoes its input line by line, with pauses, so streaming can be seen in order.
