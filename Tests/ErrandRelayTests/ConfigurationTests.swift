@@ -18,6 +18,28 @@ struct ConfigurationTests {
         #expect(configuration == expected)
     }
 
+    @Test("push.*: hosts, wildcards and addresses; a contact that is not mailto:/https: or a host with a scheme is refused")
+    func pushSettings() throws {
+        var configuration = RelayConfiguration()
+        try ConfigurationLoader.apply(environment: [
+            "ERRAND_RELAY_PUSH_ALLOWED_HOSTS": "ntfy.example.org, *.push.apple.com,127.0.0.1, [::1]",
+            "ERRAND_RELAY_PUSH_MIN_INTERVAL_SECONDS": "3",
+            "ERRAND_RELAY_PUSH_CONTACT": "https://example.org/contact",
+        ], to: &configuration)
+        #expect(configuration.push.allowedHosts == ["ntfy.example.org", "*.push.apple.com", "127.0.0.1", "[::1]"])
+        #expect(configuration.push.minimumIntervalSeconds == 3)
+        #expect(configuration.push.contact == "https://example.org/contact")
+        for (name, value, named) in [("ERRAND_RELAY_PUSH_ALLOWED_HOSTS", "https://ntfy.sh", "push.allowed_hosts"),
+                                     ("ERRAND_RELAY_PUSH_ALLOWED_HOSTS", "ntfy.sh/topic", "push.allowed_hosts"),
+                                     ("ERRAND_RELAY_PUSH_CONTACT", "me@example.org", "push.contact"),
+                                     ("ERRAND_RELAY_PUSH_MAX_DOORBELLS_PER_MAILBOX", "0", "push.max_doorbells_per_mailbox")] {
+            var refused = RelayConfiguration()
+            #expect { try ConfigurationLoader.apply(environment: [name: value], to: &refused) } throws: { error in
+                "\(error)".contains(named)
+            }
+        }
+    }
+
     @Test("Environment overrides the file; names map from keys")
     func environment() throws {
         var configuration = RelayConfiguration()
