@@ -36,7 +36,7 @@ final class DoorbellRinger: Service, Sendable {
     private let state = Mutex(State())
     private let queue: AsyncStream<MailboxID>
     private let enqueue: AsyncStream<MailboxID>.Continuation
-    private let client: HTTPClient
+    private let httpConfiguration: HTTPClient.Configuration
     /// Resolves a host name to its addresses (tests may replace it).
     private let resolve: @Sendable (String) async -> [String]
 
@@ -55,7 +55,7 @@ final class DoorbellRinger: Service, Sendable {
         http.redirectConfiguration = .disallow
         http.timeout = .init(connect: .seconds(Int64(configuration.timeoutSeconds)), read: .seconds(Int64(configuration.timeoutSeconds)))
         http.decompression = .disabled
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        httpConfiguration = http
     }
 
     /// An urgent envelope was stored for `mailbox`: ring it if nobody is connected to it. Quick
@@ -99,6 +99,8 @@ final class DoorbellRinger: Service, Sendable {
 
     /// Sends the queued rings, four mailboxes at a time, until the relay shuts down.
     func run() async throws {
+        // Made here, so a relay that never runs has no client to shut down.
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { workers in
                 var running = 0
@@ -108,7 +110,7 @@ final class DoorbellRinger: Service, Sendable {
                         running -= 1
                     }
                     running += 1
-                    workers.addTask { await self.ring(mailbox) }
+                    workers.addTask { await self.ring(mailbox, client: client) }
                 }
             }
         } onGracefulShutdown: { [enqueue] in
@@ -118,7 +120,7 @@ final class DoorbellRinger: Service, Sendable {
     }
 
     /// Rings every doorbell of `mailbox`.
-    func ring(_ mailbox: MailboxID) async {
+    func ring(_ mailbox: MailboxID, client: HTTPClient) async {
         let doorbells: [Doorbell]
         do { doorbells = try await store.doorbells(of: mailbox) } catch {
             metrics.doorbell(.failed)
@@ -126,14 +128,14 @@ final class DoorbellRinger: Service, Sendable {
             return
         }
         await withTaskGroup(of: Void.self) { group in
-            for doorbell in doorbells { group.addTask { await self.ring(doorbell) } }
+            for doorbell in doorbells { group.addTask { await self.ring(doorbell, client: client) } }
         }
     }
 
-    private func ring(_ doorbell: Doorbell) async {
+    private func ring(_ doorbell: Doorbell, client: HTTPClient) async {
         let host = URLComponents(string: doorbell.url)?.host ?? "?"
         for attempt in 1...Self.attempts {
-            let outcome = await call(doorbell)
+            let outcome = await call(doorbell, client: client)
             switch outcome {
             case .sent:
                 metrics.doorbell(.sent)
@@ -167,7 +169,7 @@ final class DoorbellRinger: Service, Sendable {
     }
 
     /// One call to the doorbell's push service.
-    func call(_ doorbell: Doorbell) async -> CallOutcome {
+    func call(_ doorbell: Doorbell, client: HTTPClient) async -> CallOutcome {
         guard let url = URL(string: doorbell.url), let host = url.host else { return .refused("the URL does not parse") }
         if let problem = destinations.refusal(of: doorbell.url) { return .refused(problem) }
         if IPAddressClass(host) == nil, let problem = destinations.refusal(host: host, resolvedTo: await resolve(host)) {
