@@ -99,8 +99,10 @@ struct DoorbellTests {
             let secret = Array("the task's own words".utf8)
             let envelope = try Envelope(ciphertext: secret + SecureRandom.bytes(count: 32))
             _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token, urgent: true)
+            let posted = Date().timeIntervalSince1970
             let calls = try await calls(to: subscription.name, reaching: 1, of: service)
             let call = try #require(calls.first)
+            print("doorbell: Web Push call \(Int(((call.at - posted) * 1000).rounded())) ms after the urgent post returned")
             #expect(call.status == 201)
             #expect(call.vapidProblem == nil, "VAPID: \(call.vapidProblem ?? "")")
             #expect(call.payload == #"{"errand":"doorbell","v":1}"#, "decrypt: \(call.decryptProblem ?? "")")
