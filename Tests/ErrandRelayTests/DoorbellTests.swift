@@ -72,6 +72,13 @@ struct DoorbellTests {
         #expect(defaults.refusal(of: "https://user:pw@ntfy.sh/topic") != nil)
         #expect(defaults.refusal(of: "file:///etc/passwd") != nil)
         #expect(defaults.refusal(of: "not a url") != nil)
+        // A percent-escaped NUL would make the check and the connection see different hosts.
+        #expect(defaults.refusal(of: "https://203.0.113.7%00.push.apple.com:8443/x") != nil)
+        #expect(defaults.refusal(of: "https://web%2Epush.apple.com/x") != nil)
+        #expect(PushDestinations.origin(of: "HTTPS://FCM.googleapis.com.:443/fcm/send/a") == "https://fcm.googleapis.com")
+        #expect(PushDestinations.origin(of: "http://[::1]:8443/x") == "http://[::1]:8443")
+        #expect(IPAddressClass("2002:c0a8:0101::1")?.isPublic == false)
+        #expect(IPAddressClass("fec0::1")?.isPublic == false)
 
         let local = PushDestinations(allowedHosts: ["127.0.0.1", "*.corp.example", "ntfy.corp.example", "[::1]"], allowHTTP: true)
         #expect(local.refusal(of: "http://127.0.0.1:8080/x") == nil)
@@ -189,6 +196,11 @@ struct DoorbellTests {
             }
             await expectRefusal(.badRequest) {
                 try await relay.client.saveDoorbell(kind: "webpush", url: "\(service.origin)/push/x", p256dh: "AAAA", auth: "AAAA", owner: owner.key)
+            }
+            // 65 bytes starting 0x04 that are not a point on the curve.
+            let notAPoint = ByteEncoding.base64URL([0x04] + [UInt8](repeating: 0xff, count: 64))
+            await expectRefusal(.badRequest) {
+                try await relay.client.saveDoorbell(kind: "webpush", url: "\(service.origin)/push/x", p256dh: notAPoint, auth: "AAAAAAAAAAAAAAAAAAAAAA", owner: owner.key)
             }
             await expectRefusal(.badRequest) { try await relay.client.saveDoorbell(kind: "pager", url: "\(service.origin)/hook/a", owner: owner.key) }
             // Only the owner registers.

@@ -1,3 +1,4 @@
+import Crypto
 import ErrandCrypto
 public import ErrandProtocol
 import Foundation
@@ -71,7 +72,8 @@ struct DoorbellRegistration: Decodable {
         var key: [UInt8]?, secret: [UInt8]?
         switch (kind, p256dh, auth) {
         case (.webPush, let p256dh?, let auth?):
-            guard let bytes = try? ByteEncoding.bytes(base64URL: p256dh), bytes.count == 65, bytes.first == 0x04 else {
+            guard let bytes = try? ByteEncoding.bytes(base64URL: p256dh), bytes.count == 65, bytes.first == 0x04,
+                  (try? P256.KeyAgreement.PublicKey(x963Representation: bytes)) != nil else {
                 return .failure(RelayError(.badRequest, "p256dh must be the subscription's P-256 public key: 65 bytes, uncompressed, base64url"))
             }
             guard let authBytes = try? ByteEncoding.bytes(base64URL: auth), authBytes.count == 16 else {

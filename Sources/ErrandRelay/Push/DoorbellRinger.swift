@@ -34,6 +34,8 @@ final class DoorbellRinger: Service, Sendable {
     private let metrics: RelayMetrics
     private let logger: Logger
     private let state = Mutex(State())
+    /// Set at shutdown: what still waits in the queue is dropped, not sent.
+    private let stopping = Mutex(false)
     private let queue: AsyncStream<MailboxID>
     private let enqueue: AsyncStream<MailboxID>.Continuation
     private let httpConfiguration: HTTPClient.Configuration
@@ -105,6 +107,10 @@ final class DoorbellRinger: Service, Sendable {
             await withTaskGroup(of: Void.self) { workers in
                 var running = 0
                 for await mailbox in queue {
+                    if stopping.withLock({ $0 }) {
+                        metrics.doorbell(.dropped)
+                        continue
+                    }
                     if running >= 4 {
                         await workers.next()
                         running -= 1
@@ -113,7 +119,8 @@ final class DoorbellRinger: Service, Sendable {
                     workers.addTask { await self.ring(mailbox, client: client) }
                 }
             }
-        } onGracefulShutdown: { [enqueue] in
+        } onGracefulShutdown: { [self] in
+            stopping.withLock { $0 = true }
             enqueue.finish()
         }
         try? await client.shutdown()

@@ -27,6 +27,12 @@ struct PushDestinations: Sendable, Equatable {
             return "'\(text.prefix(80))' is not an absolute http(s) URL"
         }
         guard components.user == nil, components.password == nil else { return "the URL must not carry a user name or password" }
+        // Compared as written: a percent-escape (a NUL, say) would make the allow-list and the
+        // resolver see different names.
+        guard let rawEncoded = components.percentEncodedHost, !rawEncoded.contains("%"),
+              Self.isPlainHost(rawEncoded) || IPAddressClass(rawEncoded) != nil else {
+            return "the URL's host must be a plain name or IP address (letters, digits, '-', '.'; IPv6 in brackets)"
+        }
         guard components.fragment == nil else { return "the URL must not have a fragment (#…)" }
         switch scheme {
         case "https": break
@@ -51,11 +57,32 @@ struct PushDestinations: Sendable, Equatable {
         guard !addresses.isEmpty else { return "\(host) did not resolve to any address" }
         if allowedHosts.contains(host) { return nil }
         for address in addresses {
-            if let kind = IPAddressClass(address), !kind.isPublic {
+            guard let kind = IPAddressClass(address) else { return "\(host) resolves to \(address), which is not a plain address" }
+            if !kind.isPublic {
                 return "\(host) resolves to \(address), a \(kind.kind) address; the relay calls one only when push.allowed_hosts lists the name exactly"
             }
         }
         return nil
+    }
+
+    /// A name of letters, digits, '-' and '.', or an IPv6 address in brackets.
+    static func isPlainHost(_ host: String) -> Bool {
+        if host.hasPrefix("["), host.hasSuffix("]") {
+            return host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        }
+        return !host.isEmpty && host.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" || $0 == "." }
+    }
+
+    /// The origin of `url` as browsers and push services write it: lower case, no trailing dot,
+    /// no default port, IPv6 in brackets.
+    static func origin(of url: String) -> String? {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+              let rawHost = components.percentEncodedHost, !rawHost.isEmpty else { return nil }
+        let host = normalised(rawHost)
+        let shown = host.contains(":") ? "[\(host)]" : host
+        let defaultPort = scheme == "https" ? 443 : 80
+        let port = components.port.flatMap { $0 == defaultPort ? nil : ":\($0)" } ?? ""
+        return "\(scheme)://\(shown)\(port)"
     }
 
     static func normalised(_ host: String) -> String {
@@ -122,7 +149,10 @@ struct IPAddressClass: Sendable, Equatable {
         if (b[0] & 0xfe) == 0xfc { return "private" }  // unique local fc00::/7
         if b[0] == 0xff { return "multicast" }
         if b[0..<12].allSatisfy({ $0 == 0 }) { return "special-purpose" }  // ::a.b.c.d (deprecated compatible form)
-        if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b { return "special-purpose" }  // NAT64 64:ff9b::/96
+        if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b { return "special-purpose" }  // NAT64 64:ff9b::/96, 64:ff9b:1::/48
+        if b[0] == 0x20 && b[1] == 0x02 { return "special-purpose" }  // 6to4 2002::/16 (may embed a private IPv4 address)
+        if b[0] == 0xfe && (b[1] & 0xc0) == 0xc0 { return "site-local" }  // fec0::/10
+        if b[0..<8].allSatisfy({ $0 == 0 }) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0 { return "special-purpose" }  // ::ffff:0:a.b.c.d
         return "public"
     }
 }

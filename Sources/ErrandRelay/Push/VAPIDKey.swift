@@ -38,9 +38,7 @@ struct VAPIDKey: Sendable {
     /// The `Authorization` header for a push to `endpoint`: `vapid t=JWT, k=PUBLIC KEY`, the JWT
     /// (ES256) claiming `aud` (the endpoint's origin), `exp` (12 hours from `now`) and `sub`.
     func authorization(for endpoint: URL, contact: String, now: Date = Date()) throws -> String {
-        guard let scheme = endpoint.scheme, let host = endpoint.host else { throw VAPIDKeyError("\(endpoint) has no origin") }
-        let port = endpoint.port.map { ":\($0)" } ?? ""
-        let audience = "\(scheme)://\(host)\(port)"
+        guard let audience = PushDestinations.origin(of: endpoint.absoluteString) else { throw VAPIDKeyError("\(endpoint) has no origin") }
         let header = #"{"typ":"JWT","alg":"ES256"}"#
         let claims = try String(decoding: JSONSerialization.data(
             withJSONObject: ["aud": audience, "exp": Int(now.timeIntervalSince1970) + 12 * 3600, "sub": contact],
