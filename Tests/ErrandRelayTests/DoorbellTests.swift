@@ -9,7 +9,7 @@ import Testing
 
 /// Doorbells against the stand-in push service on loopback, which checks each Web Push call's
 /// VAPID JWT and decrypts its RFC 8291 payload with an independent implementation.
-@Suite("Doorbells", .timeLimit(.minutes(3)))
+@Suite("Doorbells", .serialized, .timeLimit(.minutes(3)))
 struct DoorbellTests {
     /// A relay that may call the stand-in (loopback, plain http) and rings at most once a second.
     func withRelay(interval: Int = 1, _ body: (TestRelay, PushService) async throws -> Void) async throws {
@@ -149,7 +149,8 @@ struct DoorbellTests {
 
     @Test("Urgent envelopes inside the interval ring once more at its end, not once each; batches mark items urgent")
     func coalescing() async throws {
-        try await withRelay(interval: 1) { relay, service in
+        // An interval long enough that every post below falls inside it, however busy the machine.
+        try await withRelay(interval: 3) { relay, service in
             let (owner, subscription) = try await subscribedOwner(relay, service)
             let items = (0..<3).map { index in
                 EnvelopeBatch.Item(mailbox: owner.mailbox, token: owner.token, envelope: sampleEnvelope().encoded, urgent: index != 1)
@@ -158,7 +159,7 @@ struct DoorbellTests {
             _ = try await relay.client.post(batch: Array(items.dropFirst()))
             for _ in 0..<3 { _ = try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: owner.token, urgent: true) }
             let calls = try await calls(to: subscription.name, reaching: 2, of: service)
-            if calls.count == 2 { #expect(calls[1].at - calls[0].at >= 0.9) }
+            if calls.count == 2 { #expect(calls[1].at - calls[0].at >= 2.9) }
             try await Task.sleep(for: .milliseconds(1500))
             #expect(try await service.calls().filter { $0.name == subscription.name }.count == 2)
         }
@@ -224,13 +225,16 @@ struct DoorbellTests {
         try await withRelay { relay, service in
             var owners: [Owner] = []
             for _ in 0..<8 { owners.append(try await subscribedOwner(relay, service, behavior: "slow").0) }
-            let started = ContinuousClock.now
+            // Each post rings a push service that takes 3 s to answer: none of them waits for it.
+            var slowest = Duration.zero
             for owner in owners {
-                for _ in 0..<5 { _ = try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: owner.token, urgent: true) }
+                for _ in 0..<2 {
+                    let started = ContinuousClock.now
+                    _ = try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: owner.token, urgent: true)
+                    slowest = max(slowest, ContinuousClock.now - started)
+                }
             }
-            let elapsed = ContinuousClock.now - started
-            // 40 posts while the push service takes 3 s per call (8 rings, 4 at a time).
-            #expect(elapsed < .seconds(2.5), "40 posts took \(elapsed)")
+            #expect(slowest < .seconds(2.5), "the slowest post took \(slowest)")
             _ = try await calls(to: "s8", reaching: 1, of: service, within: 20)
         }
     }
