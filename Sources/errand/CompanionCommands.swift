@@ -13,11 +13,27 @@ struct HostChoice: ParsableArguments {
     var host: String?
 
     func conversation() throws(PeerError) -> CompanionConversation {
+        try CompanionConversation(store: store(), hostName: host, relayURL: peer.relay)
+    }
+
+    /// The conversation with `--host`, or one with every paired host when it is not given.
+    func conversations() throws(PeerError) -> [CompanionConversation] {
+        let store = try store()
+        if host != nil { return [try CompanionConversation(store: store, hostName: host, relayURL: peer.relay)] }
+        let hosts: [PairedHost]
+        do { hosts = try store.hosts() } catch { throw PeerError("cannot read the paired hosts: \(error)") }
+        guard !hosts.isEmpty else { throw PeerError("this device is not paired with any host", hint: "pair first: errand pair --image CODE.png") }
+        var conversations: [CompanionConversation] = []
+        for paired in hosts { conversations.append(try CompanionConversation(store: store, hostName: paired.name, relayURL: peer.relay)) }
+        return conversations
+    }
+
+    private func store() throws(PeerError) -> CompanionStore {
         let directory = peer.directory
         guard CompanionStore.exists(in: directory) else {
             throw PeerError("\(directory.path) holds no paired device", hint: "pair first: errand pair --home \(directory.path) --image CODE.png")
         }
-        return try CompanionConversation(store: try CompanionStore(directory: directory), hostName: host, relayURL: peer.relay)
+        return try CompanionStore(directory: directory)
     }
 }
 

@@ -17,8 +17,7 @@ struct NotifyCommand: AsyncParsableCommand {
             what is registered. Without --host, applies to every paired host.
             """)
 
-    @OptionGroup var peer: PeerOptions
-    @Option(help: ArgumentHelp("Only this paired host.", valueName: "name")) var host: String?
+    @OptionGroup var choice: HostChoice
     @Option(help: ArgumentHelp("An ntfy topic URL, e.g. https://ntfy.sh/my-secret-topic.", valueName: "url")) var ntfy: String?
     @Option(help: ArgumentHelp("A URL the relay POSTs {\"event\":\"doorbell\",\"v\":1} to.", valueName: "url")) var webhook: String?
     @Flag(help: "Remove every doorbell (for --host, or for all hosts).") var off = false
@@ -36,7 +35,7 @@ struct NotifyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let conversations = try await reportingPeerErrors { try self.conversations() }
+        let conversations = try await reportingPeerErrors { try choice.conversations() }
         if let url = ntfy ?? webhook {
             let kind = ntfy != nil ? "ntfy" : "webhook"
             for conversation in conversations {
@@ -66,23 +65,5 @@ struct NotifyCommand: AsyncParsableCommand {
                 }))
             }
         }
-    }
-
-    private func conversations() throws(PeerError) -> [CompanionConversation] {
-        let directory = peer.directory
-        guard CompanionStore.exists(in: directory) else {
-            throw PeerError("\(directory.path) holds no paired device", hint: "pair first: errand pair --home \(directory.path) --image CODE.png")
-        }
-        let store: CompanionStore
-        do { store = try CompanionStore(directory: directory) } catch let error as PeerError { throw error } catch {
-            throw PeerError("cannot open this device's state: \(error)")
-        }
-        if let host { return [try CompanionConversation(store: store, hostName: host, relayURL: peer.relay)] }
-        let hosts: [PairedHost]
-        do { hosts = try store.hosts() } catch { throw PeerError("cannot read the paired hosts: \(error)") }
-        guard !hosts.isEmpty else { throw PeerError("this device is not paired with any host", hint: "pair first: errand pair --image CODE.png") }
-        var conversations: [CompanionConversation] = []
-        for paired in hosts { conversations.append(try CompanionConversation(store: store, hostName: paired.name, relayURL: peer.relay)) }
-        return conversations
     }
 }

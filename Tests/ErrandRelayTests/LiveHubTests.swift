@@ -13,7 +13,7 @@ struct LiveHubTests {
 
     func subscribe(_ hub: LiveHub, _ mailbox: MailboxID, limit: Int = .max) -> (UInt64?, Calls) {
         let calls = Calls()
-        let id = hub.subscribe(mailbox, limit: limit, ring: { calls.rings.withLock { $0 += 1 } },
+        let id = hub.subscribe(mailbox, limit: limit, wake: { calls.rings.withLock { $0 += 1 } },
                                deliver: { previous, envelopes in calls.deliveries.withLock { $0.append((previous, envelopes.map(\.sequence))) } })
         return (id, calls)
     }

@@ -185,11 +185,7 @@ public enum ConfigurationLoader {
         guard scheme == "https" || (scheme == "http" && loopback) else {
             throw ConfigurationError("web.allowed_origins: '\(text)' must use https (http only for localhost or 127.0.0.1)")
         }
-        // As browsers send it: without the scheme's default port.
-        let defaultPort = scheme == "https" ? 443 : 80
-        let port = components.port.flatMap { $0 == defaultPort ? nil : ":\($0)" } ?? ""
-        let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        return "\(scheme)://\(shownHost)\(port)"
+        return WebOrigin.text(scheme: scheme, host: host, port: components.port)
     }
 
     /// A host a doorbell may call: a name, `*.name`, or an IP address; no scheme, port or path.

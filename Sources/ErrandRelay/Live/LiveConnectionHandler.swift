@@ -17,7 +17,7 @@ import NIOWebSocket
 /// (``LiveHub/publish(_:_:)``) are sent on without a read when nothing is missing before them.
 ///
 /// Bounded: nothing is queued beyond one batch being written (64 envelopes read back, or what
-/// one commit stored: at most a batch post, 1 MiB), one doorbell ring and one owed pong; a batch whose write takes longer than the write timeout drops the connection (the
+/// one commit stored: at most a batch post, 1 MiB), one wake-up and one owed pong; a batch whose write takes longer than the write timeout drops the connection (the
 /// envelopes stay stored for the next one). Acknowledgements are applied one store call at a
 /// time; while one runs, or while the peer does not read what it is sent, the handler reads no
 /// more from the socket.
@@ -235,8 +235,8 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let eventLoop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let limit = core.configuration.maximumLiveConnectionsPerMailbox
-        guard let subscription = core.hub.subscribe(mailbox, limit: limit, ring: {
-            eventLoop.execute { bound.value.ring() }
+        guard let subscription = core.hub.subscribe(mailbox, limit: limit, wake: {
+            eventLoop.execute { bound.value.wake() }
         }, deliver: { previous, envelopes in
             eventLoop.execute { bound.value.deliver(previous: previous, envelopes) }
         }) else {
@@ -252,7 +252,7 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Pushing
 
     /// Something was stored for the mailbox: read it now, or after the batch in progress.
-    private func ring() {
+    private func wake() {
         rung = true
         push()
     }
@@ -261,7 +261,7 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// before them (`previous`) has been sent and nothing else is in progress; otherwise read
     /// from the store like any other arrival.
     private func deliver(previous: Int64?, _ envelopes: [StoredEnvelope]) {
-        guard phase == .live, caughtUp, !pushing, let previous, previous <= cursor else { return ring() }
+        guard phase == .live, caughtUp, !pushing, let previous, previous <= cursor else { return wake() }
         let fresh = envelopes.filter { $0.sequence > cursor }
         guard !fresh.isEmpty else { return }
         pushing = true

@@ -4,7 +4,7 @@ import Synchronization
 
 /// Tells the live connections of a mailbox when something is stored for it.
 ///
-/// Two ways, both bounded: a doorbell (the connection reads what is new from the store after its
+/// Two ways, both bounded: a wake-up (the connection reads what is new from the store after its
 /// own cursor, so a slow connection never accumulates a queue in memory), and, when the store
 /// reports its commits in order (``RelayStore/publishArrivals(to:)``), the stored envelopes
 /// themselves with the sequence number of the mailbox's envelope before them, so a connection
@@ -13,13 +13,13 @@ import Synchronization
 final class LiveHub: Sendable {
     /// Called when the mailbox may have something new; must return quickly (it hops to the
     /// connection's event loop).
-    typealias Doorbell = @Sendable () -> Void
+    typealias Wake = @Sendable () -> Void
     /// Called with envelopes just committed for the mailbox, and the sequence number of the
     /// mailbox's envelope committed before them (nil when the hub does not know it).
     typealias Delivery = @Sendable (_ previous: Int64?, _ envelopes: [StoredEnvelope]) -> Void
 
     private struct Subscriber {
-        let ring: Doorbell
+        let wake: Wake
         let deliver: Delivery
     }
 
@@ -32,7 +32,7 @@ final class LiveHub: Sendable {
     private struct State {
         var mailboxes: [MailboxID: Mailbox] = [:]
         var nextID: UInt64 = 0
-        /// Set by ``forgetPublished()``, cleared by the next publish: one failure rings once.
+        /// Set by ``forgetPublished()``, cleared by the next publish: one failure wakes once.
         var forgotten = false
     }
 
@@ -40,12 +40,12 @@ final class LiveHub: Sendable {
 
     /// Adds a subscriber for `mailbox`, unless the mailbox already has `limit` of them.
     /// - Returns: the subscription's id for ``unsubscribe(_:_:)``, or nil when over the limit.
-    func subscribe(_ mailbox: MailboxID, limit: Int = .max, ring: @escaping Doorbell,
+    func subscribe(_ mailbox: MailboxID, limit: Int = .max, wake: @escaping Wake,
                    deliver: @escaping Delivery) -> UInt64? {
         state.withLock { state in
             guard state.mailboxes[mailbox, default: Mailbox()].subscribers.count < limit else { return nil }
             state.nextID += 1
-            state.mailboxes[mailbox, default: Mailbox()].subscribers[state.nextID] = Subscriber(ring: ring, deliver: deliver)
+            state.mailboxes[mailbox, default: Mailbox()].subscribers[state.nextID] = Subscriber(wake: wake, deliver: deliver)
             return state.nextID
         }
     }
@@ -57,16 +57,16 @@ final class LiveHub: Sendable {
         }
     }
 
-    /// Rings every connection of `mailbox`.
+    /// Wakes every connection of `mailbox`.
     func notify(_ mailbox: MailboxID) {
         let subscribers = state.withLock { $0.mailboxes[mailbox].map { Array($0.subscribers.values) } ?? [] }
-        for subscriber in subscribers { subscriber.ring() }
+        for subscriber in subscribers { subscriber.wake() }
     }
 
-    /// Rings every connection (after a gap in what the node heard from other nodes).
+    /// Wakes every connection (after a gap in what the node heard from other nodes).
     func notifyEveryone() {
         let subscribers = state.withLock { $0.mailboxes.values.flatMap(\.subscribers.values) }
-        for subscriber in subscribers { subscriber.ring() }
+        for subscriber in subscribers { subscriber.wake() }
     }
 
     /// Hands `envelopes`, just committed for `mailbox`, to its connections. Must be called for
@@ -86,7 +86,7 @@ final class LiveHub: Sendable {
     }
 
     /// Something may have been stored without being published: forgets what was published (so
-    /// the next publish of each mailbox only rings) and rings every connection — once, however
+    /// the next publish of each mailbox only wakes) and wakes every connection — once, however
     /// many writes of a failed commit report it.
     func forgetPublished() {
         let subscribers = state.withLock { state -> [Subscriber] in
@@ -95,7 +95,7 @@ final class LiveHub: Sendable {
             for mailbox in state.mailboxes.keys { state.mailboxes[mailbox]?.lastPublished = nil }
             return state.mailboxes.values.flatMap(\.subscribers.values)
         }
-        for subscriber in subscribers { subscriber.ring() }
+        for subscriber in subscribers { subscriber.wake() }
     }
 
     /// Live connections right now.

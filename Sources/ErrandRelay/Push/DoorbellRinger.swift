@@ -39,11 +39,8 @@ final class DoorbellRinger: Service, Sendable {
     private let queue: AsyncStream<MailboxID>
     private let enqueue: AsyncStream<MailboxID>.Continuation
     private let httpConfiguration: HTTPClient.Configuration
-    /// Resolves a host name to its addresses (tests may replace it).
-    private let resolve: @Sendable (String) async -> [String]
 
-    init(configuration: PushConfiguration, vapid: VAPIDKey, store: any RelayStore, hub: LiveHub, metrics: RelayMetrics, logger: Logger,
-         resolve: @escaping @Sendable (String) async -> [String] = DoorbellRinger.addresses(of:)) {
+    init(configuration: PushConfiguration, vapid: VAPIDKey, store: any RelayStore, hub: LiveHub, metrics: RelayMetrics, logger: Logger) {
         self.configuration = configuration
         destinations = PushDestinations(allowedHosts: configuration.allowedHosts, allowHTTP: configuration.allowHTTP)
         self.vapid = vapid
@@ -51,7 +48,6 @@ final class DoorbellRinger: Service, Sendable {
         self.hub = hub
         self.metrics = metrics
         self.logger = logger
-        self.resolve = resolve
         (queue, enqueue) = AsyncStream.makeStream(of: MailboxID.self, bufferingPolicy: .bufferingOldest(configuration.queueLength))
         var http = HTTPClient.Configuration()
         http.redirectConfiguration = .disallow
@@ -179,7 +175,7 @@ final class DoorbellRinger: Service, Sendable {
     func call(_ doorbell: Doorbell, client: HTTPClient) async -> CallOutcome {
         guard let url = URL(string: doorbell.url), let host = url.host else { return .refused("the URL does not parse") }
         if let problem = destinations.refusal(of: doorbell.url) { return .refused(problem) }
-        if IPAddressClass(host) == nil, let problem = destinations.refusal(host: host, resolvedTo: await resolve(host)) {
+        if IPAddressClass(host) == nil, let problem = destinations.refusal(host: host, resolvedTo: await Self.addresses(of: host)) {
             return .refused(problem)
         }
         let request: HTTPClientRequest
@@ -230,7 +226,7 @@ final class DoorbellRinger: Service, Sendable {
     }
 
     /// The addresses `host` resolves to (empty when it does not), without blocking the task pool.
-    @Sendable static func addresses(of host: String) async -> [String] {
+    static func addresses(of host: String) async -> [String] {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 var hints = addrinfo()

@@ -73,16 +73,11 @@ struct PushDestinations: Sendable, Equatable {
         return !host.isEmpty && host.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" || $0 == "." }
     }
 
-    /// The origin of `url` as browsers and push services write it: lower case, no trailing dot,
-    /// no default port, IPv6 in brackets.
+    /// The origin of `url` as push services compare it (see ``WebOrigin``).
     static func origin(of url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-              let rawHost = components.percentEncodedHost, !rawHost.isEmpty else { return nil }
-        let host = normalised(rawHost)
-        let shown = host.contains(":") ? "[\(host)]" : host
-        let defaultPort = scheme == "https" ? 443 : 80
-        let port = components.port.flatMap { $0 == defaultPort ? nil : ":\($0)" } ?? ""
-        return "\(scheme)://\(shown)\(port)"
+        guard let components = URLComponents(string: url), let scheme = components.scheme,
+              let host = components.percentEncodedHost, !host.isEmpty else { return nil }
+        return WebOrigin.text(scheme: scheme, host: host, port: components.port)
     }
 
     static func normalised(_ host: String) -> String {

@@ -50,13 +50,14 @@ struct DoorbellRoutes {
         case .success(let made): doorbell = made
         case .failure(let error): throw core.refuse(error.code, error.message)
         }
-        let existed = try await core.store.doorbells(of: mailbox).contains { $0.id == doorbell.id }
         let maximum = core.configuration.push.maximumPerMailbox
-        guard try await core.store.saveDoorbell(doorbell, maximum: maximum) else {
+        let saved = try await core.store.saveDoorbell(doorbell, maximum: maximum)
+        guard saved != .full else {
             throw core.refuse(.quotaExceeded, "this mailbox already has \(maximum) doorbells; remove one first (errand notify --off)")
         }
         core.logger.info("doorbell saved", metadata: ["mailbox": "\(mailbox.logPrefix)", "doorbell.kind": "\(doorbell.kind.rawValue)"])
-        return try json(SavedResponse(id: doorbell.idText, kind: doorbell.kind.rawValue, created: !existed), status: existed ? .ok : .created)
+        let created = saved == .created
+        return try json(SavedResponse(id: doorbell.idText, kind: doorbell.kind.rawValue, created: created), status: created ? .created : .ok)
     }
 
     private func list(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

@@ -150,7 +150,7 @@ struct EnvelopeRoutes {
         var previous = -1
         for part in value.split(separator: ",", omittingEmptySubsequences: false) {
             let text = part.trimmingCharacters(in: .whitespaces)
-            guard text.count <= 3, text.allSatisfy(\.isASCII), let index = Int(text), text.allSatisfy(\.isNumber), index > previous, index < count else {
+            guard text.count <= 3, text.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(text), index > previous, index < count else {
                 throw core.refuse(.badRequest, "Errand-Urgent-Items must list item numbers of this batch (0 to \(count - 1)), ascending, separated by commas")
             }
             items.insert(index)

@@ -338,10 +338,18 @@ extension RelayStore {
 public protocol DoorbellStore: Sendable {
     /// Saves a doorbell, replacing the mailbox's doorbell with the same id (same URL); a new one
     /// only while the mailbox has fewer than `maximum`.
-    /// - Returns: false when the mailbox is at `maximum` and this is a new doorbell.
-    func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> Bool
+    func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> DoorbellSave
     /// A mailbox's doorbells, oldest first.
     func doorbells(of mailbox: MailboxID) async throws -> [Doorbell]
     /// Removes one; false when the mailbox has no doorbell with that id.
     func removeDoorbell(_ id: [UInt8], from mailbox: MailboxID) async throws -> Bool
+}
+
+/// What ``DoorbellStore/saveDoorbell(_:maximum:)`` did.
+public enum DoorbellSave: Sendable, Equatable {
+    case created
+    /// The mailbox had a doorbell for that URL: its kind and keys were replaced.
+    case replaced
+    /// The mailbox already has `maximum` doorbells; nothing was saved.
+    case full
 }

@@ -3,19 +3,19 @@ import Foundation
 import GRDB
 
 extension SQLiteRelayStore {
-    public func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> Bool {
+    public func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> DoorbellSave {
         try await writer.write { db in
             let mailbox = Data(doorbell.mailbox.bytes), id = Data(doorbell.id)
             try db.execute(sql: """
                 UPDATE doorbell SET kind = ?, p256dh = ?, auth = ? WHERE mailbox = ? AND id = ?
                 """, arguments: [doorbell.kind.rawValue, doorbell.subscriberKey.map { Data($0) }, doorbell.authSecret.map { Data($0) }, mailbox, id])
-            if db.changesCount == 1 { return true }
+            if db.changesCount == 1 { return .replaced }
             try db.execute(sql: """
                 INSERT INTO doorbell (mailbox, id, kind, url, p256dh, auth, created_at)
                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT count(*) FROM doorbell WHERE mailbox = ?1) < ?8
                 """, arguments: [mailbox, id, doorbell.kind.rawValue, doorbell.url, doorbell.subscriberKey.map { Data($0) },
                                  doorbell.authSecret.map { Data($0) }, doorbell.createdAt, maximum])
-            return db.changesCount == 1
+            return db.changesCount == 1 ? .created : .full
         }
     }
 

@@ -3,7 +3,7 @@ import NIOCore
 import PostgresNIO
 
 extension PostgresRelayStore {
-    public func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> Bool {
+    public func saveDoorbell(_ doorbell: Doorbell, maximum: Int) async throws -> DoorbellSave {
         let logger = self.logger
         let mailbox = bytea(doorbell.mailbox.bytes), id = bytea(doorbell.id), kind = doorbell.kind.rawValue
         let key = doorbell.subscriberKey.map(bytea), secret = doorbell.authSecret.map(bytea)
@@ -13,13 +13,14 @@ extension PostgresRelayStore {
             let updated = try await connection.query("""
                 UPDATE doorbell SET kind = \(kind), p256dh = \(key), auth = \(secret) WHERE mailbox = \(mailbox) AND id = \(id) RETURNING 1
                 """, logger: logger).collect()
-            if !updated.isEmpty { return true }
-            return try await !connection.query("""
+            if !updated.isEmpty { return .replaced }
+            let inserted = try await !connection.query("""
                 INSERT INTO doorbell (mailbox, id, kind, url, p256dh, auth, created_at)
                 SELECT \(mailbox), \(id), \(kind), \(doorbell.url), \(key), \(secret), \(doorbell.createdAt)
                 WHERE (SELECT count(*) FROM doorbell WHERE mailbox = \(mailbox)) < \(Int64(maximum))
                 RETURNING 1
                 """, logger: logger).collect().isEmpty
+            return inserted ? .created : .full
         }
     }
 
