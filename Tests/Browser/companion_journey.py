@@ -177,6 +177,18 @@ class Journey:
         expression = f"tasks().find(t => t.request === {request_text!r} && ['succeeded','failed','cancelled','refused','timedOut'].includes(t.status))"
         return self.wait(expression, f"the task '{request_text}' to finish", timeout)
 
+    def open_code(self, link):
+        """Opens a code's link in the page. From the app's own page that is a change of fragment, not a
+        load: wait for the page's hashchange handler to have taken it, or a check could read what the
+        page still shows about the previous code."""
+        same_document = self.js("location.href.split('#')[0]") == link.split("#")[0]
+        if same_document:
+            # Listeners run in the order they were added: this one runs after the app's.
+            self.js("(window.__codeTaken = false, addEventListener('hashchange', () => { window.__codeTaken = true; }, { once: true }), true)")
+        self.page.navigate(link)
+        if same_document:
+            self.wait("window.__codeTaken === true", "the page to take the new code")
+
     def cli_error(self, link):
         """What the command-line companion says about this code (its `errand: error:` line)."""
         result = self.run("pair", "--home", os.path.join(self.work, "cli-phone"), "--name", "cli", "--yes", "-",
@@ -371,7 +383,7 @@ class Journey:
         while not os.path.exists(png) and time.monotonic() < deadline:
             time.sleep(0.05)
         link = subprocess.run(["zbarimg", "--raw", "-q", png], capture_output=True, text=True, timeout=30).stdout.strip()
-        self.page.navigate(link)
+        self.open_code(link)
         self.wait("viewShown('pair-view') && document.getElementById('pair-host').textContent === 'laptop'", "the second host's pairing view")
         check(self.js("control('Device name').value") == "phone", "the device name is not remembered for the second pairing")
         self.js("press('Pair')")
@@ -386,7 +398,7 @@ class Journey:
         page = self.page
         # Reused: the first code, already used to pair.
         cli = self.cli_error(self.first_link)
-        page.navigate(self.first_link)
+        self.open_code(self.first_link)
         self.wait("viewShown('pair-view')", "the pairing view for the used code")
         self.js("fill('Device name', 'phone again') && press('Pair')")
         shown = self.wait("problem()", "the refusal of the used code")
@@ -397,7 +409,7 @@ class Journey:
         process, _, link = self.host_pair("expired", ["--timeout", "1"])
         time.sleep(2.2)
         cli = self.cli_error(link)
-        page.navigate(link)
+        self.open_code(link)
         shown = self.wait("problem()", "the refusal of the expired code")
         check(re.sub(r"\d+ seconds?", "N seconds", shown) == re.sub(r"\d+ seconds?", "N seconds", cli),
               f"an expired code: the page says {shown!r}, the command line {cli!r}")
@@ -409,7 +421,7 @@ class Journey:
         process, lines, link = self.host_pair("altered", ["--yes"])
         swapped = re.sub(r"x=[A-Za-z0-9_-]{43}", "x=NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ", link)
         check(swapped != link, "could not alter the code")
-        page.navigate(swapped)
+        self.open_code(swapped)
         self.wait("viewShown('pair-view')", "the pairing view for the altered code")
         self.js("fill('Device name', 'phone altered') && press('Pair')")
         shown = self.wait("problem()", "the refusal of the altered code", timeout=30)
