@@ -1,8 +1,14 @@
-// Keeps the app's own files so it opens offline. Network first (an update applies at once when
-// online), the cached copy when the network fails.
-const cacheName = 'errand-app-v2';
+// The app's service worker (a module). It keeps the app's own files so the app opens offline
+// (network first, so an update applies at once when online; the cached copy when the network
+// fails), and it answers doorbells: a push carries nothing, so it fetches and decrypts what waits
+// in the mailboxes (through the open page when one holds the keys, else itself, under the same
+// lock) and writes the notification from what it read.
+import { loadSodium } from './js/primitives.js';
+import { Companion, noticeText } from './js/companion.js';
+
+const cacheName = 'errand-app-v3';
 const files = ['./', 'index.html', 'app.css', 'manifest.webmanifest', 'icons/icon.svg', 'icons/icon-192.png', 'icons/icon-512.png',
-  'js/app.js', 'js/bytes.js', 'js/companion.js', 'js/envelope.js', 'js/offer.js', 'js/padding.js', 'js/pairing.js',
+  'js/app.js', 'js/bytes.js', 'js/companion.js', 'js/envelope.js', 'js/notify.js', 'js/offer.js', 'js/padding.js', 'js/pairing.js',
   'js/primitives.js', 'js/ratchet.js', 'js/relay.js', 'js/sodium.js', 'js/store.js', 'vendor/sodium.mjs', 'vendor/sodium.wasm'];
 
 self.addEventListener('install', event => {
@@ -36,4 +42,110 @@ self.addEventListener('fetch', event => {
       throw error;
     }
   })());
+});
+
+// MARK: Doorbells
+
+/** The lock the page holds while it runs: one holder of the keys and sessions at a time. */
+const lockName = 'errand-companion';
+const pageAnswerMilliseconds = 10000;
+const icon = 'icons/icon-192.png';
+
+/**
+ * Runs `work` ('catchUp' or 'resubscribe') where the keys are: in the open page that holds them,
+ * else here under the page's lock. Resolves to the work's result, or throws when it could not run.
+ */
+async function withCompanion(work, extra = {}) {
+  const windows = await self.clients.matchAll({ type: 'window' });
+  const answer = await new Promise(resolve => {
+    let left = windows.length;
+    if (left === 0) resolve(null);
+    for (const client of windows) {
+      const channel = new MessageChannel();
+      const timer = setTimeout(() => done(null), pageAnswerMilliseconds);
+      const done = reply => {
+        clearTimeout(timer);
+        channel.port1.close();
+        if (reply?.running) resolve(reply); else if (--left === 0) resolve(null);
+      };
+      channel.port1.onmessage = event => done(event.data);
+      client.postMessage({ type: 'errand-work', work, ...extra }, [channel.port2]);
+    }
+  });
+  if (answer) {
+    if (answer.error) throw new Error(answer.error);
+    return answer.result;
+  }
+  return navigator.locks.request(lockName, { ifAvailable: true }, async lock => {
+    if (!lock) throw new Error('another tab holds the keys and did not answer');
+    await loadSodium();
+    const companion = new Companion();
+    if (work === 'catchUp') return companion.catchUp();
+    const current = await companion.notifications();
+    if (current?.key) await companion.enableNotifications(extra.subscription, current.key);
+    return null;
+  });
+}
+
+async function notify(title, options) {
+  await self.registration.showNotification(title, { icon, badge: icon, ...options });
+}
+
+/** What a doorbell shows: each task that finished, or that nothing new was found. */
+async function ring() {
+  let result;
+  try {
+    result = await withCompanion('catchUp');
+  } catch (error) {
+    console.warn(`errand: a doorbell rang, but the mailboxes could not be read (${error.message})`);
+    result = null;
+  }
+  // Every push must show a notification (the browser requires it); without content, a plain one.
+  if (!result || (result.notices.length === 0 && result.failures.length > 0)) {
+    await notify('Errand', { body: 'Something is ready. Open Errand to read it.', tag: 'errand-doorbell' });
+    return;
+  }
+  if (result.notices.length === 0) {
+    await notify('Errand', { body: 'Nothing new: this device is up to date.', tag: 'errand-nothing-new', silent: true });
+    return;
+  }
+  const shown = result.notices.slice(0, 4);
+  for (const notice of shown) {
+    const { title, body } = noticeText(notice);
+    await notify(title, { body, tag: `errand-task-${notice.task}`, data: { host: notice.host, task: notice.task } });
+  }
+  if (result.notices.length > shown.length) {
+    const more = result.notices.length - shown.length;
+    await notify('Errand', { body: `${more} more task${more === 1 ? '' : 's'} finished.`, tag: 'errand-more' });
+  }
+}
+
+self.addEventListener('push', event => { event.waitUntil(ring()); });
+
+// Tapping a notification opens its task: in the open app if there is one, else in a new window.
+self.addEventListener('notificationclick', event => {
+  event.notification.close();
+  const { host, task } = event.notification.data ?? {};
+  event.waitUntil((async () => {
+    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    const scope = new URL(self.registration.scope);
+    const open = windows.find(client => new URL(client.url).pathname.startsWith(scope.pathname));
+    if (open) {
+      await open.focus();
+      if (host && task) open.postMessage({ type: 'errand-open', host, task });
+      return;
+    }
+    const url = new URL(scope);
+    if (host && task) { url.searchParams.set('host', host); url.searchParams.set('task', task); }
+    await self.clients.openWindow(url.href);
+  })());
+});
+
+// The push service replaced the subscription: register the new one as the doorbell.
+self.addEventListener('pushsubscriptionchange', event => {
+  event.waitUntil((async () => {
+    const subscription = event.newSubscription ?? (event.oldSubscription
+      ? await self.registration.pushManager.subscribe(event.oldSubscription.options) : null);
+    if (subscription) await withCompanion('resubscribe', { subscription: subscription.toJSON() });
+  })().catch(error => console.warn(`errand: the renewed push subscription is not registered (${error.message})`)));
 });

@@ -133,6 +133,33 @@ class Browser:
     def grant(self, origin, permissions):
         self.pipe.call("Browser.grantPermissions", {"origin": origin, "permissions": permissions})
 
+    def deliver_push(self, origin, data="", timeout=20):
+        """Delivers a push message to the origin's service worker as a push service would (no
+        push service can be reached here). Returns how long the delivery call took, in seconds."""
+        if not getattr(self, "worker_session", None):
+            # The ServiceWorker domain lives on page targets: a blank tab of its own, in the
+            # background (a tab in front would stop the others from drawing their screenshots).
+            target = self.pipe.call("Target.createTarget", {"url": "about:blank", "background": True})["targetId"]
+            self.worker_session = self.pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            self.pipe.call("ServiceWorker.enable", session=self.worker_session)
+        deadline = time.monotonic() + timeout
+        registration = None
+        while registration is None:
+            for event in self.pipe.events:
+                if event.get("sessionId") == self.worker_session and event.get("method") == "ServiceWorker.workerRegistrationUpdated":
+                    for entry in event["params"]["registrations"]:
+                        if entry["scopeURL"].startswith(origin) and not entry.get("isDeleted"):
+                            registration = entry["registrationId"]
+            if registration is None:
+                if time.monotonic() > deadline:
+                    raise BrowserError(f"no service worker registered for {origin}")
+                self.pipe.call("Browser.getVersion")  # lets events arrive
+                time.sleep(0.05)
+        started = time.monotonic()
+        self.pipe.call("ServiceWorker.deliverPushMessage", {"origin": origin, "registrationId": registration, "data": data},
+                       session=self.worker_session, timeout=timeout)
+        return time.monotonic() - started
+
 
 class Page:
     """One tab."""

@@ -20,6 +20,7 @@ Usage: companion_journey.py [--bin .build/debug] [--screenshots DIR] [--keep]
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chromium import Browser, BrowserError  # noqa: E402
@@ -91,9 +94,12 @@ class Journey:
     def start_relay(self, port=0):
         out = open(os.path.join(self.work, "relay.out"), "w+")
         log = open(os.path.join(self.work, "relay.log"), "a")
+        # Doorbells may ring the stand-in push service on loopback (never allowed by default).
+        push = {"ERRAND_RELAY_PUSH_ALLOWED_HOSTS": "127.0.0.1", "ERRAND_RELAY_PUSH_ALLOW_HTTP": "true",
+                "ERRAND_RELAY_PUSH_MIN_INTERVAL_SECONDS": "1"}
         process = subprocess.Popen([self.relay_binary, "serve", "--listen", f"127.0.0.1:{port}",
                                     "--data", os.path.join(self.work, "relay"), "--open-registration"],
-                                   stdout=out, stderr=log)
+                                   stdout=out, stderr=log, env={**os.environ, **push})
         self.processes.append(process)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -297,6 +303,10 @@ class Journey:
         cancelled = self.task_done("count-slowly 60")
         check(cancelled["status"] == "cancelled", f"the cancelled task ended as {cancelled}")
 
+        # Notifications: on from a tap; a finished task rings the phone, whose service worker
+        # writes the words; the relay and the push service see none of them.
+        self.notifications(browser)
+
         # 4. A reload keeps everything: the conversation is there and the session still works.
         before = self.js("tasks().length")
         self.page.reload()
@@ -372,6 +382,93 @@ class Journey:
                        " tx.oncomplete = () => { db.close(); r(counts); }; }; q.onupgradeneeded = () => {}; })")
         check(left == [0, 0, 0], f"forgetting everything left records: {left}")
 
+    def start_push_service(self):
+        port_file = os.path.join(self.work, "push.port")
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/Push/push_service.py"), port_file],
+                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, "push.log"), "w"))
+        self.processes.append(process)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise Failure("the stand-in push service did not start: " + open(os.path.join(self.work, "push.log")).read()[-2000:])
+            time.sleep(0.05)
+        return "http://127.0.0.1:" + open(port_file).read().strip()
+
+    def push_calls(self, service):
+        with urllib.request.urlopen(service + "/calls", timeout=10) as response:
+            return json.load(response)
+
+    def notifications(self, browser):
+        service = self.start_push_service()
+        with urllib.request.urlopen(urllib.request.Request(service + "/subscribe?behavior=ok", method="POST"), timeout=10) as response:
+            subscription = json.load(response)
+        # Headless Chromium has a push manager but no push service to subscribe with: the page gets
+        # the stand-in's subscription instead (the browser's part: endpoint and keys).
+        self.js("(() => { const s = " + json.dumps(subscription) + "; let current = null;"
+                " const made = key => ({ endpoint: s.endpoint, options: { applicationServerKey: key }, unsubscribe: async () => { current = null; return true; },"
+                "   toJSON: () => ({ endpoint: s.endpoint, expirationTime: null, keys: { p256dh: s.p256dh, auth: s.auth } }) });"
+                " PushManager.prototype.getSubscription = async function () { return current; };"
+                " PushManager.prototype.subscribe = async function (options) { current = made(options.applicationServerKey); return current; };"
+                " return true; })()")
+        browser.grant(self.url, ["notifications"])
+        self.wait("!!control('Turn on notifications') && !!control('Not now')", "the offer to turn notifications on")
+        self.js("press('Turn on notifications')")
+        status = self.wait("(() => { const t = document.getElementById('notify-status').textContent; return t.includes('on for') ? t : null; })()",
+                           "notifications on")
+        check(status == "Notifications: on for studio.", f"the notification status says {status!r}")
+        check(self.js("!control('Turn on notifications')"), "the offer stays after notifications were turned on")
+
+        # A task finishes while the app is closed: the relay rings, the worker catches up.
+        self.js("document.getElementById('actions-panel').open = true")
+        self.js("fill('Arguments for count-slowly', '3') && press('Run count-slowly')")
+        self.js("document.getElementById('actions-panel').open = false")
+        task = self.wait("tasks().find(t => t.request === 'count-slowly 3' && t.status === 'running')", "the task to start")["task"]
+        self.page.navigate("about:blank")
+        deadline = time.monotonic() + 30
+        while not (rings := [c for c in self.push_calls(service) if c["kind"] == "push" and c["name"] == subscription["name"]]):
+            if time.monotonic() > deadline:
+                with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
+                    metrics = [l for l in response.read().decode().splitlines() if "doorbell" in l or "live" in l]
+                raise Failure("the relay did not ring the push service for the finished task:\n" + "\n".join(metrics))
+            time.sleep(0.1)
+        ring = rings[0]
+        check(ring["status"] == 201 and ring.get("vapidProblem") is None, f"the ring: {ring}")
+        check(ring.get("payload") == '{"errand":"doorbell","v":1}', f"the ring's payload: {ring.get('payload')!r}")
+        delivery = browser.deliver_push(self.url, ring["payload"])
+        self.measured["push delivered to the service worker"] = delivery
+        # A page of the app's origin that does not run the app (it would take the keys' lock).
+        self.page.navigate(self.url + "/app/manifest.webmanifest")
+        notices = self.wait("navigator.serviceWorker.getRegistration('/app/').then(r => r && r.getNotifications())"
+                            ".then(n => n && n.length ? n.map(x => ({ title: x.title, body: x.body, data: x.data, tag: x.tag })) : null)",
+                            "the notification")
+        check(len(notices) == 1, f"notifications shown: {notices}")
+        notice = notices[0]
+        check(notice["title"] == "studio: count-slowly 3 — succeeded", f"the notification's title: {notice['title']!r}")
+        check(notice["body"] == "count 3", f"the notification's body: {notice['body']!r}")
+        check(notice["data"]["task"] == task, f"the notification names task {notice['data']}, not {task}")
+        self.say(f"notification: {notice['title']} / {notice['body']}")
+        # None of the task's words reached the relay (its database, its logs) or the push service.
+        seen = json.dumps(self.push_calls(service)).encode()
+        for root, _, names in os.walk(os.path.join(self.work, "relay")):
+            for name in names:
+                seen += open(os.path.join(root, name), "rb").read()
+        for name in ("relay.log", "relay.out"):
+            seen += open(os.path.join(self.work, name), "rb").read()
+        for words in (b"count-slowly", b"count 3", b"succeeded"):
+            check(words not in seen, f"{words!r} reached the relay or the push service")
+        # Tapping it opens that task (the worker opens the app at ?host=…&task=…).
+        self.js("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications()).then(n => n.forEach(x => x.close())).then(() => true)")
+        self.page.navigate(self.url + f"/app/?host={notice['data']['host']}&task={task}")
+        self.wait(f"document.querySelector('#tasks li.opened')?.dataset.task === {task!r}", "the tapped task, shown")
+        check("?" not in self.js("location.href"), "the task link stays in the address bar")
+        self.shot("4b-notification-opened")
+        # With the app open and nothing new, a push still shows a notification, saying so.
+        self.wait("document.getElementById('connection').textContent.startsWith('connected')", "the app connected again")
+        browser.deliver_push(self.url, "")
+        quiet = self.wait("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
+                          ".then(n => n.length ? n.map(x => x.body) : null)", "the 'nothing new' notification")
+        check(quiet == ["Nothing new: this device is up to date."], f"the second notification: {quiet}")
+
     def pair_second_host(self, browser):
         second = os.path.join(self.work, "host2")
         self.run("host", "init", "--home", second, "--relay", self.url, "--name", "laptop")
@@ -391,6 +488,8 @@ class Journey:
         tabs = self.wait("(() => { const t = [...document.querySelectorAll('#host-tabs button')].map(b => b.textContent); return t.length === 2 ? t : null; })()",
                          "a tab for each host")
         check(sorted(tabs) == ["laptop", "studio"], f"host tabs {tabs}")
+        self.wait("['Notifications: on for studio, laptop.', 'Notifications: on for laptop, studio.']"
+                  ".includes(document.getElementById('notify-status').textContent)", "notifications for the second computer too")
         self.js("[...document.querySelectorAll('#host-tabs button')].find(b => b.textContent === 'studio').click(), true")
         self.wait("document.querySelector('#host-tabs [aria-current=true]')?.textContent === 'studio' && tasks().length > 0", "the studio conversation")
 
@@ -460,6 +559,8 @@ def main():
                     except Exception:
                         pass
                 print(f"web journey: FAILED: {error}", file=sys.stderr)
+                print("web journey: at " + " < ".join(f"{frame.name}:{frame.lineno}" for frame in reversed(traceback.extract_tb(error.__traceback__))),
+                      file=sys.stderr)
                 print(f"web journey: logs in {journey.work}", file=sys.stderr)
                 journey.keep = True
                 sys.exit(1)

@@ -1,11 +1,12 @@
 // The page: which view shows, and what each control does. All protocol work is in companion.js.
 import { loadSodium } from './primitives.js';
 import { parseOffer, fingerprint, formatSAS, OfferError } from './offer.js';
-import { Companion, CompanionError } from './companion.js';
+import { Companion, CompanionError, taskSummary } from './companion.js';
+import { pushSupported, turnOn, turnOff, answerServiceWorker } from './notify.js';
 
 const $ = id => document.getElementById(id);
 const views = ['loading-view', 'lock-view', 'welcome-view', 'pair-view', 'conversation-view'];
-const state = { offer: null, selected: null, pairing: false };
+const state = { offer: null, selected: null, pairing: false, opened: null, opening: false };
 let companion;
 
 function show(view) { for (const v of views) $(v).hidden = v !== view; }
@@ -117,12 +118,6 @@ async function pair(event) {
 
 // MARK: Conversation
 
-function summary(request) {
-  if (!request) return '(sent from another device)';
-  if (request.executor === 'agent' || request.executor === 'shell') return request.text ?? '';
-  return [request.action ?? '', ...(request.arguments ?? [])].join(' ');
-}
-
 const statusText = { sending: 'waiting to send', queued: 'queued', running: 'running', succeeded: 'done', failed: 'failed',
   cancelled: 'cancelled', timedOut: 'timed out', interrupted: 'interrupted', refused: 'refused' };
 
@@ -131,8 +126,9 @@ function renderTask(host, task) {
   const meta = [task.request?.executor === 'action' ? 'action' : null, task.device ? `from ${task.device}` : null,
     task.exitCode !== undefined && task.exitCode !== null ? `exit ${task.exitCode}` : null, task.reason ?? null,
     task.truncated ? 'output truncated' : null].filter(Boolean).join(' · ');
-  return element('li', { class: 'task', 'data-task': task.task, 'data-status': task.status },
-    element('header', {}, element('span', { class: 'request' }, summary(task.request)),
+  const opened = task.task === state.opened;
+  return element('li', { class: opened ? 'task opened' : 'task', 'data-task': task.task, 'data-status': task.status, tabindex: opened ? '-1' : null },
+    element('header', {}, element('span', { class: 'request' }, taskSummary(task.request)),
       element('span', { class: `status ${task.status}` },
         task.status === 'sending' && host.revoked ? 'not sent' : statusText[task.status] ?? task.status)),
     meta ? element('div', { class: 'meta' }, meta) : null,
@@ -182,7 +178,56 @@ async function renderConversation(hosts) {
     : [element('li', { class: 'empty' }, `Paired with ${host.name}. Send a message, or run one of its actions.`)]));
   renderActions(host);
   $('host-details').textContent = `${host.name}, paired ${new Date(host.pairedAt * 1000).toLocaleString()} as “${host.deviceName}”, through ${host.relayURL}.`;
-  if (atBottom) window.scrollTo(0, document.body.scrollHeight);
+  await renderNotifications(hosts);
+  if (atBottom && !state.opening) window.scrollTo(0, document.body.scrollHeight);
+}
+
+// MARK: Notifications
+
+async function renderNotifications(hosts) {
+  const supported = pushSupported();
+  const notifications = await companion.notifications();
+  const declined = await companion.notificationsDeclined();
+  const blocked = supported && Notification.permission === 'denied';
+  $('notify-offer').hidden = !supported || !!notifications || declined || blocked || !hosts.some(h => !h.revoked);
+  const registered = hosts.filter(h => h.doorbell).map(h => h.name);
+  $('notify-status').textContent = !supported ? 'Notifications: this browser cannot show them for a web app.'
+    : blocked ? "Notifications: blocked for this site in the browser's settings."
+    : notifications ? `Notifications: on${registered.length ? ` for ${registered.join(', ')}` : ''}.` : 'Notifications: off.';
+  $('notify-on').hidden = !supported || blocked || !!notifications || !$('notify-offer').hidden;
+  $('notify-off').hidden = !notifications;
+}
+
+async function enableNotifications() {
+  problem(null);
+  $('notify-status').textContent = 'Notifications: turning on…';
+  try {
+    const { skipped } = await turnOn(companion);
+    if (skipped.length) {
+      problem(new CompanionError(`notifications are on, but not for ${skipped.map(s => `${s.hostName} (${s.reason})`).join(', ')}`,
+        "ask that relay's operator to turn push on, or use 'errand notify' with ntfy on a computer"));
+    }
+  } catch (error) { problem(error); }
+  await render();
+}
+
+/** Shows the task a tapped notification named, once its conversation is on screen. */
+function openTask() {
+  const item = document.querySelector('#tasks li.opened');
+  state.opening = false;
+  if (!item) return;
+  item.scrollIntoView({ block: 'center' });
+  item.focus({ preventScroll: true });
+}
+
+function openFromNotification(host, task) {
+  if (typeof host !== 'string' || typeof task !== 'string') return;
+  if (!companion) { openedFor = { host, task }; return; }
+  state.selected = host;
+  state.opened = task;   // outlined until another notification opens another task
+  state.opening = true;  // scrolled to once
+  state.offer = null;
+  render();
 }
 
 let rendering = null, again = false;
@@ -196,6 +241,7 @@ async function render() {
       if (hosts.length === 0) { show('welcome-view'); $('connection').textContent = ''; continue; }
       await renderConversation(hosts);
       show('conversation-view');
+      if (state.opening) openTask();
     } while (again);
   })();
   try { await rendering; } finally { rendering = null; }
@@ -229,16 +275,43 @@ async function start() {
   });
   $('forget-all').addEventListener('click', async () => {
     if (confirm('Forget every paired computer, their keys and conversations on this device? Pair again to use Errand here.')) {
+      if (await companion.notifications()) await turnOff(companion).catch(error => console.warn(`errand: notifications not turned off (${error.message})`));
       await companion.forgetEverything(); state.offer = null; await render();
     }
   });
   $('forget-revoked').addEventListener('click', async () => { await companion.unpair(state.selected); await render(); });
+  $('notify-offer-on').addEventListener('click', enableNotifications);
+  $('notify-on').addEventListener('click', enableNotifications);
+  $('notify-offer-later').addEventListener('click', async () => { await companion.declineNotifications(); await render(); });
+  $('notify-off').addEventListener('click', async () => {
+    problem(null);
+    try {
+      const failed = await turnOff(companion);
+      if (failed.length) {
+        problem(new CompanionError(`the relay of ${failed.map(f => f.hostName).join(', ')} could not be told to stop ringing (${failed[0].reason})`,
+          'this device will still be woken there; it says "nothing new" when it is'));
+      }
+    } catch (error) { problem(error); }
+    await render();
+  });
   window.addEventListener('online', () => companion.reconnectNow());
+  window.addEventListener('pagehide', () => companion.pause());
+  window.addEventListener('pageshow', event => { if (event.persisted) companion.resume(); });
   window.addEventListener('hashchange', () => takeOfferFromLocation());
 
+  if (openedFor) openFromNotification(openedFor.host, openedFor.task);
   for (const host of await companion.hosts()) companion.connect(host.id);
   companion.pruneSeen().catch(error => console.warn('errand: could not prune received ids', error));
   if (!takeOfferFromLocation()) await render();
+}
+
+/** The task a tapped notification opened the app for (`?host=…&task=…`), read and removed at once. */
+let openedFor = null;
+function readTaskLink() {
+  const query = new URLSearchParams(location.search);
+  if (!query.has('task')) return null;
+  history.replaceState(null, '', location.pathname + location.hash);
+  return { host: query.get('host'), task: query.get('task') };
 }
 
 /** The offer of the link the page was opened with, read before anything else and removed from the
@@ -261,13 +334,26 @@ function takeOfferFromLocation() {
 }
 
 async function main() {
+  openedFor = readTaskLink();
   openedWith = readFragment();
-  if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(error => console.warn('errand: no offline cache', error));
-  const run = () => start().catch(error => { show('welcome-view'); problem(error); });
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('sw.js', { type: 'module' }).catch(error => console.warn('errand: no offline copy and no notifications', error));
+  }
+  let started = null;
+  // The service worker asks the page that holds the keys to catch up when a push arrives.
+  answerServiceWorker(() => started, openFromNotification);
+  const run = () => {
+    started = start().then(() => companion);
+    started.catch(error => { started = null; show('welcome-view'); problem(error); });
+  };
   if (navigator.locks) {
-    // One tab at a time holds the keys: two tabs advancing one session would break it.
-    navigator.locks.request('errand-companion', { ifAvailable: true }, lock => {
-      if (!lock) { show('lock-view'); return undefined; }
+    // One holder of the keys at a time (two advancing one session would break it): another tab,
+    // or the service worker reading the mailboxes for a notification (briefly). This tab takes
+    // over once the holder lets go.
+    const notice = setTimeout(() => show('lock-view'), 2000);
+    navigator.locks.request('errand-companion', () => {
+      clearTimeout(notice);
+      show('loading-view');
       run();
       return new Promise(() => {});
     });

@@ -30,6 +30,27 @@ function cleanRequest(request) {
   return clean;
 }
 
+/** What a task asked for, in a few words (its text, or the action and its arguments). */
+export function taskSummary(request) {
+  if (!request) return '(sent from another device)';
+  if (request.executor === 'agent' || request.executor === 'shell') return request.text ?? '';
+  return [request.action ?? '', ...(request.arguments ?? [])].join(' ');
+}
+
+const finalWords = { succeeded: 'succeeded', failed: 'failed', cancelled: 'cancelled', timedOut: 'timed out', interrupted: 'interrupted', refused: 'refused' };
+const shortened = (value, length) => (value.length > length ? value.slice(0, length - 1).trimEnd() + '…' : value);
+
+/**
+ * The words of a notification about a finished task: "studio: organize notes — succeeded", and
+ * the last line of its output. Written on this device only; nothing of it ever reaches a server.
+ */
+export function noticeText(notice) {
+  const what = shortened(notice.summary.replace(/\s+/g, ' ').trim() || 'a task', 60);
+  return { title: `${notice.hostName}: ${what} — ${finalWords[notice.status] ?? notice.status}`, body: shortened(notice.lastLine ?? '', 120) };
+}
+
+const lastLine = output => output.split('\n').map(line => line.trim()).filter(Boolean).pop() ?? '';
+
 /** A failure with what to do about it. */
 export class CompanionError extends Error {
   constructor(message, hint) { super(message); this.hint = hint; }
@@ -43,6 +64,7 @@ export class Companion {
     this.connections = new Map();   // host id → {client, link, state: 'connecting'|'online'|'offline', retry}
     this.flushing = new Set();
     this.flushAgain = new Set();       // hosts with messages queued while their flush ran
+    this.notices = null;               // while catching up: the tasks that finished meanwhile
   }
 
   /** Runs `work` after everything queued before it; failures reach the caller only. */
@@ -114,6 +136,12 @@ export class Companion {
     // The host can answer only once it has heard from this device: ask for the actions and the history.
     await this.send(id, { type: 'listActions', request: crypto.randomUUID() });
     await this.send(id, { type: 'sync', request: crypto.randomUUID(), after: 0 });
+    const notifications = await this.notifications();
+    if (notifications) {
+      this.registerDoorbells(notifications)
+        .then(({ skipped }) => { for (const s of skipped) console.warn(`errand: no notifications from ${s.hostName} (${s.reason})`); })
+        .catch(error => console.warn(`errand: no notifications from ${host.name} yet (${error.message})`));
+    }
     return host;
   }
 
@@ -243,7 +271,7 @@ export class Companion {
     if (!host) return;
     const client = this.client(host);
     const connection = this.connections.get(hostId);
-    if (connection.link || connection.opening) return;
+    if (connection.link || connection.opening || connection.paused) return;
     connection.opening = true;
     let signing;
     try { signing = await store.loadIdentity(host.signing, identityLabel(hostId, 'signing')); } finally { connection.opening = false; }
@@ -268,7 +296,7 @@ export class Companion {
         onClose: (reason, refusal) => {
           if (connection.link !== link) return;  // an older socket, already replaced
           connection.link = null;
-          if (connection.stopped) return;
+          if (connection.stopped || connection.paused) return;
           this.setState(hostId, 'offline', refusal ? refusal.message : reason);
           const delay = Math.min(30000, 500 * 2 ** Math.min(connection.attempt++, 6)) * (0.5 + Math.random() / 2);
           connection.timer = setTimeout(open, delay);
@@ -289,6 +317,22 @@ export class Companion {
     const open = positioned.filter(t => !finalStatuses.has(t.status)).map(t => t.position);
     if (open.length) return Math.max(0, Math.min(...open) - 1);
     return positioned.reduce((last, t) => Math.max(last, t.position), 0);
+  }
+
+  /**
+   * Closes every live connection (the page is going away, or into the back-forward cache): the
+   * relay then knows this device is not listening and rings its doorbells. `resume` reopens them.
+   */
+  pause() {
+    for (const connection of this.connections.values()) { connection.paused = true; clearTimeout(connection.timer); connection.link?.close(); }
+  }
+
+  resume() {
+    for (const [hostId, connection] of this.connections) {
+      if (!connection.paused) continue;
+      connection.paused = false; connection.attempt = 0;
+      this.connect(hostId);
+    }
   }
 
   /** Reconnects every host at once (the network came back). */
@@ -363,6 +407,10 @@ export class Companion {
           }
         }
         if (finalStatuses.has(updated.status)) updated.finishedAt = updated.finishedAt ?? Math.floor(Date.now() / 1000);
+        if (this.notices && finalStatuses.has(updated.status) && !finalStatuses.has(task.status)) {
+          this.notices.push({ host: host.id, hostName: host.name, task: updated.task, status: updated.status,
+            summary: taskSummary(updated.request), lastLine: lastLine(updated.output) });
+        }
         return [['put', 'tasks', updated]];
       }
       case 'actions':
@@ -418,10 +466,148 @@ export class Companion {
     });
   }
 
+  // MARK: Catching up (a push woke this device)
+
+  /**
+   * Fetches what waits in each paired computer's mailbox over HTTP, processes it as the live
+   * connection would and acknowledges what was handled. Returns the tasks that finished
+   * meanwhile (see `noticeText`) and, per computer that could not be read, why.
+   */
+  async catchUp() {
+    const notices = [], failures = [];
+    this.notices = notices;
+    try {
+      for (const host of await this.hosts()) {
+        if (host.revoked) continue;
+        try {
+          await this.catchUpWith(host);
+        } catch (error) {
+          failures.push({ host: host.id, hostName: host.name, reason: error.message });
+        }
+      }
+    } finally {
+      this.notices = null;
+    }
+    return { notices, failures };
+  }
+
+  async catchUpWith(host) {
+    const client = this.client(host);
+    const signing = await store.loadIdentity(host.signing, identityLabel(host.id, 'signing'));
+    let after = 0;
+    for (let page = 0; page < 50; page++) {
+      const { envelopes, more } = await client.fetchEnvelopes(host.mailbox, after, signing);
+      const handled = [];
+      for (const { seq, bytes } of envelopes) {
+        if (Number.isSafeInteger(seq)) after = Math.max(after, seq);
+        const id = bytes ? await this.receive(host.id, bytes) : null;
+        if (id) handled.push(hex(id));
+      }
+      await client.acknowledge(host.mailbox, handled, signing);
+      if (!more || envelopes.length === 0) return;
+    }
+  }
+
+  // MARK: Doorbells (notifications)
+
+  /** The push subscription this device registered at its relays ({endpoint, p256dh, auth, key}), or null. */
+  async notifications() { return (await store.read(['settings'], ({ get }) => get('settings', 'notifications'))) ?? null; }
+
+  /** Whether the person said "not now" to the offer of notifications. */
+  async notificationsDeclined() { return (await store.read(['settings'], ({ get }) => get('settings', 'notificationsDeclined'))) === true; }
+  async declineNotifications() { await store.commit([['put', 'settings', true, 'notificationsDeclined']]); this.onChange('notifications'); }
+
+  /** The VAPID public key of the relay of the first paired computer (what a subscription is made with), or null. */
+  async pushKey() {
+    const host = (await this.hosts()).find(h => !h.revoked);
+    if (!host) throw new CompanionError('no paired computer to be notified about', 'pair with a computer first');
+    try {
+      return await this.client(host).pushKey();
+    } catch (error) {
+      throw new CompanionError(`could not ask the relay for its push key: ${error.message}`, 'try again when the relay is reachable');
+    }
+  }
+
+  /**
+   * Registers a browser push subscription (`PushSubscription.toJSON()`, made with `key`) as the
+   * doorbell of this device's mailbox at every paired computer's relay. Returns the computers it
+   * was registered for and those skipped, with why; throws when it was registered for none.
+   */
+  async enableNotifications(subscription, key) {
+    const endpoint = subscription?.endpoint, p256dh = subscription?.keys?.p256dh, auth = subscription?.keys?.auth;
+    if (typeof endpoint !== 'string' || typeof p256dh !== 'string' || typeof auth !== 'string') {
+      throw new CompanionError('the browser made a push subscription without its endpoint or keys', 'turn notifications on again');
+    }
+    const notifications = { endpoint, p256dh, auth, key, enabledAt: Date.now() };
+    const result = await this.registerDoorbells(notifications);
+    if (result.registered.length === 0) {
+      const reasons = result.skipped.map(s => `${s.hostName}: ${s.reason}`).join('; ');
+      throw new CompanionError(`no relay accepted this browser's push service (${reasons})`,
+        "ask the relay's operator to allow it (push.allowed_hosts), or use 'errand notify' with ntfy on a computer");
+    }
+    await store.commit([['put', 'settings', notifications, 'notifications']]);
+    this.onChange('notifications');
+    return result;
+  }
+
+  /** Registers the subscription at each paired computer's relay whose push key it was made with. */
+  async registerDoorbells(notifications) {
+    const registered = [], skipped = [];
+    for (const host of await this.hosts()) {
+      if (host.revoked) continue;
+      const client = this.client(host);
+      try {
+        const key = await client.pushKey();
+        if (key === null) { skipped.push({ host: host.id, hostName: host.name, reason: 'its relay rings no doorbells (push is off there)' }); continue; }
+        if (key !== notifications.key) { skipped.push({ host: host.id, hostName: host.name, reason: 'its relay is another one, with another push key' }); continue; }
+        const signing = await store.loadIdentity(host.signing, identityLabel(host.id, 'signing'));
+        const id = await client.saveDoorbell(host.mailbox, { kind: 'webpush', url: notifications.endpoint, p256dh: notifications.p256dh, auth: notifications.auth }, signing);
+        await this.serial(async () => {
+          const fresh = await store.read(['hosts'], ({ get }) => get('hosts', host.id));
+          if (fresh) await store.commit([['put', 'hosts', { ...fresh, doorbell: id }]]);
+        });
+        registered.push({ host: host.id, hostName: host.name });
+        this.onChange('notifications');
+      } catch (error) {
+        skipped.push({ host: host.id, hostName: host.name, reason: error.message });
+      }
+    }
+    return { registered, skipped };
+  }
+
+  /** Removes this device's doorbells at every relay; returns the computers whose relay could not be told. */
+  async disableNotifications() {
+    const failed = [];
+    for (const host of await this.hosts()) {
+      if (!host.doorbell) continue;
+      try {
+        const signing = await store.loadIdentity(host.signing, identityLabel(host.id, 'signing'));
+        await this.client(host).removeDoorbell(host.mailbox, host.doorbell, signing);
+        await this.serial(async () => {
+          const fresh = await store.read(['hosts'], ({ get }) => get('hosts', host.id));
+          if (fresh) { const { doorbell, ...rest } = fresh; await store.commit([['put', 'hosts', rest]]); }
+        });
+      } catch (error) {
+        failed.push({ host: host.id, hostName: host.name, reason: error.message });
+      }
+    }
+    await store.commit([['delete', 'settings', 'notifications']]);
+    this.onChange('notifications');
+    return failed;
+  }
+
   // MARK: Forgetting
 
   /** Forgets one computer: its keys, session, outbox and conversation. */
   async unpair(hostId) {
+    const paired = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+    if (paired?.doorbell) {
+      // Best effort: a relay that cannot be reached keeps ringing a mailbox nobody reads, which
+      // shows as a "nothing new" notification at most.
+      store.loadIdentity(paired.signing, identityLabel(hostId, 'signing'))
+        .then(signing => this.client(paired).removeDoorbell(paired.mailbox, paired.doorbell, signing))
+        .catch(error => console.warn(`errand: the relay may still ring for ${paired.name} (${error.message})`));
+    }
     const connection = this.connections.get(hostId);
     if (connection) { connection.stopped = true; clearTimeout(connection.timer); connection.link?.close(); this.connections.delete(hostId); }
     await this.serial(async () => {

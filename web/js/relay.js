@@ -1,5 +1,5 @@
 // The relay's HTTP and WebSocket API (docs/protocol.md "Relay API"), as the companion uses it.
-import { base64url, concat, hex, utf8, readU64 } from './bytes.js';
+import { base64url, fromBase64url, concat, hex, utf8, readU64 } from './bytes.js';
 import { sha256, sign, randomBytes } from './primitives.js';
 
 /** A refusal or failure talking to the relay. `transient` is true when trying later may work. */
@@ -101,6 +101,35 @@ export class RelayClient {
     await this.request('POST', `/v1/mailboxes/${mailbox}/acks`, {
       body: JSON.stringify({ ids: idsHex }), headers: { 'Content-Type': 'application/json' }, signer,
     });
+  }
+
+  /** One page of the owner's mailbox after `after`: {envelopes: [{seq, bytes}], more}. */
+  async fetchEnvelopes(mailbox, after, signer, limit = 100) {
+    const response = await this.request('GET', `/v1/mailboxes/${mailbox}/envelopes?after=${after}&limit=${limit}`, { signer });
+    const json = await response.json();
+    if (!json || !Array.isArray(json.envelopes)) throw new RelayError('the relay answered a mailbox page without envelopes', { status: 502, code: 'bad_answer' });
+    return { envelopes: json.envelopes.map(e => ({ seq: e.seq, bytes: fromBase64url(e.envelope) })), more: json.more === true };
+  }
+
+  /** The relay's VAPID public key (base64url), or null when the relay rings no doorbells. */
+  async pushKey() {
+    const response = await this.request('GET', '/v1/push/key', { accept: [200, 404] });
+    if (response.status === 404) return null;
+    const json = await response.json();
+    return typeof json?.vapidPublicKey === 'string' ? json.vapidPublicKey : null;
+  }
+
+  /** Registers a doorbell for the owner's mailbox (protocol "Doorbells"): its id. */
+  async saveDoorbell(mailbox, doorbell, signer) {
+    const response = await this.request('POST', `/v1/mailboxes/${mailbox}/doorbells`, {
+      body: JSON.stringify(doorbell), headers: { 'Content-Type': 'application/json' }, signer, accept: [200, 201],
+    });
+    return (await response.json()).id;
+  }
+
+  /** Removes a doorbell; one the relay no longer has counts as removed. */
+  async removeDoorbell(mailbox, id, signer) {
+    await this.request('DELETE', `/v1/mailboxes/${mailbox}/doorbells/${id}`, { signer, accept: [204, 404] });
   }
 
   /**

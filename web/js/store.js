@@ -25,7 +25,13 @@ export function openDatabase() {
       db.createObjectStore('seen');
       db.createObjectStore('tasks', { keyPath: 'task' }).createIndex('host', 'host');
     };
-    request.onsuccess = () => resolve(request.result);
+    request.onsuccess = () => {
+      const db = request.result;
+      // Another holder (the page, the service worker) deleting or upgrading the database: let go,
+      // and open it again on the next use.
+      db.onversionchange = () => { db.close(); opened = undefined; wrapKey = undefined; };
+      resolve(db);
+    };
     request.onerror = () => reject(request.error);
     request.onblocked = () => reject(new Error('the Errand database is held open by an older version of this page: close its other tabs'));
   });
