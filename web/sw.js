@@ -52,11 +52,12 @@ const pageAnswerMilliseconds = 10000;
 const icon = 'icons/icon-192.png';
 
 /**
- * Runs `work` ('catchUp' or 'resubscribe') where the keys are: in the open page that holds them,
- * else here under the page's lock. Resolves to the work's result, or throws when it could not run.
+ * Runs `work` ('catchUp' or 'resubscribe') where the keys are: in the open page that holds them
+ * (asked only when the lock is held), else here under that lock. Resolves to the work's result, or throws when it could not run.
  */
 async function withCompanion(work, extra = {}) {
-  const windows = await self.clients.matchAll({ type: 'window' });
+  const held = (await navigator.locks.query()).held.some(lock => lock.name === lockName);
+  const windows = held ? await self.clients.matchAll({ type: 'window' }) : [];
   const answer = await new Promise(resolve => {
     let left = windows.length;
     if (left === 0) resolve(null);

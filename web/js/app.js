@@ -295,8 +295,6 @@ async function start() {
     await render();
   });
   window.addEventListener('online', () => companion.reconnectNow());
-  window.addEventListener('pagehide', () => companion.pause());
-  window.addEventListener('pageshow', event => { if (event.persisted) companion.resume(); });
   window.addEventListener('hashchange', () => takeOfferFromLocation());
 
   if (openedFor) openFromNotification(openedFor.host, openedFor.task);
@@ -346,20 +344,21 @@ async function main() {
     started = start().then(() => companion);
     started.catch(error => { started = null; show('welcome-view'); problem(error); });
   };
-  if (navigator.locks) {
-    // One holder of the keys at a time (two advancing one session would break it): another tab,
-    // or the service worker reading the mailboxes for a notification (briefly). This tab takes
-    // over once the holder lets go.
-    const notice = setTimeout(() => show('lock-view'), 2000);
-    navigator.locks.request('errand-companion', () => {
-      clearTimeout(notice);
-      show('loading-view');
-      run();
-      return new Promise(() => {});
-    });
-  } else {
-    run();
-  }
+  if (!navigator.locks) { run(); return; }
+  // One holder of the keys at a time (two advancing one session would break it): another tab,
+  // or the service worker reading the mailboxes for a notification (briefly). This tab takes
+  // over once the holder lets go, and lets go itself while it is hidden in the back-forward
+  // cache (its connections closed), so the service worker can catch up meanwhile.
+  let release = null;
+  const notice = setTimeout(() => show('lock-view'), 2000);
+  const hold = () => navigator.locks.request('errand-companion', () => {
+    clearTimeout(notice);
+    if (started) { companion.resume(); render(); } else { show('loading-view'); run(); }
+    return new Promise(resolve => { release = resolve; });
+  });
+  window.addEventListener('pagehide', () => { companion?.pause(); release?.(); release = null; });
+  window.addEventListener('pageshow', event => { if (event.persisted) hold(); });
+  hold();
 }
 
 main();

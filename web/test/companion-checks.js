@@ -1,10 +1,11 @@
 // The web companion's handling of what a host (or a hostile one) sends, in the browser against
 // real IndexedDB: wrong types are dropped, a final status is never undone, a sync restarts
-// before the first open task, and nothing a host sends makes applying a message throw.
+// before the first open task, nothing a host sends makes applying a message throw, and a
+// catch-up notices exactly the tasks that finished.
 // window.companionChecks is a promise of {"passed": n, "failed": [{name, detail}]}.
 import { loadSodium } from '../js/primitives.js';
 import { unpad } from '../js/padding.js';
-import { Companion } from '../js/companion.js';
+import { Companion, noticeText } from '../js/companion.js';
 import * as store from '../js/store.js';
 
 const results = { passed: 0, failed: [] };
@@ -73,6 +74,27 @@ async function run() {
     await companion.pruneSeen(now);
     const keys = await store.read(['seen'], ({ entries }) => entries('seen'));
     return same(keys.map(([key]) => key), ['host-a/new']);
+  });
+
+  await check('while catching up, a task turning final is noticed once; progress, finals again and history are not', async () => {
+    companion.notices = [];
+    await apply({ type: 'event', event: { task: 't5', status: 'running', output: 'step 1\n', offset: 0 } });
+    await store.commit([['put', 'tasks', { ...(await task('t5')), request: { task: 't5', executor: 'agent', text: 'organize   notes' } }]]);
+    await apply({ type: 'event', event: { task: 't5', status: 'succeeded', output: 'all tidy\n\n', offset: 7, exitCode: 0 } });
+    await apply({ type: 'event', event: { task: 't5', status: 'failed' } });
+    await apply({ type: 'history', entries: [{ task: 't6', status: 'failed', position: 12 }] });
+    const noticed = companion.notices;
+    companion.notices = null;
+    await apply({ type: 'event', event: { task: 't7', status: 'succeeded' } });
+    return same([noticed.map(n => [n.task, n.status, n.summary, n.lastLine, n.hostName]), noticeText(noticed[0])],
+      [[['t5', 'succeeded', 'organize   notes', 'all tidy', 'studio']], { title: 'studio: organize notes — succeeded', body: 'all tidy' }]);
+  });
+
+  await check('notification text is shortened and names a status in words', async () => {
+    const long = noticeText({ hostName: 'studio', summary: 'x'.repeat(100), status: 'timedOut', lastLine: 'y'.repeat(200) });
+    const empty = noticeText({ hostName: 'studio', summary: '  ', status: 'refused' });
+    return same([long.title.length, long.title.endsWith('… — timed out'), long.body.length, empty],
+      ['studio: '.length + 60 + ' — timed out'.length, true, 120, { title: 'studio: a task — refused', body: '' }]);
   });
 
   await check('unpairing forgets the host, its tasks and its received ids', async () => {
