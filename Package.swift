@@ -74,6 +74,8 @@ let package = Package(
             name: "CImageCodec",
             dependencies: ["CLibPNG", "CLibJPEG"]
         ),
+        // Process control Swift cannot call directly (prctl is variadic): the host's subreaper.
+        .target(name: "CProcessControl"),
 
         // MARK: Pure libraries (no I/O except where named)
         // Typed wrapper over libsodium: keys that zero themselves, throwing APIs, constant-time compares.
@@ -157,7 +159,7 @@ let package = Package(
         .target(
             name: "ErrandHost",
             dependencies: [
-                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer", "ErrandTransparency",
+                "ErrandCrypto", "ErrandProtocol", "ErrandRelayClient", "ErrandPeer", "ErrandTransparency", "CProcessControl",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],

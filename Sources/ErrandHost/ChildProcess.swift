@@ -1,3 +1,4 @@
+import CProcessControl
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -40,6 +41,15 @@ struct ChildProcess {
         for descriptor in [inputPipe[0], inputPipe[1], outputPipe[0], outputPipe[1]] {
             posix_spawn_file_actions_addclose(&actions, descriptor)
         }
+        // Nothing else of the host's reaches the task: not its relay connections, not its
+        // database, not a descriptor it inherited (one a parent watches for its exit, say).
+        #if os(Linux)
+        let closing = errand_spawn_close_from(&actions, 3)
+        guard closing == 0 else {
+            for descriptor in [inputPipe[0], inputPipe[1], outputPipe[0], outputPipe[1]] { close(descriptor) }
+            throw ChildProcessError("cannot keep the host's files from the task: \(String(cString: strerror(closing)))")
+        }
+        #endif
 
         var defaults = sigset_t()
         sigemptyset(&defaults)
@@ -49,7 +59,11 @@ struct ChildProcess {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setsigmask(&attributes, &mask)
         posix_spawnattr_setpgroup(&attributes, 0)
+        #if canImport(Darwin)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_CLOEXEC_DEFAULT))
+        #else
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        #endif
 
         // posix_spawn has no portable "change directory" action: a shell changes it and then
         // replaces itself with the program (same pid, same process group).
@@ -81,6 +95,15 @@ struct ChildProcess {
     enum Termination {
         case exited(Int32)
         case signalled(Int32)
+    }
+
+    /// Blocks until the child (not its group) has exited, without reaping it: until ``wait()``,
+    /// its pid, and so its process group's id, cannot be given to another process.
+    func waitForExit() {
+        #if os(Linux)
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        #endif
     }
 
     /// Blocks until the child (not its group) ends, and reaps it.

@@ -17,6 +17,8 @@ public actor HostAgent {
     let inbox: HostInbox
     let log: @Sendable (String) -> Void
     private var running: [String: TaskProcess] = [:]
+    /// The device each running task came from (to stop its tasks when it is revoked).
+    private var runningDevices: [String: Int64] = [:]
     private var flushing = false
     private var flushAgain = false
 
@@ -39,6 +41,14 @@ public actor HostAgent {
     public func run() async throws {
         let lock = try HostLock(directory: host.directory)
         defer { lock.release() }
+        if !TaskLeftovers.becomeSubreaper() {
+            log("note: this system cannot make the host the reaper of its tasks' orphans; a task's child that calls setsid may outlive it")
+        }
+        // A host that did not stop cleanly (killed, or the machine went down) may have left its
+        // tasks' processes running: end them before reporting the tasks interrupted.
+        for task in try host.store.runningProcesses() {
+            TaskLeftovers.endAbandoned(task: task.id, pid: task.processID, start: task.processStart)
+        }
         for task in try host.store.interruptRunning(at: Self.now) {
             log("task \(task.id.prefix(8)) was interrupted by a stop of the host")
             await notify(task.deviceID, TaskEvent(task: task.id, status: .interrupted, reason: task.reason))
@@ -49,8 +59,16 @@ public actor HostAgent {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))
                 await self?.flushOutbox()
+                TaskLeftovers.reapOrphans()
             }
         }
+        let revocations = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await self?.stopTasksOfRevokedDevices()
+            }
+        }
+        defer { revocations.cancel() }
         let auditChecks = Task { [weak self] in await self?.checkAuditLogPeriodically() }
         defer { auditChecks.cancel() }
         let subscription = client.subscribe(owner: host.identity.signing)
@@ -72,6 +90,18 @@ public actor HostAgent {
     }
 
     private var stopping = false
+
+    /// A device revoked while its tasks run (`errand host revoke`, from another process): its
+    /// running tasks are stopped, not left to run to their end.
+    private func stopTasksOfRevokedDevices() {
+        guard !runningDevices.isEmpty, let devices = try? host.store.devices(includeRevoked: true) else { return }
+        let revoked = Set(devices.filter(\.isRevoked).map(\.id))
+        for (task, device) in runningDevices where revoked.contains(device) {
+            guard let process = running[task] else { continue }
+            log("stopping task \(task.prefix(8)): its device was revoked")
+            process.stop(.revoked)
+        }
+    }
 
     private func stopRunningTasks() async {
         for process in running.values { process.stop(.hostStopping) }
@@ -207,6 +237,8 @@ public actor HostAgent {
             do {
                 let process = try launch(task)
                 running[task.id] = process
+                runningDevices[task.id] = task.deviceID
+                try? host.store.recordProcess(of: task.id, id: process.processID, start: TaskLeftovers.startTime(of: process.processID))
                 log("running task \(task.id.prefix(8)): \(task.request.executor.rawValue)")
                 await notify(task.deviceID, TaskEvent(task: task.id, status: .running))
                 Task { await self.follow(task, process) }
@@ -237,7 +269,6 @@ public actor HostAgent {
         environment["HOME"] = inherited["HOME"] ?? NSHomeDirectory()
         environment["LANG"] = inherited["LANG"] ?? "C.UTF-8"
         environment["TERM"] = "dumb"
-        environment["ERRAND_TASK"] = task.id
         environment["ERRAND_CONVERSATION"] = conversationID
         environment["ERRAND_DEVICE"] = task.deviceName
         let executable: String
@@ -273,7 +304,7 @@ public actor HostAgent {
             executable = "/bin/sh"
             arguments = ["-c", task.request.text ?? ""]
         }
-        return try TaskProcess(executable: executable, arguments: arguments, input: input, environment: environment,
+        return try TaskProcess(task: task.id, executable: executable, arguments: arguments, input: input, environment: environment,
                                workingDirectory: configuration.resolvedWorkingDirectory,
                                timeout: .seconds(configuration.timeoutSeconds), outputCap: configuration.outputCapBytes)
     }
@@ -308,6 +339,7 @@ public actor HostAgent {
             case .finished(let status, let exitCode, let reason):
                 await sendOutput(task, &pending, &pendingOffset, final: true)
                 running[task.id] = nil
+                runningDevices[task.id] = nil
                 // The result and the message carrying it are saved together: a crash cannot keep
                 // the result from the device.
                 let event = TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,

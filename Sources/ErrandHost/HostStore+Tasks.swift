@@ -110,6 +110,24 @@ extension HostStore {
         }
     }
 
+    /// A running task's main process as it was started: its pid (also its process group's id)
+    /// and start time (see ``TaskLeftovers/startTime(of:)``), so a later host can end it.
+    public func recordProcess(of id: String, id pid: Int32, start: UInt64?) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE task SET process_id = ?, process_start = ? WHERE id = ? AND status = 'running'",
+                           arguments: [pid, start.map { Int64(bitPattern: $0) }, id])
+        }
+    }
+
+    /// Tasks recorded as running, with their main process as recorded (nil when none was).
+    public func runningProcesses() throws -> [(id: String, processID: Int32?, processStart: UInt64?)] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, process_id, process_start FROM task WHERE status = 'running'").map { row in
+                (id: row[0], processID: row[1], processStart: (row[2] as Int64?).map { UInt64(bitPattern: $0) })
+            }
+        }
+    }
+
     /// Cancels a task that has not started; false when it is running or finished.
     public func cancelQueued(_ id: String, at time: Int64) throws -> Bool {
         try queue.write { db in

@@ -157,6 +157,10 @@ public final class HostStore: Sendable {
             // Urgent messages (a task's end) ring the device's doorbells when it is offline.
             try db.execute(sql: "ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v5: a running task's process") { db in
+            // What a host that did not stop cleanly left running is ended by the next one.
+            try db.execute(sql: "ALTER TABLE task ADD COLUMN process_id INTEGER; ALTER TABLE task ADD COLUMN process_start INTEGER")
+        }
         return migrator
     }
 

@@ -6,8 +6,9 @@ import Synchronization
 /// cancellation, and an output cap (the rest is dropped and a marker added).
 ///
 /// The process runs in a process group of its own (see ``ChildProcess``). Stopping signals the
-/// whole group, and when the main process ends, whatever it left running in its group is killed
-/// after a short grace, so a background child can neither keep the task "running" nor outlive it.
+/// whole group, and when the main process ends, whatever it left running — in its group, or
+/// tagged with the task wherever it went (``TaskLeftovers``) — is killed after a short grace for
+/// its last output, so a background child can neither keep the task "running" nor outlive it.
 final class TaskProcess: Sendable {
     /// What the process reports while it runs.
     enum Event: Sendable {
@@ -19,7 +20,7 @@ final class TaskProcess: Sendable {
 
     /// Why a process was stopped.
     enum StopCause: Sendable {
-        case timedOut, cancelled, hostStopping
+        case timedOut, cancelled, hostStopping, revoked
     }
 
     static let truncationMarker = Array("\n[errand: output truncated at the host's cap]\n".utf8)
@@ -29,12 +30,19 @@ final class TaskProcess: Sendable {
     let events: AsyncStream<Event>
     /// The child's process group (negative pid, for kill).
     private let group: pid_t
+    /// The task's main process (and its process group's id).
+    let processID: pid_t
     private let cause = StopCauseBox()
 
-    /// Starts `executable` with `arguments`; `input` goes to standard input, then it is closed.
-    init(executable: String, arguments: [String], input: [UInt8]?, environment: [String: String], workingDirectory: String,
+    /// Starts `executable` with `arguments` for the task `task` (its processes are tagged with
+    /// `ERRAND_TASK` in `environment`); `input` goes to standard input, then it is closed.
+    init(task: String, executable: String, arguments: [String], input: [UInt8]?, environment: [String: String], workingDirectory: String,
          timeout: Duration, outputCap: Int) throws {
+        var environment = environment
+        environment["ERRAND_TASK"] = task
         let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory)
+        TaskLeftovers.waiting(for: child.pid)
+        self.processID = child.pid
         self.group = -child.pid
         let (events, continuation) = AsyncStream<Event>.makeStream()
         self.events = events
@@ -74,18 +82,23 @@ final class TaskProcess: Sendable {
             readerDone.signal()
         }
         Thread.detachNewThread {
-            let termination = child.wait()
-            // Leftover children holding the pipe: give them a moment, then end them.
-            if readerDone.wait(timeout: .now() + TaskProcess.leftoverGrace) == .timedOut {
-                kill(group, SIGKILL)
-                readerDone.wait()
-            }
+            child.waitForExit()
+            // Output still on its way gets a moment; then whatever the process left running ends
+            // (while its exited main process still holds the group's id, so no other group is hit).
+            _ = readerDone.wait(timeout: .now() + TaskProcess.leftoverGrace)
+            TaskLeftovers.end(task: task, group: -group)
+            // A leftover no signal reached (it left the group and cleared its environment) may
+            // hold the output open: the task ends anyway.
+            _ = readerDone.wait(timeout: .now() + 2)
+            let termination = cause.reap { child.wait() }
+            TaskLeftovers.reaped(child.pid)
             timer.cancel()
             let result: (TaskStatus, Int32?, String?)
             switch cause.value.withLock({ $0 }) {
             case .timedOut?: result = (.timedOut, nil, "stopped after the host's timeout")
             case .cancelled?: result = (.cancelled, nil, "cancelled from a device")
             case .hostStopping?: result = (.interrupted, nil, "the host stopped while it ran")
+            case .revoked?: result = (.cancelled, nil, "stopped: the device that sent it was revoked")
             case nil:
                 switch termination {
                 case .exited(let code): result = (code == 0 ? .succeeded : .failed, code, nil)
@@ -109,15 +122,29 @@ final class TaskProcess: Sendable {
         guard first else { return }
         // The group id stays reserved while any member lives, so signalling it is safe even
         // after the main process has exited.
-        kill(group, SIGTERM)
+        cause.unlessReaped { kill(group, SIGTERM) }
         Thread.detachNewThread {
             Thread.sleep(forTimeInterval: 2)
-            kill(group, SIGKILL)
+            cause.unlessReaped { kill(group, SIGKILL) }
         }
     }
 }
 
-/// Why a process was stopped, set once by whoever stops it first.
+/// Why a process was stopped, set once by whoever stops it first; and whether its main process
+/// was reaped (after which its group's id may belong to another process group).
 final class StopCauseBox: Sendable {
     let value = Mutex<TaskProcess.StopCause?>(nil)
+    private let reaped = Mutex(false)
+
+    func reap<T: Sendable>(_ body: () -> T) -> T {
+        reaped.withLock { done in
+            let result = body()
+            done = true
+            return result
+        }
+    }
+
+    func unlessReaped(_ body: () -> Void) {
+        reaped.withLock { done in if !done { body() } }
+    }
 }
