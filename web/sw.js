@@ -5,6 +5,7 @@
 // lock) and writes the notification from what it read.
 import { loadSodium } from './js/primitives.js';
 import { Companion, noticeText } from './js/companion.js';
+import { claim, read } from './js/store.js';
 
 const cacheName = 'errand-app-v3';
 const files = ['./', 'index.html', 'app.css', 'manifest.webmanifest', 'icons/icon.svg', 'icons/icon-192.png', 'icons/icon-512.png',
@@ -49,6 +50,8 @@ self.addEventListener('fetch', event => {
 /** The lock the page holds while it runs: one holder of the keys and sessions at a time. */
 const lockName = 'errand-companion';
 const pageAnswerMilliseconds = 10000;
+/** How long a doorbell may take before it shows what it has: a plain notification. */
+const ringMilliseconds = 25000;
 const icon = 'icons/icon-192.png';
 
 /**
@@ -79,6 +82,7 @@ async function withCompanion(work, extra = {}) {
   }
   return navigator.locks.request(lockName, { ifAvailable: true }, async lock => {
     if (!lock) throw new Error('another tab holds the keys and did not answer');
+    await claim();
     await loadSodium();
     const companion = new Companion();
     if (work === 'catchUp') return companion.catchUp();
@@ -94,9 +98,20 @@ async function notify(title, options) {
 
 /** What a doorbell shows: each task that finished, or that nothing new was found. */
 async function ring() {
+  // Notifications turned off (or everything forgotten) while a relay still rings: say nothing
+  // of any task, and drop the subscription so it stops.
+  const notifications = await read(['settings'], ({ get }) => get('settings', 'notifications')).catch(() => null);
+  if (!notifications) {
+    await notify('Errand', { body: 'Notifications are off for this device.', tag: 'errand-off', silent: true });
+    const subscription = await self.registration.pushManager.getSubscription().catch(() => null);
+    await subscription?.unsubscribe().catch(() => {});
+    return;
+  }
   let result;
   try {
-    result = await withCompanion('catchUp');
+    let timer;
+    const deadline = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('it took too long')), ringMilliseconds); });
+    result = await Promise.race([withCompanion('catchUp'), deadline]).finally(() => clearTimeout(timer));
   } catch (error) {
     console.warn(`errand: a doorbell rang, but the mailboxes could not be read (${error.message})`);
     result = null;

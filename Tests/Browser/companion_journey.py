@@ -420,9 +420,9 @@ class Journey:
 
         # A task finishes while the app is closed: the relay rings, the worker catches up.
         self.js("document.getElementById('actions-panel').open = true")
-        self.js("fill('Arguments for count-slowly', '3') && press('Run count-slowly')")
+        self.js("fill('Arguments for count-slowly', '5') && press('Run count-slowly')")
         self.js("document.getElementById('actions-panel').open = false")
-        task = self.wait("tasks().find(t => t.request === 'count-slowly 3' && t.status === 'running')", "the task to start")["task"]
+        task = self.wait("tasks().find(t => t.request === 'count-slowly 5' && t.status === 'running')", "the task to start")["task"]
         self.page.navigate("about:blank")
         deadline = time.monotonic() + 30
         while not (rings := [c for c in self.push_calls(service) if c["kind"] == "push" and c["name"] == subscription["name"]]):
@@ -445,8 +445,8 @@ class Journey:
         self.measured["push to notification (the worker fetches, decrypts, writes)"] = time.monotonic() - delivered
         check(len(notices) == 1, f"notifications shown: {notices}")
         notice = notices[0]
-        check(notice["title"] == "studio: count-slowly 3 — succeeded", f"the notification's title: {notice['title']!r}")
-        check(notice["body"] == "count 3", f"the notification's body: {notice['body']!r}")
+        check(notice["title"] == "studio: count-slowly 5 — succeeded", f"the notification's title: {notice['title']!r}")
+        check(notice["body"] == "count 5", f"the notification's body: {notice['body']!r}")
         check(notice["data"]["task"] == task, f"the notification names task {notice['data']}, not {task}")
         self.say(f"notification: {notice['title']} / {notice['body']}")
         # None of the task's words reached the relay (its database, its logs) or the push service.
@@ -456,7 +456,7 @@ class Journey:
                 seen += open(os.path.join(root, name), "rb").read()
         for name in ("relay.log", "relay.out"):
             seen += open(os.path.join(self.work, name), "rb").read()
-        for words in (b"count-slowly", b"count 3", b"succeeded"):
+        for words in (b"count-slowly", b"count 5", b"succeeded"):
             check(words not in seen, f"{words!r} reached the relay or the push service")
         # Tapping it opens that task (the worker opens the app at ?host=…&task=…).
         self.js("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications()).then(n => n.forEach(x => x.close())).then(() => true)")

@@ -3,6 +3,7 @@ import { loadSodium } from './primitives.js';
 import { parseOffer, fingerprint, formatSAS, OfferError } from './offer.js';
 import { Companion, CompanionError, taskSummary } from './companion.js';
 import { pushSupported, turnOn, turnOff, answerServiceWorker } from './notify.js';
+import { claim } from './store.js';
 
 const $ = id => document.getElementById(id);
 const views = ['loading-view', 'lock-view', 'welcome-view', 'pair-view', 'conversation-view'];
@@ -112,6 +113,8 @@ async function pair(event) {
     problem(error);
   } finally {
     state.pairing = false;
+    // A notification tapped while pairing opens its task now.
+    if (openedFor) { const { host, task } = openedFor; openedFor = null; openFromNotification(host, task); }
     $('pair-button').disabled = false; $('device-name').disabled = false;
   }
 }
@@ -222,7 +225,7 @@ function openTask() {
 
 function openFromNotification(host, task) {
   if (typeof host !== 'string' || typeof task !== 'string') return;
-  if (!companion) { openedFor = { host, task }; return; }
+  if (!companion || state.pairing) { openedFor = { host, task }; return; }
   state.selected = host;
   state.opened = task;   // outlined until another notification opens another task
   state.opening = true;  // scrolled to once
@@ -289,7 +292,7 @@ async function start() {
       const failed = await turnOff(companion);
       if (failed.length) {
         problem(new CompanionError(`the relay of ${failed.map(f => f.hostName).join(', ')} could not be told to stop ringing (${failed[0].reason})`,
-          'this device will still be woken there; it says "nothing new" when it is'));
+          'this device may still be woken from there; it then shows a notification without content and unsubscribes'));
       }
     } catch (error) { problem(error); }
     await render();
@@ -337,9 +340,9 @@ async function main() {
   if ('serviceWorker' in navigator) {
     navigator.serviceWorker.register('sw.js', { type: 'module' }).catch(error => console.warn('errand: no offline copy and no notifications', error));
   }
-  let started = null;
+  let started = null, holding = false;
   // The service worker asks the page that holds the keys to catch up when a push arrives.
-  answerServiceWorker(() => started, openFromNotification);
+  answerServiceWorker(() => (holding ? started : null), openFromNotification);
   const run = () => {
     started = start().then(() => companion);
     started.catch(error => { started = null; show('welcome-view'); problem(error); });
@@ -347,18 +350,25 @@ async function main() {
   if (!navigator.locks) { run(); return; }
   // One holder of the keys at a time (two advancing one session would break it): another tab,
   // or the service worker reading the mailboxes for a notification (briefly). This tab takes
-  // over once the holder lets go, and lets go itself while it is hidden in the back-forward
-  // cache (its connections closed), so the service worker can catch up meanwhile.
+  // over once the holder lets go. It lets go itself when it is put away (the back-forward cache,
+  // a frozen background tab), its connections closed, so the service worker can catch up
+  // meanwhile; the state is fenced (store.claim), so nothing it had in flight can commit after,
+  // and it reloads when it comes back rather than act on what it showed before.
   let release = null;
   const notice = setTimeout(() => show('lock-view'), 2000);
-  const hold = () => navigator.locks.request('errand-companion', () => {
+  navigator.locks.request('errand-companion', async () => {
     clearTimeout(notice);
-    if (started) { companion.resume(); render(); } else { show('loading-view'); run(); }
+    show('loading-view');
+    await claim();
+    holding = true;
+    run();
     return new Promise(resolve => { release = resolve; });
   });
-  window.addEventListener('pagehide', () => { companion?.pause(); release?.(); release = null; });
-  window.addEventListener('pageshow', event => { if (event.persisted) hold(); });
-  hold();
+  const letGo = () => { holding = false; companion?.pause(); release?.(); release = null; };
+  window.addEventListener('pagehide', letGo);
+  document.addEventListener('freeze', letGo);
+  window.addEventListener('pageshow', event => { if (event.persisted) location.reload(); });
+  document.addEventListener('resume', () => { if (!holding) location.reload(); });
 }
 
 main();

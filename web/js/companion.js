@@ -474,6 +474,13 @@ export class Companion {
    * meanwhile (see `noticeText`) and, per computer that could not be read, why.
    */
   async catchUp() {
+    // One at a time: each collects the tasks that finished during its own run.
+    const run = (this.catchingUp ?? Promise.resolve()).catch(() => {}).then(() => this.catchUpNow());
+    this.catchingUp = run;
+    return run;
+  }
+
+  async catchUpNow() {
     const notices = [], failures = [];
     this.notices = notices;
     try {

@@ -89,7 +89,8 @@ export function answerServiceWorker(companion, open) {
     if (message.type === 'errand-open') { open(message.host, message.task); return; }
     if (message.type !== 'errand-work' || !event.ports[0]) return;
     const port = event.ports[0];
-    const running = await companion();
+    let running = null;
+    try { running = await companion(); } catch { running = null; }
     if (!running) { port.postMessage({ running: false }); return; }
     try {
       if (message.work === 'catchUp') {

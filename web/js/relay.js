@@ -2,6 +2,9 @@
 import { base64url, fromBase64url, concat, hex, utf8, readU64 } from './bytes.js';
 import { sha256, sign, randomBytes } from './primitives.js';
 
+/** How long one HTTP request may take before it counts as no answer. */
+const requestMilliseconds = 30000;
+
 /** A refusal or failure talking to the relay. `transient` is true when trying later may work. */
 export class RelayError extends Error {
   constructor(message, { status = 0, code = 'unreachable', retryAfter } = {}) {
@@ -45,6 +48,7 @@ export class RelayClient {
     try {
       response = await fetch(this.baseURL + path, {
         method, headers: allHeaders, body: body === undefined ? undefined : bytes, cache: 'no-store', credentials: 'omit',
+        signal: AbortSignal.timeout(requestMilliseconds),
       });
     } catch (error) {
       throw new RelayError(`the relay at ${this.baseURL} cannot be reached (${error.message})`);

@@ -58,18 +58,52 @@ export async function commit(ops) {
   const db = await openDatabase();
   const names = [...new Set(ops.map(op => op[1]))];
   if (names.length === 0) return;
-  const tx = db.transaction(names, 'readwrite', { durability: 'strict' });
+  const fenced = holder !== null;
+  const tx = db.transaction(fenced ? [...new Set([...names, 'settings'])] : names, 'readwrite', { durability: 'strict' });
   const results = [];
-  for (const [kind, store, a, b] of ops) {
-    const os = tx.objectStore(store);
-    results.push(kind === 'put' ? (b === undefined ? os.put(a) : os.put(a, b)) : os.delete(a));
-  }
+  let overtaken = false;
+  const write = () => {
+    for (const [kind, store, a, b] of ops) {
+      const os = tx.objectStore(store);
+      results.push(kind === 'put' ? (b === undefined ? os.put(a) : os.put(a, b)) : os.delete(a));
+    }
+  };
+  if (fenced) {
+    // Only the current holder of the state writes: a page that lost the lock (frozen, cached,
+    // or overtaken by the service worker) must not commit a ratchet state read before.
+    const current = tx.objectStore('settings').get('holder');
+    current.onsuccess = () => {
+      if (current.result === holder) write(); else { overtaken = true; tx.abort(); }
+    };
+  } else write();
   await new Promise((resolve, reject) => {
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error ?? new Error('the database transaction was aborted'));
+    tx.onabort = () => reject(overtaken ? new HolderError() : tx.error ?? new Error('the database transaction was aborted'));
   });
   return results.map(r => r.result);
+}
+
+/** Another holder (a tab, the service worker) took over this device's state since this one claimed it. */
+export class HolderError extends Error {
+  constructor() {
+    super('another tab or the notification worker took over this device\'s keys meanwhile; nothing was changed');
+    this.hint = 'reload the page';
+  }
+}
+
+/** This context's claim on the state, or null (not claimed: writes are not fenced). */
+let holder = null;
+
+/**
+ * Claims the state for this context, once it holds the Web Lock `errand-companion`: from now on
+ * a write commits only while no other context has claimed it since.
+ */
+export async function claim() {
+  const mine = crypto.randomUUID();
+  holder = null;
+  await commit([['put', 'settings', mine, 'holder']]);
+  holder = mine;
 }
 
 /** Deletes everything this companion stored (unpair and forget). */
@@ -82,6 +116,8 @@ export async function forgetEverything() {
     const request = indexedDB.deleteDatabase(databaseName);
     request.onsuccess = resolve; request.onerror = () => reject(request.error); request.onblocked = resolve;
   });
+  // Still the holder: claim the new, empty state (pairing again writes to it).
+  if (holder !== null) await claim();
 }
 
 // Encryption at rest.

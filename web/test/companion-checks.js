@@ -97,6 +97,25 @@ async function run() {
       ['studio: '.length + 60 + ' — timed out'.length, true, 120, { title: 'studio: a task — refused', body: '' }]);
   });
 
+  await check('once claimed, a write commits only while no other context has claimed the state since', async () => {
+    await store.claim();
+    await store.commit([['put', 'tasks', { task: 'fenced-1', host: 'host-a', status: 'queued' }]]);
+    // Another context (a tab, the service worker) claims it: this one's next write is refused whole.
+    const db = await store.openDatabase();
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction(['settings'], 'readwrite');
+      tx.objectStore('settings').put('someone-else', 'holder');
+      tx.oncomplete = resolve; tx.onerror = () => reject(tx.error);
+    });
+    let refused = null;
+    try { await store.commit([['put', 'tasks', { task: 'fenced-2', host: 'host-a', status: 'queued' }], ['delete', 'tasks', 'fenced-1']]); }
+    catch (error) { refused = error; }
+    const left = [await task('fenced-1'), await task('fenced-2')].map(t => t?.task ?? null);
+    await store.claim();
+    await store.commit([['delete', 'tasks', 'fenced-1']]);
+    return same([refused instanceof store.HolderError, left], [true, ['fenced-1', null]]);
+  });
+
   await check('unpairing forgets the host, its tasks and its received ids', async () => {
     await companion.unpair('host-a');
     const left = await store.read(['hosts', 'tasks', 'seen'], ({ all }) => Promise.all([all('hosts'), all('tasks'), all('seen')]));
