@@ -36,6 +36,15 @@ struct TaskTeardownTests {
         return (journey, pids)
     }
 
+    /// A running host with the `hold` action started: the journey, the task and its processes.
+    func startHolding() async throws -> (Journey, String, [String: pid_t]) {
+        let (journey, folder) = try await setUp()
+        try await journey.startHost()
+        let task = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "hold", folder])
+            .output.trimmingCharacters(in: .whitespacesAndNewlines)
+        return (journey, task, try await pids(in: folder))
+    }
+
     /// The pids the script wrote, once all four are there.
     func pids(in folder: String) async throws -> [String: pid_t] {
         let deadline = Date().addingTimeInterval(30)
@@ -87,11 +96,7 @@ struct TaskTeardownTests {
 
     @Test("Revoking a device stops its running task and everything it started, at once")
     func revoked() async throws {
-        let (journey, folder) = try await setUp()
-        try await journey.startHost()
-        let task = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "hold", folder])
-            .output.trimmingCharacters(in: .whitespacesAndNewlines)
-        let pids = try await pids(in: folder)
+        let (journey, task, pids) = try await startHolding()
         #expect(present(pids) == Self.names.sorted(), "the task's processes did not start")
         try await journey.expectSuccess(["host", "revoke", "--home", journey.host, "phone"])
         try await journey.hostAgent!.waitForOutput(containing: "task \(task.prefix(8)) cancelled", timeout: 15)
@@ -104,11 +109,7 @@ struct TaskTeardownTests {
 
     @Test("A host killed mid-task: at its next start the task's processes are ended, then it is reported interrupted")
     func hostKilled() async throws {
-        let (journey, folder) = try await setUp()
-        try await journey.startHost()
-        let task = try await journey.expectSuccess(["send", "--home", journey.phone, "--action", "hold", folder])
-            .output.trimmingCharacters(in: .whitespacesAndNewlines)
-        let pids = try await pids(in: folder)
+        let (journey, task, pids) = try await startHolding()
         try await journey.hostAgent!.waitForOutput(containing: "running task \(task.prefix(8))")
         let agent = journey.hostAgent!
         kill(agent.process.processIdentifier, SIGKILL)
