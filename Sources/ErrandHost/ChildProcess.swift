@@ -100,10 +100,8 @@ struct ChildProcess {
     /// Blocks until the child (not its group) has exited, without reaping it: until ``wait()``,
     /// its pid, and so its process group's id, cannot be given to another process.
     func waitForExit() {
-        #if os(Linux)
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
-        #endif
     }
 
     /// Blocks until the child (not its group) ends, and reaps it.

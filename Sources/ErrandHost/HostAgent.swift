@@ -97,6 +97,7 @@ public actor HostAgent {
         guard !runningDevices.isEmpty, let devices = try? host.store.devices(includeRevoked: true) else { return }
         let revoked = Set(devices.filter(\.isRevoked).map(\.id))
         for (task, device) in runningDevices where revoked.contains(device) {
+            runningDevices[task] = nil  // stopped once; it reports when it has ended
             guard let process = running[task] else { continue }
             log("stopping task \(task.prefix(8)): its device was revoked")
             process.stop(.revoked)

@@ -58,8 +58,10 @@ struct MultiNodeTests {
                 latencies.append(clock.now - posted)
                 #expect(pushed == envelope)
             }
-            // Pushed on NOTIFY, not found by a later poll (the relay has no poll at all).
-            #expect(latencies.max()! < .seconds(2), "latencies \(latencies)")
+            // Pushed on NOTIFY (the relay has no poll: without it nothing would arrive). The bound
+            // only tells delivery from a stall; speed is the benchmark's business, and a full test
+            // run on a 2-core machine has shown 2 s here.
+            #expect(latencies.max()! < .seconds(10), "latencies \(latencies)")
         }
     }
 
