@@ -86,8 +86,7 @@ async function withCompanion(work, extra = {}) {
     await loadSodium();
     const companion = new Companion();
     if (work === 'catchUp') return companion.catchUp();
-    const current = await companion.notifications();
-    if (current?.key) await companion.enableNotifications(extra.subscription, current.key);
+    await companion.resubscribe(extra.subscription);
     return null;
   });
 }

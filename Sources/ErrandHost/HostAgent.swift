@@ -239,7 +239,7 @@ public actor HostAgent {
                 let process = try launch(task)
                 running[task.id] = process
                 runningDevices[task.id] = task.deviceID
-                try? host.store.recordProcess(of: task.id, id: process.processID, start: TaskLeftovers.startTime(of: process.processID))
+                try? host.store.recordProcess(of: task.id, pid: process.processID, start: TaskLeftovers.startTime(of: process.processID))
                 log("running task \(task.id.prefix(8)): \(task.request.executor.rawValue)")
                 await notify(task.deviceID, TaskEvent(task: task.id, status: .running))
                 Task { await self.follow(task, process) }

@@ -112,7 +112,7 @@ extension HostStore {
 
     /// A running task's main process as it was started: its pid (also its process group's id)
     /// and start time (see ``TaskLeftovers/startTime(of:)``), so a later host can end it.
-    public func recordProcess(of id: String, id pid: Int32, start: UInt64?) throws {
+    public func recordProcess(of id: String, pid: Int32, start: UInt64?) throws {
         try queue.write { db in
             try db.execute(sql: "UPDATE task SET process_id = ?, process_start = ? WHERE id = ? AND status = 'running'",
                            arguments: [pid, start.map { Int64(bitPattern: $0) }, id])

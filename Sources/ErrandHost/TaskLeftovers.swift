@@ -23,7 +23,16 @@ enum TaskLeftovers {
     @discardableResult
     static func becomeSubreaper() -> Bool { errand_become_subreaper() == 0 }
 
-    static func waiting(for pid: pid_t) { _ = waited.withLock { $0.insert(pid) } }
+    /// Starts a task's main process and counts it as waited for, both while the orphan sweep
+    /// cannot run: a child that exits at once must not be reaped by the sweep before its waiter.
+    static func spawn(_ start: () throws -> ChildProcess) throws -> ChildProcess {
+        try waited.withLock { waited in
+            let child = try start()
+            waited.insert(child.pid)
+            return child
+        }
+    }
+
     static func reaped(_ pid: pid_t) { _ = waited.withLock { $0.remove(pid) } }
 
     /// Every other process whose environment holds `ERRAND_TASK=<task>` (empty where `/proc` is not).
@@ -66,11 +75,12 @@ enum TaskLeftovers {
     /// tasks, re-parented here, that ended on their own.
     static func reapOrphans() {
         let me = getpid()
-        let own = waited.withLock { $0 }
-        for pid in processIDs() where !own.contains(pid) {
-            guard let stat = stat(of: pid), stat.parent == me, stat.state == "Z" else { continue }
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, WNOHANG)
+        waited.withLock { waited in
+            for pid in processIDs() where !waited.contains(pid) {
+                guard let stat = stat(of: pid), stat.parent == me, stat.state == "Z" else { continue }
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, WNOHANG)
+            }
         }
     }
 

@@ -40,8 +40,9 @@ final class TaskProcess: Sendable {
          timeout: Duration, outputCap: Int) throws {
         var environment = environment
         environment["ERRAND_TASK"] = task
-        let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory)
-        TaskLeftovers.waiting(for: child.pid)
+        let child = try TaskLeftovers.spawn {
+            try ChildProcess(executable: executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory)
+        }
         self.processID = child.pid
         self.group = -child.pid
         let (events, continuation) = AsyncStream<Event>.makeStream()

@@ -75,6 +75,14 @@ export class Companion {
   }
 
   async hosts() { return store.read(['hosts'], ({ all }) => all('hosts')); }
+
+  /** Rewrites one host's record with `change(current)`, in turn with received envelopes (which rewrite it too). */
+  async updateHost(hostId, change) {
+    await this.serial(async () => {
+      const current = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
+      if (current) await store.commit([['put', 'hosts', change(current)]]);
+    });
+  }
   async tasks(hostId) {
     const tasks = await store.read(['tasks'], ({ all }) => all('tasks', 'host', hostId));
     return tasks.sort((a, b) => (a.createdAt - b.createdAt) || ((a.position ?? 0) - (b.position ?? 0)));
@@ -225,10 +233,7 @@ export class Companion {
             await client.post(host.hostMailbox, token, item.bytes);
           } catch (error) {
             if (error.status === 403 || error.status === 401) {
-              await this.serial(async () => {
-                const fresh = await store.read(['hosts'], ({ get }) => get('hosts', hostId));
-                if (fresh) await store.commit([['put', 'hosts', { ...fresh, revoked: true }]]);
-              });
+              await this.updateHost(hostId, host => ({ ...host, revoked: true }));
               this.onChange('revoked');
               return;
             }
@@ -557,6 +562,12 @@ export class Companion {
     return result;
   }
 
+  /** Registers a subscription the push service renewed, with the key the first one was made with. */
+  async resubscribe(subscription) {
+    const current = await this.notifications();
+    if (current?.key) await this.enableNotifications(subscription, current.key);
+  }
+
   /** Registers the subscription at each paired computer's relay whose push key it was made with. */
   async registerDoorbells(notifications) {
     const registered = [], skipped = [];
@@ -569,10 +580,7 @@ export class Companion {
         if (key !== notifications.key) { skipped.push({ host: host.id, hostName: host.name, reason: 'its relay is another one, with another push key' }); continue; }
         const signing = await store.loadIdentity(host.signing, identityLabel(host.id, 'signing'));
         const id = await client.saveDoorbell(host.mailbox, { kind: 'webpush', url: notifications.endpoint, p256dh: notifications.p256dh, auth: notifications.auth }, signing);
-        await this.serial(async () => {
-          const fresh = await store.read(['hosts'], ({ get }) => get('hosts', host.id));
-          if (fresh) await store.commit([['put', 'hosts', { ...fresh, doorbell: id }]]);
-        });
+        await this.updateHost(host.id, fresh => ({ ...fresh, doorbell: id }));
         registered.push({ host: host.id, hostName: host.name });
         this.onChange('notifications');
       } catch (error) {
@@ -590,10 +598,7 @@ export class Companion {
       try {
         const signing = await store.loadIdentity(host.signing, identityLabel(host.id, 'signing'));
         await this.client(host).removeDoorbell(host.mailbox, host.doorbell, signing);
-        await this.serial(async () => {
-          const fresh = await store.read(['hosts'], ({ get }) => get('hosts', host.id));
-          if (fresh) { const { doorbell, ...rest } = fresh; await store.commit([['put', 'hosts', rest]]); }
-        });
+        await this.updateHost(host.id, ({ doorbell, ...rest }) => rest);
       } catch (error) {
         failed.push({ host: host.id, hostName: host.name, reason: error.message });
       }

@@ -96,8 +96,7 @@ export function answerServiceWorker(companion, open) {
       if (message.work === 'catchUp') {
         port.postMessage({ running: true, result: await running.catchUp() });
       } else if (message.work === 'resubscribe') {
-        const current = await running.notifications();
-        if (current?.key) await running.enableNotifications(message.subscription, current.key);
+        await running.resubscribe(message.subscription);
         port.postMessage({ running: true, result: null });
       } else {
         port.postMessage({ running: true, error: `unknown work ${message.work}` });
