@@ -326,7 +326,8 @@ struct ConversationCommandTests {
         let started = ContinuousClock.now
         let background = try await journey.sendAndWait(["--action", "background"])
         #expect(background["status"] as? String == "succeeded")
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // A stall bound well below the child's 60 s, not a speed check.
+        #expect(ContinuousClock.now - started < .seconds(30))
 
         let chatty = try await journey.sendAndWait(["--action", "chatty"])
         #expect(chatty["truncated"] as? Bool == true)

@@ -75,7 +75,8 @@ struct LiveConnectionTests {
             socket.send(opcode: RawWebSocket.close, [0x03, 0xE8])
             let started = ContinuousClock.now
             #expect(await socket.receive() == nil)
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // Closed, not the read giving up after 10 s (a stall bound with room for a busy machine).
+            #expect(ContinuousClock.now - started < .seconds(9))
         }
     }
 
@@ -99,7 +100,8 @@ struct LiveConnectionTests {
             let started = ContinuousClock.now
             let (socket, _) = try await connect(relay, owner.mailbox)
             try await expectRefusal(socket, .unauthenticated, containing: "no answer to the challenge within 1 seconds")
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // A stall bound with room for a busy machine, not a speed check.
+            #expect(ContinuousClock.now - started < .seconds(9))
         }
     }
 

@@ -39,6 +39,21 @@ final class RawSocket: @unchecked Sendable {  // an immutable descriptor; the ke
         return String(decoding: received, as: UTF8.self)
     }
 
+    /// What the server sends until it closes the connection or `seconds` pass without a byte;
+    /// `closed` tells which: a relay that never closes shows as `false`, whatever the clock says.
+    func readUntilClosed(waitingAtMost seconds: Int) -> (text: String, closed: Bool) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count > 0 { received += buffer.prefix(count); continue }
+            let timedOut = count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            return (String(decoding: received, as: UTF8.self), !timedOut)
+        }
+    }
+
     /// Exactly `count` bytes, or nil if the connection ends (or 10 s pass) first.
     func read(count: Int) -> [UInt8]? {
         var received: [UInt8] = []
