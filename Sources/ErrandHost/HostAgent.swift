@@ -21,6 +21,9 @@ public actor HostAgent {
     private var runningDevices: [String: Int64] = [:]
     private var flushing = false
     private var flushAgain = false
+    /// Agent tasks run by an adapter: one at a time, as they continue one conversation.
+    private var runningAdapterTasks: Set<String> = []
+    private let sleepInhibitor: SleepInhibitor
 
     /// - Parameter log: receives one line per thing that happens (never payloads or secrets).
     public init(host: HostSetup.Host, configuration: HostConfiguration, client: RelayClient, log: @escaping @Sendable (String) -> Void) {
@@ -30,10 +33,19 @@ public actor HostAgent {
         self.catalog = ActionCatalog(directory: host.directory)
         self.inbox = HostInbox(store: host.store)
         self.log = log
+        self.sleepInhibitor = SleepInhibitor(path: Self.taskPath, log: log)
     }
 
-    /// A stable id for the host's one conversation (handed to the agent command).
-    public var conversationID: String { String(host.identity.mailbox.description.prefix(16)) }
+    /// A stable id for the host's current conversation (handed to the agent command): the same
+    /// until a task starts a new conversation.
+    var conversationID: String {
+        let base = String(host.identity.mailbox.description.prefix(16))
+        let number = (try? host.store.conversation()) ?? 1
+        return number == 1 ? base : "\(base)-\(number)"
+    }
+
+    /// The PATH tasks get: the host's own.
+    static var taskPath: String { ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin" }
 
     /// Runs until the surrounding task is cancelled. Tasks still running then are stopped
     /// (SIGTERM to their process groups, SIGKILL 2 s later) and reported as interrupted.
@@ -207,7 +219,9 @@ public actor HostAgent {
         }
         switch request.executor {
         case .agent:
-            if configuration.agentCommand.isEmpty { return "no agent command is configured on the host (agent.command in config.toml)" }
+            if configuration.agentAdapter == .command && configuration.agentCommand.isEmpty {
+                return "no agent command is configured on the host (agent.command or agent.adapter in config.toml)"
+            }
             if (request.text ?? "").isEmpty { return "the task has no text" }
         case .shell:
             if (request.text ?? "").isEmpty { return "the shell task has no command" }
@@ -223,8 +237,12 @@ public actor HostAgent {
 
     private func startQueued() async {
         guard !stopping, let queued = try? host.store.queuedTasks() else { return }
+        // An adapter's agent tasks continue one conversation: they run one at a time, in order.
+        var adapterTaskWaits = !runningAdapterTasks.isEmpty
         for task in queued where running.count < configuration.concurrency {
             guard running[task.id] == nil else { continue }
+            let usesAdapter = task.request.executor == .agent && configuration.agentAdapter != .command
+            if usesAdapter && adapterTaskWaits { continue }
             // The device may have been revoked, or its policy narrowed, since the task was queued.
             if let refusal = currentRefusal(of: task) {
                 let event = TaskEvent(task: task.id, status: .refused, reason: refusal)
@@ -235,14 +253,20 @@ public actor HostAgent {
                 continue
             }
             guard (try? host.store.start(task.id, at: Self.now)) == true else { continue }
+            if task.request.newConversation == true, let number = try? host.store.beginConversation() {
+                log("task \(task.id.prefix(8)) starts conversation \(number)")
+            }
+            if usesAdapter { adapterTaskWaits = true }
             do {
-                let process = try launch(task)
+                let (process, agent) = try launch(task)
                 running[task.id] = process
                 runningDevices[task.id] = task.deviceID
+                if usesAdapter { runningAdapterTasks.insert(task.id) }
+                sleepInhibitor.hold()
                 try? host.store.recordProcess(of: task.id, pid: process.processID, start: TaskLeftovers.startTime(of: process.processID))
                 log("running task \(task.id.prefix(8)): \(task.request.executor.rawValue)")
                 await notify(task.deviceID, TaskEvent(task: task.id, status: .running))
-                Task { await self.follow(task, process) }
+                Task { await self.follow(task, process, agent: agent) }
             } catch {
                 let reason = "could not start: \(error)"
                 let event = TaskEvent(task: task.id, status: .failed, reason: reason)
@@ -263,10 +287,17 @@ public actor HostAgent {
         return nil
     }
 
-    private func launch(_ task: TaskRecord) throws -> TaskProcess {
+    /// An adapter's run of a task: the agent's stream to parse, and where its session goes.
+    struct AgentRun {
+        let adapter: AgentAdapterKind
+        let conversation: Int64
+        var parser: AgentStreamParser
+    }
+
+    private func launch(_ task: TaskRecord) throws -> (TaskProcess, AgentRun?) {
         var environment = configuration.environment
         let inherited = ProcessInfo.processInfo.environment
-        environment["PATH"] = inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        environment["PATH"] = Self.taskPath
         environment["HOME"] = inherited["HOME"] ?? NSHomeDirectory()
         environment["LANG"] = inherited["LANG"] ?? "C.UTF-8"
         environment["TERM"] = "dumb"
@@ -275,14 +306,32 @@ public actor HostAgent {
         let executable: String
         var arguments: [String]
         var input: [UInt8]? = nil
+        var workingDirectory = configuration.resolvedWorkingDirectory
+        var agent: AgentRun?
         switch task.request.executor {
+        case .agent where configuration.agentAdapter != .command:
+            let adapter = configuration.agentAdapter
+            let program = adapter == .claudeCode ? configuration.claudeCode : configuration.codex
+            environment.merge(program.environment) { $1 }
+            let conversation = try host.store.conversation()
+            let session = try host.store.agentSession(conversation: conversation, adapter: adapter).map(AgentSession.resume)
+                ?? .new(UUID().uuidString.lowercased())
+            let text = task.request.text ?? ""
+            let invocation = adapter == .claudeCode ? AgentInvocation.claudeCode(program, text: text, session: session)
+                : AgentInvocation.codex(program, text: text, session: session)
+            executable = try Self.resolve(program.program, path: environment["PATH"]!, what: "\(adapter.displayName) (\(program.program))",
+                                          setting: "agent.\(adapter.rawValue).program")
+            arguments = invocation.arguments
+            input = invocation.input
+            if let folder = program.workingDirectory { workingDirectory = (folder as NSString).expandingTildeInPath }
+            agent = AgentRun(adapter: adapter, conversation: conversation, parser: AgentStreamParser(kind: adapter))
         case .agent:
             let text = task.request.text ?? ""
             let substituted = configuration.agentCommand.map { part in
                 part.replacingOccurrences(of: "{conversation}", with: conversationID).replacingOccurrences(of: "{task}", with: task.id)
             }
             guard let command = substituted.first else { throw PeerError("no agent command is configured") }
-            executable = try Self.resolve(command, path: environment["PATH"]!)
+            executable = try Self.resolve(command, path: environment["PATH"]!, what: "the agent command \(command)", setting: "agent.command")
             arguments = Array(substituted.dropFirst())
             if configuration.agentInput == .argument {
                 if arguments.contains(where: { $0.contains("{text}") }) {
@@ -305,42 +354,79 @@ public actor HostAgent {
             executable = "/bin/sh"
             arguments = ["-c", task.request.text ?? ""]
         }
-        return try TaskProcess(task: task.id, executable: executable, arguments: arguments, input: input, environment: environment,
-                               workingDirectory: configuration.resolvedWorkingDirectory,
-                               timeout: .seconds(configuration.timeoutSeconds), outputCap: configuration.outputCapBytes)
+        let process = try TaskProcess(task: task.id, executable: executable, arguments: arguments, input: input, environment: environment,
+                                      workingDirectory: workingDirectory,
+                                      timeout: .seconds(configuration.timeoutSeconds), outputCap: configuration.outputCapBytes)
+        return (process, agent)
     }
 
-    static func resolve(_ command: String, path: String) throws -> String {
-        if command.contains("/") { return (command as NSString).expandingTildeInPath }
+    /// The program `command` names: a path as it is, or the first match on `path`.
+    /// - Throws: ``PeerError`` naming `what` is missing and the `setting` to change.
+    static func resolve(_ command: String, path: String, what: String, setting: String) throws -> String {
+        if command.contains("/") {
+            let expanded = (command as NSString).expandingTildeInPath
+            guard access(expanded, X_OK) == 0 else { throw PeerError("\(what) is not an executable file: install it, or correct \(setting)") }
+            return expanded
+        }
         for folder in path.split(separator: ":") {
             let candidate = "\(folder)/\(command)"
             if access(candidate, X_OK) == 0 { return candidate }
         }
-        throw PeerError("the agent command \(command) is not on the PATH")
+        throw PeerError("\(what) is not on the host's PATH: install it, or set \(setting) to its path")
     }
 
-    /// Streams a running task's output to its device in batches and records the result.
-    private func follow(_ task: TaskRecord, _ process: TaskProcess) async {
-        var output: [UInt8] = []
+    /// What of a running task's output waits to be sent.
+    private struct OutputStream {
         var pending: [UInt8] = []
-        var pendingOffset = 0
-        var lastFlush = ContinuousClock.now
+        var steps: [AgentStep] = []
+        /// Bytes of text sent so far (the next piece's offset).
+        var offset = 0
+        var lastSent = ContinuousClock.now
+        var sendScheduled = false
+    }
+
+    private var outputStreams: [String: OutputStream] = [:]
+
+    /// How long output may wait to be sent with more: pieces go at least this often.
+    static let outputInterval = Duration.milliseconds(150)
+
+    /// Streams a running task's output to its device in batches and records the result. With an
+    /// adapter, the agent's events become steps, sent as they come, and its text is the output.
+    private func follow(_ task: TaskRecord, _ process: TaskProcess, agent: AgentRun?) async {
+        var agent = agent
+        var output: [UInt8] = []
         var truncated = false
+        outputStreams[task.id] = OutputStream()
         for await event in process.events {
             switch event {
             case .truncated:
                 truncated = true
             case .output(let chunk):
-                output += chunk
-                pending += chunk
-                if pending.count >= Self.outputPieceLimit || ContinuousClock.now - lastFlush > .milliseconds(150) {
-                    await sendOutput(task, &pending, &pendingOffset)
-                    lastFlush = ContinuousClock.now
+                var text = chunk
+                var steps: [AgentStep] = []
+                if agent != nil {
+                    steps = agent!.parser.feed(chunk)
+                    text = Array(steps.map(AgentStreamParser.rendered).joined().utf8)
+                    recordSession(of: agent!)
                 }
-            case .finished(let status, let exitCode, let reason):
-                await sendOutput(task, &pending, &pendingOffset, final: true)
+                output += text
+                await stream(task, text: text, steps: steps)
+            case .finished(var status, var exitCode, var reason):
+                if agent != nil {
+                    let steps = agent!.parser.finish()
+                    let text = Array(steps.map(AgentStreamParser.rendered).joined().utf8)
+                    output += text
+                    outputStreams[task.id]?.pending += text
+                    outputStreams[task.id]?.steps += steps
+                    recordSession(of: agent!)
+                    (status, exitCode, reason) = Self.agentResult(agent!.parser, status: status, exitCode: exitCode, reason: reason)
+                }
+                await sendStreamed(task, final: true)
+                outputStreams[task.id] = nil
                 running[task.id] = nil
                 runningDevices[task.id] = nil
+                runningAdapterTasks.remove(task.id)
+                sleepInhibitor.release()
                 // The result and the message carrying it are saved together: a crash cannot keep
                 // the result from the device.
                 let event = TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
@@ -358,23 +444,102 @@ public actor HostAgent {
         }
     }
 
+    /// Adds output (and steps) to what waits, and sends it when enough has gathered or the
+    /// interval has passed; otherwise a send is scheduled, so output that comes before a pause is
+    /// not held back until the task says more.
+    private func stream(_ task: TaskRecord, text: [UInt8], steps: [AgentStep]) async {
+        guard var stream = outputStreams[task.id] else { return }
+        stream.pending += text
+        stream.steps += steps
+        outputStreams[task.id] = stream
+        if stream.pending.count >= Self.outputPieceLimit || ContinuousClock.now - stream.lastSent >= Self.outputInterval {
+            await sendStreamed(task)
+        } else if !stream.sendScheduled {
+            outputStreams[task.id]?.sendScheduled = true
+            let wait = Self.outputInterval - (ContinuousClock.now - stream.lastSent)
+            Task {
+                try? await Task.sleep(for: wait)
+                await self.sendScheduled(task)
+            }
+        }
+    }
+
+    private func sendScheduled(_ task: TaskRecord) async {
+        guard outputStreams[task.id] != nil else { return }
+        outputStreams[task.id]?.sendScheduled = false
+        await sendStreamed(task)
+    }
+
+    /// Seals what waits of a task's output — its steps, then its text in pieces cut at UTF-8
+    /// character boundaries (an incomplete character at the end waits unless `final`) — all at
+    /// once, so pieces keep their order and offsets, then posts them. Offsets count the bytes of
+    /// the text sent, so the companion can tell a repeated piece from a new one.
+    private func sendStreamed(_ task: TaskRecord, final: Bool = false) async {
+        guard var stream = outputStreams[task.id] else { return }
+        var events: [TaskEvent] = []
+        var batch: [AgentStep] = []
+        var size = 0
+        for step in stream.steps {
+            let stepSize = (try? JSONEncoder().encode(step).count) ?? Self.stepsPieceBytes
+            if size + stepSize > Self.stepsPieceBytes, !batch.isEmpty {
+                events.append(TaskEvent(task: task.id, status: .running, steps: batch))
+                batch = []
+                size = 0
+            }
+            batch.append(step)
+            size += stepSize
+        }
+        if !batch.isEmpty { events.append(TaskEvent(task: task.id, status: .running, steps: batch)) }
+        stream.steps = []
+        while !stream.pending.isEmpty {
+            let length = Self.characterBoundary(in: stream.pending, atMost: Self.outputPieceLimit, final: final)
+            guard length > 0 else { break }
+            let text = String(decoding: stream.pending.prefix(length), as: UTF8.self)
+            stream.pending.removeFirst(length)
+            events.append(TaskEvent(task: task.id, status: .running, output: text, offset: stream.offset))
+            stream.offset += text.utf8.count
+        }
+        stream.lastSent = ContinuousClock.now
+        outputStreams[task.id] = stream
+        guard !events.isEmpty else { return }
+        for event in events { enqueue(.event(event), to: task.deviceID) }
+        await flushOutbox()
+    }
+
+    /// How an adapter's run ended: the process's end, corrected by what the agent said. A run that
+    /// exited 0 but reported an error (or no result) failed; a failed exit gets the agent's reason.
+    static func agentResult(_ parser: AgentStreamParser, status: TaskStatus, exitCode: Int32?, reason: String?)
+        -> (TaskStatus, Int32?, String?) {
+        switch status {
+        case .succeeded:
+            guard let failure = parser.failure else { return (status, exitCode, reason) }
+            return (.failed, exitCode, failure)
+        case .failed where reason == nil:
+            let said = parser.outcome.map { $0.failed ? $0.summary : nil } ?? parser.lastText.map(AgentStreamParser.oneLine)
+            return (.failed, exitCode, "\(parser.kind.displayName) exited with status \(exitCode.map(String.init) ?? "?")" + (said.map { ": \($0)" } ?? ""))
+        default:
+            return (status, exitCode, reason)
+        }
+    }
+
+    /// Keeps the session the agent named, so the conversation's next task resumes it.
+    private func recordSession(of agent: AgentRun) {
+        guard let session = agent.parser.session,
+              (try? host.store.agentSession(conversation: agent.conversation, adapter: agent.adapter)) != session else { return }
+        do {
+            try host.store.recordAgentSession(session, conversation: agent.conversation, adapter: agent.adapter)
+        } catch {
+            log("could not record the agent's session: \(error)")
+        }
+    }
+
+    /// Encoded bytes of the steps one event carries at most (a step's text is at most 2,000
+    /// characters: even escaped, a message stays inside one envelope).
+    static let stepsPieceBytes = 16 * 1024
+
     /// Raw output bytes per event: even if every byte needed JSON's six-character escape, the
     /// message stays inside one envelope.
     static let outputPieceLimit = 8 * 1024
-
-    /// Sends pending output in pieces cut at UTF-8 character boundaries (an incomplete character
-    /// at the end waits for the next call unless `final`). Offsets count the bytes of the text
-    /// sent, so the companion can tell a repeated piece from a new one.
-    private func sendOutput(_ task: TaskRecord, _ pending: inout [UInt8], _ offset: inout Int, final: Bool = false) async {
-        while !pending.isEmpty {
-            let length = Self.characterBoundary(in: pending, atMost: Self.outputPieceLimit, final: final)
-            guard length > 0 else { return }
-            let text = String(decoding: pending.prefix(length), as: UTF8.self)
-            pending.removeFirst(length)
-            await notify(task.deviceID, TaskEvent(task: task.id, status: .running, output: text, offset: offset))
-            offset += text.utf8.count
-        }
-    }
 
     /// The longest prefix of `bytes`, at most `limit` long, that does not end inside a UTF-8
     /// character (all of it when `final` and it fits).
@@ -437,13 +602,19 @@ public actor HostAgent {
     }
 
     private func send(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) async {
+        guard enqueue(message, to: device, urgent: urgent) else { return }
+        await flushOutbox()
+    }
+
+    /// Seals a message into the outbox (posted by the next flush); false when it could not be.
+    @discardableResult
+    private func enqueue(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) -> Bool {
         do {
-            guard try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now, urgent: urgent) != nil else { return }
+            return try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now, urgent: urgent) != nil
         } catch {
             log("could not seal a message for device \(device): \(error)")
-            return
+            return false
         }
-        await flushOutbox()
     }
 
     /// Posts what waits in the outbox, in order; what fails stays for the next try. A call made

@@ -14,6 +14,11 @@ public struct HostConfiguration: Sendable, Equatable {
     /// input) `{text}` are replaced. Empty: no agent configured.
     public var agentCommand: [String] = []
     public var agentInput: AgentInput = .stdin
+    /// What runs `agent` tasks: the command above, or an agent driven through its headless mode.
+    public var agentAdapter: AgentAdapterKind = .command
+    /// Claude Code (`agent.claude-code`) and Codex (`agent.codex`), for their adapters.
+    public var claudeCode = AgentProgram(program: "claude")
+    public var codex = AgentProgram(program: "codex")
     /// Tasks running at once.
     public var concurrency = 2
     /// Seconds before a task is stopped (SIGTERM, then SIGKILL 2 s later).
@@ -40,6 +45,15 @@ public struct HostConfiguration: Sendable, Equatable {
         # Errand host configuration. Changes apply when 'errand host run' starts.
 
         [agent]
+        # What runs 'agent' tasks:
+        #   "command"     the command below, one run per task, its output passed on as it comes;
+        #   "claude-code" Claude Code's headless mode (claude -p --output-format stream-json), see
+        #                 [agent.claude-code];
+        #   "codex"       Codex's (codex exec --json), see [agent.codex].
+        # With "claude-code" and "codex" the agent keeps one conversation across tasks (each task
+        # resumes it; 'errand send --new-conversation' starts a fresh one), its steps reach the
+        # device as they happen, and one agent task runs at a time.
+        adapter = "command"
         # The local agent command (an AI CLI or any program) and its arguments. These are replaced:
         # {conversation} (one id for the host's whole conversation, to continue it), {task} (this
         # task's id) and, with input = "argument", {text} (the task text; appended when absent).
@@ -47,6 +61,35 @@ public struct HostConfiguration: Sendable, Equatable {
         command = []
         # How the agent gets the task text: "stdin" or "argument".
         input = "stdin"
+
+        [agent.claude-code]
+        # Runs: PROGRAM -p --output-format stream-json --verbose [--model MODEL]
+        #       (--session-id NEW | --resume SESSION) ARGUMENTS…, with the task text on standard input.
+        # The program: a name on the PATH, or a path.
+        program = "claude"
+        # More arguments, e.g. ["--permission-mode", "acceptEdits"] or ["--allowedTools", "Read,Grep"].
+        arguments = []
+        # The model ("": Claude Code's own default).
+        model = ""
+        # Where it runs ("": tasks.working_directory).
+        working_directory = ""
+
+        [agent.claude-code.environment]
+        # Variables for Claude Code only, on top of [tasks.environment].
+
+        [agent.codex]
+        # Runs: PROGRAM exec --json [--model MODEL] ARGUMENTS… [resume THREAD] -, with the task text
+        # on standard input. Codex wants a Git repository unless ARGUMENTS has "--skip-git-repo-check".
+        program = "codex"
+        # More arguments, e.g. ["--sandbox", "workspace-write"].
+        arguments = []
+        # The model ("": Codex's own default).
+        model = ""
+        # Where it runs ("": tasks.working_directory).
+        working_directory = ""
+
+        [agent.codex.environment]
+        # Variables for Codex only, on top of [tasks.environment].
 
         [tasks]
         # Tasks running at the same time; more wait in the queue.
@@ -112,6 +155,15 @@ public struct HostConfiguration: Sendable, Equatable {
                         throw fail("agent.command", "an array of strings")
                     }
                     configuration.agentCommand = strings
+                case ("agent", "adapter"):
+                    guard let adapter = value.string.flatMap(AgentAdapterKind.init(rawValue:)) else {
+                        throw fail("agent.adapter", "\"command\", \"claude-code\" or \"codex\"")
+                    }
+                    configuration.agentAdapter = adapter
+                case ("agent", "claude-code"):
+                    configuration.claudeCode = try AgentProgram.load(value.table, at: "agent.claude-code", into: configuration.claudeCode, fail: fail)
+                case ("agent", "codex"):
+                    configuration.codex = try AgentProgram.load(value.table, at: "agent.codex", into: configuration.codex, fail: fail)
                 case ("agent", "input"):
                     guard let input = value.string.flatMap(AgentInput.init(rawValue:)) else { throw fail("agent.input", "\"stdin\" or \"argument\"") }
                     configuration.agentInput = input

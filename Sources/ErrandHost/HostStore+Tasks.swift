@@ -198,8 +198,7 @@ extension HostStore {
                 """, arguments: [outputLimit, position, limit]).map { row in
                 var request = try JSONDecoder().decode(TaskRequest.self, from: Data((row[3] as String).utf8))
                 if let text = request.text, text.utf8.count > outputLimit {
-                    request = TaskRequest(task: request.task, executor: request.executor, text: String(decoding: text.utf8.prefix(outputLimit), as: UTF8.self) + "…",
-                                          action: request.action, arguments: request.arguments)
+                    request = request.with(text: String(decoding: text.utf8.prefix(outputLimit), as: UTF8.self) + "…", arguments: request.arguments)
                 }
                 let output: Data = row[6] ?? Data()
                 let fullLength: Int = row[7] ?? 0

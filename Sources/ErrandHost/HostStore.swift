@@ -161,6 +161,19 @@ public final class HostStore: Sendable {
             // What a host that did not stop cleanly left running is ended by the next one.
             try db.execute(sql: "ALTER TABLE task ADD COLUMN process_id INTEGER; ALTER TABLE task ADD COLUMN process_start INTEGER")
         }
+        migrator.registerMigration("v6: the agent's conversation and its sessions") { db in
+            // The conversation agent tasks continue (a task may start a new one), and per
+            // conversation the session each adapter's agent named, to resume it.
+            try db.execute(sql: """
+                ALTER TABLE host_settings ADD COLUMN conversation INTEGER NOT NULL DEFAULT 1;
+                CREATE TABLE agent_session (
+                    conversation INTEGER NOT NULL,
+                    adapter TEXT NOT NULL,
+                    session TEXT NOT NULL,
+                    PRIMARY KEY (conversation, adapter)
+                );
+                """)
+        }
         return migrator
     }
 

@@ -157,6 +157,7 @@ struct SendCommand: AsyncParsableCommand {
     var action: String?
     @Option(help: ArgumentHelp("Run this command line with /bin/sh on the host (only if the host's policy allows it).", valueName: "command"))
     var shell: String?
+    @Flag(help: "Start a new conversation with the host's agent: it forgets the earlier tasks.") var newConversation = false
     @Flag(help: "Wait for the result, streaming progress.") var wait = false
     @Flag(help: "Print JSON.") var json = false
     @Option(help: ArgumentHelp("With --wait: give up waiting after this many seconds (the task goes on).", valueName: "seconds"))
@@ -168,6 +169,9 @@ struct SendCommand: AsyncParsableCommand {
         if action != nil && shell != nil { throw ValidationError("choose one of --action and --shell") }
         if shell != nil && !words.isEmpty {
             throw ValidationError("--shell takes the whole command line as one argument: errand send --shell 'ls -l /tmp'")
+        }
+        if newConversation && (action != nil || shell != nil) {
+            throw ValidationError("--new-conversation is for text to the agent, not for --action or --shell")
         }
         if action == nil && shell == nil && words.isEmpty { throw ValidationError("say what to do: TEXT, --action NAME [ARGS…] or --shell COMMAND") }
         if timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
@@ -181,7 +185,7 @@ struct SendCommand: AsyncParsableCommand {
         } else if let shell {
             request = TaskRequest(task: id, executor: .shell, text: shell)
         } else {
-            request = TaskRequest(task: id, executor: .agent, text: words.joined(separator: " "))
+            request = TaskRequest(task: id, executor: .agent, text: words.joined(separator: " "), newConversation: newConversation ? true : nil)
         }
         let conversation = try await reportingPeerErrors { try choice.conversation() }
         let delivered = try await reportingPeerErrors { try await conversation.send(request) }
@@ -283,7 +287,8 @@ struct HistoryCommand: AsyncParsableCommand {
             let objects = tasks.map { task -> [String: Any] in
                 ["task": task.id, "device": task.device ?? "this device", "request": task.request.summary, "status": task.status.rawValue,
                  "exitCode": task.exitCode.map { Int($0) as Any } ?? NSNull(), "output": String(decoding: task.output, as: UTF8.self),
-                 "truncated": task.truncated, "createdAt": task.createdAt, "position": task.position.map { $0 as Any } ?? NSNull()]
+                 "truncated": task.truncated, "createdAt": task.createdAt, "position": task.position.map { $0 as Any } ?? NSNull(),
+                 "newConversation": task.request.newConversation == true]
             }
             let object: [String: Any] = ["host": conversation.host.name, "synced": synced, "tasks": objects]
             try Console.json(object)
@@ -291,6 +296,7 @@ struct HistoryCommand: AsyncParsableCommand {
         }
         guard !tasks.isEmpty else { Console.line("The conversation with \(conversation.host.name) is empty."); return }
         for task in tasks {
+            if task.request.newConversation == true { Console.line("══ a new conversation with the agent begins ══") }
             let exit = task.exitCode.map { ", exit \($0)" } ?? ""
             let device = TerminalText.neutralized(task.device ?? "this device")
             Console.line("── \(HostCommand.Devices.time(task.createdAt))  \(device)  \(TerminalText.neutralized(task.request.summary))  [\(task.status.rawValue)\(exit)]  \(TerminalText.neutralized(String(task.id.prefix(8))))")

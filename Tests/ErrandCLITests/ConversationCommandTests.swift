@@ -69,8 +69,9 @@ final class Journey: @unchecked Sendable {
         #expect(await pairing.finish().status == 0)
     }
 
-    func startHost() async throws {
-        let agent = try RunningProgram("errand", ["host", "run", "--home", host, "--relay", relay.baseURL])
+    /// Starts `errand host run`; `environment` is added to the host's own.
+    func startHost(environment: [String: String] = [:]) async throws {
+        let agent = try RunningProgram("errand", ["host", "run", "--home", host, "--relay", relay.baseURL], environment: environment)
         try await agent.waitForOutput(containing: "waiting for tasks")
         hostAgent = agent
     }

@@ -34,13 +34,22 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     public let action: String?
     /// The action's arguments.
     public let arguments: [String]?
+    /// An agent task that starts a fresh conversation: the agent forgets the earlier tasks.
+    public let newConversation: Bool?
 
-    public init(task: String, executor: Executor, text: String? = nil, action: String? = nil, arguments: [String]? = nil) {
+    public init(task: String, executor: Executor, text: String? = nil, action: String? = nil, arguments: [String]? = nil,
+                newConversation: Bool? = nil) {
         self.task = task
         self.executor = executor
         self.text = text
         self.action = action
         self.arguments = arguments
+        self.newConversation = newConversation
+    }
+
+    /// This request with another text and arguments (a history cuts long ones).
+    public func with(text: String?, arguments: [String]?) -> TaskRequest {
+        TaskRequest(task: task, executor: executor, text: text, action: action, arguments: arguments, newConversation: newConversation)
     }
 
     /// One line saying what the task runs ("agent: tidy notes", "action: backup --dry-run").
@@ -71,9 +80,12 @@ public struct TaskEvent: Codable, Sendable, Equatable {
     /// Total output bytes and their SHA-256 (hex), on the final event.
     public let outputBytes: Int?
     public let outputDigest: String?
+    /// What an agent run by an adapter did, in order (its output is the same steps as text).
+    public let steps: [AgentStep]?
 
     public init(task: String, status: TaskStatus, output: String? = nil, offset: Int? = nil, exitCode: Int32? = nil,
-                reason: String? = nil, truncated: Bool? = nil, outputBytes: Int? = nil, outputDigest: String? = nil) {
+                reason: String? = nil, truncated: Bool? = nil, outputBytes: Int? = nil, outputDigest: String? = nil,
+                steps: [AgentStep]? = nil) {
         self.task = task
         self.status = status
         self.output = output
@@ -83,7 +95,41 @@ public struct TaskEvent: Codable, Sendable, Equatable {
         self.truncated = truncated
         self.outputBytes = outputBytes
         self.outputDigest = outputDigest
+        self.steps = steps
     }
+}
+
+/// One thing an agent did, parsed from its event stream by the host's adapter.
+public struct AgentStep: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// The agent's text to the person.
+        case message
+        /// A summary of the agent's thinking.
+        case thinking
+        /// The agent uses a tool: `tool` names it, `text` says on what ("git status").
+        case tool
+        /// What a tool gave back (its first line); `failed` when it reported an error.
+        case toolResult
+        /// The run's end: `text` sums it up (turns, time, cost); `failed` when it ended in error.
+        case result
+        /// A line the adapter could not parse, passed on as it came.
+        case text
+    }
+
+    public let kind: Kind
+    public let text: String
+    public let tool: String?
+    public let failed: Bool?
+
+    public init(kind: Kind, text: String, tool: String? = nil, failed: Bool? = nil) {
+        self.kind = kind
+        self.text = text
+        self.tool = tool
+        self.failed = failed
+    }
+
+    /// Characters of `text` one step carries at most (the output has the whole text).
+    public static let textLimit = 2000
 }
 
 /// An action the host offers.
@@ -155,8 +201,7 @@ extension ConversationEntry {
             }
             var arguments = request.arguments.map { all in Array(all.prefix(argumentsKeep)).map { cut($0, to: requestKeep) } }
             if let all = request.arguments, all.count > argumentsKeep { arguments?.append(Self.cutMarker) }
-            let cutRequest = TaskRequest(task: request.task, executor: request.executor, text: request.text.map { cut($0, to: requestKeep) },
-                                         action: request.action, arguments: arguments)
+            let cutRequest = request.with(text: request.text.map { cut($0, to: requestKeep) }, arguments: arguments)
             entry = ConversationEntry(position: position, task: task, device: device, request: cutRequest, status: status, exitCode: exitCode,
                                       output: String(output.prefix(outputKeep)), truncated: truncated || outputKeep < output.count,
                                       createdAt: createdAt, finishedAt: finishedAt)

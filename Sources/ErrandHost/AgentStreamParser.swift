@@ -1,0 +1,249 @@
+import ErrandProtocol
+import Foundation
+
+/// Turns an adapter's JSON Lines (Claude Code's `stream-json`, Codex's `exec --json`) into
+/// ``AgentStep``s as the bytes arrive. A line that is not a JSON object is passed on as a `text`
+/// step, never dropped; events that carry nothing for the person (a turn starting, a partial
+/// update) are skipped.
+struct AgentStreamParser {
+    /// How the run ended, by the agent's own account.
+    struct Outcome: Equatable {
+        let failed: Bool
+        /// One line: "3 turns, 12.4 s, $0.0123", or the error.
+        let summary: String
+    }
+
+    let kind: AgentAdapterKind
+    private var buffer: [UInt8] = []
+    /// The agent's session (Claude Code's `session_id`, Codex's `thread_id`) once it named it.
+    private(set) var session: String?
+    private(set) var outcome: Outcome?
+    /// The last line that was not JSON (often the agent's error on standard error).
+    private(set) var lastText: String?
+    /// Codex: an `error` event's message, the reason when no turn result follows.
+    private var lastError: String?
+    /// Codex: items whose start was shown, so their completion does not show the tool again.
+    private var startedItems: Set<String> = []
+
+    init(kind: AgentAdapterKind) { self.kind = kind }
+
+    /// The steps of the complete lines in `bytes` (with what came before); a partial last line waits.
+    mutating func feed(_ bytes: [UInt8]) -> [AgentStep] {
+        buffer += bytes
+        var steps: [AgentStep] = []
+        while let newline = buffer.firstIndex(of: 10) {
+            let line = String(decoding: buffer[..<newline], as: UTF8.self)
+            buffer.removeSubrange(...newline)
+            steps += parse(line)
+        }
+        return steps
+    }
+
+    /// The steps of a last line that had no newline.
+    mutating func finish() -> [AgentStep] {
+        guard !buffer.isEmpty else { return [] }
+        let line = String(decoding: buffer, as: UTF8.self)
+        buffer = []
+        return parse(line)
+    }
+
+    /// The reason a run failed by its own account, or ended without saying how (nil: it succeeded).
+    var failure: String? {
+        if let outcome { return outcome.failed ? "\(kind.displayName) reported an error: \(outcome.summary)" : nil }
+        if let lastError { return "\(kind.displayName) stopped: \(lastError)" }
+        return "\(kind.displayName) ended without a result" + (lastText.map { ": \(Self.oneLine($0))" } ?? "")
+    }
+
+    private mutating func parse(_ line: String) -> [AgentStep] {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { return [] }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any],
+              let type = object["type"] as? String else {
+            lastText = trimmed
+            return [AgentStep(kind: .text, text: Self.cut(line))]
+        }
+        switch kind {
+        case .claudeCode: return claudeCode(type, object)
+        case .codex: return codex(type, object)
+        case .command: return [AgentStep(kind: .text, text: Self.cut(line))]
+        }
+    }
+
+    // MARK: Claude Code
+
+    /// https://code.claude.com/docs/en/headless and the Agent SDK's message types: `system`
+    /// (`init` names the session), `assistant` and `user` carry a message's content blocks,
+    /// `result` ends the run.
+    private mutating func claudeCode(_ type: String, _ object: [String: Any]) -> [AgentStep] {
+        if let id = object["session_id"] as? String, !id.isEmpty { session = id }
+        let content = ((object["message"] as? [String: Any])?["content"] as? [[String: Any]]) ?? []
+        switch type {
+        case "assistant":
+            return content.compactMap { block in
+                switch block["type"] as? String {
+                case "text": (block["text"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .message, text: Self.cut($0)) }
+                case "thinking": (block["thinking"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .thinking, text: Self.cut($0)) }
+                case "tool_use":
+                    AgentStep(kind: .tool, text: Self.toolSummary(block["input"] as? [String: Any] ?? [:]), tool: block["name"] as? String ?? "tool")
+                default: nil
+                }
+            }
+        case "user":
+            return content.compactMap { block in
+                guard block["type"] as? String == "tool_result" else { return nil }
+                let text: String
+                if let string = block["content"] as? String {
+                    text = string
+                } else {
+                    text = ((block["content"] as? [[String: Any]]) ?? []).compactMap { $0["text"] as? String }.joined(separator: "\n")
+                }
+                let failed = block["is_error"] as? Bool == true
+                return AgentStep(kind: .toolResult, text: Self.firstLine(text, empty: failed ? "failed" : "done"), failed: failed)
+            }
+        case "result":
+            var parts: [String] = []
+            if let turns = object["num_turns"] as? Int { parts.append(turns == 1 ? "1 turn" : "\(turns) turns") }
+            if let milliseconds = object["duration_ms"] as? Double { parts.append(String(format: "%.1f s", milliseconds / 1000)) }
+            if let cost = object["total_cost_usd"] as? Double { parts.append(String(format: "$%.4f", cost)) }
+            let subtype = object["subtype"] as? String ?? "unknown"
+            let failed = object["is_error"] as? Bool == true || subtype != "success"
+            var summary = parts.joined(separator: ", ")
+            if failed {
+                let said = (object["result"] as? String).map { ": " + Self.oneLine($0) } ?? ""
+                summary = "\(subtype)\(said)" + (summary.isEmpty ? "" : " (\(summary))")
+            }
+            outcome = Outcome(failed: failed, summary: summary)
+            return [AgentStep(kind: .result, text: failed ? summary : "done" + (summary.isEmpty ? "" : ": \(summary)"), failed: failed)]
+        default:
+            return []  // system events, partial messages: nothing for the person
+        }
+    }
+
+    /// What a tool call works on, in a line: the command, the file, the pattern, the address.
+    static func toolSummary(_ input: [String: Any]) -> String {
+        for key in ["command", "file_path", "notebook_path", "path", "pattern", "url", "query", "description", "prompt"] {
+            if let value = input[key] as? String, !value.isEmpty { return oneLine(value) }
+        }
+        if let todos = input["todos"] as? [Any] { return todos.count == 1 ? "1 item" : "\(todos.count) items" }
+        guard !input.isEmpty, let data = try? JSONSerialization.data(withJSONObject: input, options: [.sortedKeys]) else { return "" }
+        return oneLine(String(decoding: data, as: UTF8.self))
+    }
+
+    // MARK: Codex
+
+    /// https://github.com/openai/codex/blob/main/docs/exec.md: `thread.started` names the
+    /// thread, `item.*` carry messages, reasoning, commands, file changes and tool calls,
+    /// `turn.completed` / `turn.failed` end the run, `error` reports a failure.
+    private mutating func codex(_ type: String, _ object: [String: Any]) -> [AgentStep] {
+        switch type {
+        case "thread.started":
+            if let id = object["thread_id"] as? String, !id.isEmpty { session = id }
+            return []
+        case "item.started", "item.completed":
+            guard let item = object["item"] as? [String: Any] else { return [] }
+            return codexItem(item, completed: type == "item.completed")
+        case "turn.completed":
+            let usage = object["usage"] as? [String: Any] ?? [:]
+            var parts: [String] = []
+            if let input = usage["input_tokens"] as? Int { parts.append("\(input) tokens in") }
+            if let output = usage["output_tokens"] as? Int { parts.append("\(output) out") }
+            let summary = parts.joined(separator: ", ")
+            outcome = Outcome(failed: false, summary: summary)
+            return [AgentStep(kind: .result, text: "done" + (summary.isEmpty ? "" : ": \(summary)"), failed: false)]
+        case "turn.failed":
+            let message = ((object["error"] as? [String: Any])?["message"] as? String).map(Self.oneLine) ?? "the turn failed"
+            outcome = Outcome(failed: true, summary: message)
+            return [AgentStep(kind: .result, text: message, failed: true)]
+        case "error":
+            let message = (object["message"] as? String).map(Self.oneLine) ?? "an error"
+            lastError = message
+            return [AgentStep(kind: .text, text: "error: \(message)", failed: true)]
+        default:
+            return []  // turn.started, item.updated
+        }
+    }
+
+    private mutating func codexItem(_ item: [String: Any], completed: Bool) -> [AgentStep] {
+        let id = item["id"] as? String ?? ""
+        // Older releases named the item's type `item_type`.
+        let type = item["type"] as? String ?? item["item_type"] as? String ?? ""
+        func toolOnce(_ tool: String, _ text: String) -> [AgentStep] {
+            guard !startedItems.contains(id) else { return [] }
+            startedItems.insert(id)
+            return [AgentStep(kind: .tool, text: text, tool: tool)]
+        }
+        switch type {
+        case "agent_message", "assistant_message":
+            guard completed, let text = item["text"] as? String, !text.isEmpty else { return [] }
+            return [AgentStep(kind: .message, text: Self.cut(text))]
+        case "reasoning":
+            guard completed, let text = item["text"] as? String, !text.isEmpty else { return [] }
+            return [AgentStep(kind: .thinking, text: Self.cut(text))]
+        case "command_execution":
+            var steps = toolOnce("command", Self.oneLine(item["command"] as? String ?? ""))
+            if completed {
+                let code = item["exit_code"] as? Int
+                let failed = item["status"] as? String == "failed" || (code ?? 0) != 0
+                let first = Self.firstLine(item["aggregated_output"] as? String ?? "", empty: failed ? "failed" : "done")
+                steps.append(AgentStep(kind: .toolResult, text: code.map { $0 == 0 ? first : "exit \($0): \(first)" } ?? first, failed: failed))
+            }
+            return steps
+        case "file_change":
+            guard completed else { return [] }
+            let changes = (item["changes"] as? [[String: Any]] ?? []).map { "\($0["kind"] as? String ?? "change") \($0["path"] as? String ?? "?")" }
+            return toolOnce("edit", Self.oneLine(changes.joined(separator: ", ")))
+        case "mcp_tool_call":
+            let name = [item["server"] as? String, item["tool"] as? String].compactMap { $0 }.joined(separator: ".")
+            var steps = toolOnce(name.isEmpty ? "tool" : name, "")
+            if completed {
+                let failed = item["status"] as? String == "failed"
+                steps.append(AgentStep(kind: .toolResult, text: failed ? "failed" : "done", failed: failed))
+            }
+            return steps
+        case "web_search":
+            return toolOnce("web search", Self.oneLine(item["query"] as? String ?? ""))
+        case "todo_list":
+            guard completed else { return [] }
+            let items = (item["items"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
+            return items.isEmpty ? [] : [AgentStep(kind: .thinking, text: Self.cut("plan: " + items.joined(separator: "; ")))]
+        case "error":
+            let message = Self.oneLine(item["message"] as? String ?? "an error")
+            return [AgentStep(kind: .text, text: "error: \(message)", failed: true)]
+        default:
+            return []
+        }
+    }
+
+    // MARK: Text
+
+    /// A step as the lines of the task's output.
+    static func rendered(_ step: AgentStep) -> String {
+        let line: String
+        switch step.kind {
+        case .message, .text: line = step.text
+        case .thinking: line = "~ " + step.text
+        case .tool: line = "▸ \(step.tool ?? "tool")" + (step.text.isEmpty ? "" : ": \(step.text)")
+        case .toolResult: line = (step.failed == true ? "  ✗ " : "  ↳ ") + step.text
+        case .result: line = (step.failed == true ? "✗ " : "✓ ") + step.text
+        }
+        return line.hasSuffix("\n") ? line : line + "\n"
+    }
+
+    static func cut(_ text: String) -> String {
+        text.count <= AgentStep.textLimit ? text : String(text.prefix(AgentStep.textLimit)) + "…"
+    }
+
+    /// The first non-empty line, at most 200 characters.
+    static func firstLine(_ text: String, empty: String) -> String {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard let first = lines.first else { return empty }
+        let line = oneLine(first)
+        return lines.count > 1 ? "\(line) (+\(lines.count - 1) lines)" : line
+    }
+
+    /// `text` on one line of at most 200 characters.
+    static func oneLine(_ text: String) -> String {
+        let joined = text.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ")
+        return joined.count <= 200 ? joined : String(joined.prefix(200)) + "…"
+    }
+}
