@@ -40,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: [
         // MARK: System libraries (Debian packages / Homebrew formulae)
@@ -181,6 +182,8 @@ let package = Package(
             dependencies: [
                 "ErrandCrypto", "ErrandProtocol", "ErrandQR", "ErrandPeer", "ErrandHost", "ErrandCompanion", "ErrandRelayClient", "ErrandTransparency",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // The permission tool Claude Code starts is a stdio MCP server.
+                .product(name: "MCP", package: "swift-sdk"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -4,6 +4,9 @@
 #include "process_control.h"
 
 #include <errno.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
@@ -23,5 +26,21 @@ int errand_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
 #else
     (void)actions; (void)lowest;
     return ENOSYS;
+#endif
+}
+
+int errand_peer_uid(int socket, unsigned int *uid) {
+#if defined(__linux__)
+    struct ucred credentials;
+    socklen_t size = sizeof credentials;
+    if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return -1;
+    *uid = credentials.uid;
+    return 0;
+#else
+    uid_t peer;
+    gid_t group;
+    if (getpeereid(socket, &peer, &group) != 0) return -1;
+    *uid = peer;
+    return 0;
 #endif
 }

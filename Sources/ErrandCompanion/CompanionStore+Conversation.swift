@@ -179,7 +179,19 @@ extension CompanionStore {
             let previous = try String.fetchOne(db, sql: "SELECT body FROM reply WHERE request = ?", arguments: [request]).map { Int($0) ?? 0 } ?? 0
             try db.execute(sql: "INSERT OR REPLACE INTO reply (request, host_id, body, complete, received_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [request, host, String(previous + entries.count), complete, now])
-        case .task, .cancel, .listActions, .sync:
+        case .approval(let request):
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO approval (id, host_id, task, tool, summary, input, expires_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [request.id, host, request.task, request.tool, request.summary, request.input, request.expiresAt, now])
+        case .approvalResolved(let resolution):
+            try db.execute(sql: "UPDATE approval SET status = ?, answered_by = ?, reason = ? WHERE id = ? AND host_id = ?",
+                           arguments: [resolution.outcome.rawValue, resolution.by, resolution.reason, resolution.approval, host])
+        case .approvalRefused(let approval, let reason):
+            try db.execute(sql: "UPDATE approval SET refusal = ? WHERE id = ? AND host_id = ?", arguments: [reason, approval, host])
+            // Also as a reply: an answer given by id, for a request this device was never sent.
+            try db.execute(sql: "INSERT OR REPLACE INTO reply (request, host_id, body, complete, received_at) VALUES (?, ?, ?, 1, ?)",
+                           arguments: [CompanionStore.refusalReply(approval), host, reason, now])
+        case .task, .cancel, .listActions, .sync, .approve:
             return
         }
     }

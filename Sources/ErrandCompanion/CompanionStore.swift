@@ -143,6 +143,24 @@ public final class CompanionStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v4: approval requests") { db in
+            try db.execute(sql: """
+                CREATE TABLE approval (
+                    id TEXT PRIMARY KEY,
+                    host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,
+                    task TEXT NOT NULL,
+                    tool TEXT NOT NULL,
+                    summary TEXT NOT NULL,
+                    input TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    status TEXT NOT NULL DEFAULT 'pending',
+                    answered_by TEXT,
+                    reason TEXT,
+                    refusal TEXT,
+                    received_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 

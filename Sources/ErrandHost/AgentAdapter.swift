@@ -81,15 +81,29 @@ struct AgentInvocation: Equatable {
     /// Claude Code (https://code.claude.com/docs/en/headless): the text on standard input,
     /// `--session-id` for a new session (the id the host keeps) or `--resume` for the
     /// conversation's session.
-    static func claudeCode(_ program: AgentProgram, text: String, session: AgentSession) -> AgentInvocation {
+    /// With `permissionPrompt`, its permission prompts go to the paired devices (see ``permissionPrompt(tool:task:)``).
+    static func claudeCode(_ program: AgentProgram, text: String, session: AgentSession, permissionPrompt: [String] = []) -> AgentInvocation {
         var arguments = ["-p", "--output-format", "stream-json", "--verbose"]
         if let model = program.model { arguments += ["--model", model] }
         switch session {
         case .new(let id): arguments += ["--session-id", id]
         case .resume(let id): arguments += ["--resume", id]
         }
+        arguments += permissionPrompt
         return AgentInvocation(arguments: arguments + program.arguments, input: Array(text.utf8))
     }
+
+    /// Claude Code's permission prompts go to Errand's tool (https://code.claude.com/docs/en/headless,
+    /// `--permission-prompt-tool`): an MCP server `errand` started by `tool` + `--task TASK`,
+    /// whose tool `approve` asks the host, which asks the paired devices.
+    static func permissionPrompt(tool: [String], task: String) -> [String] {
+        let server: [String: Any] = ["type": "stdio", "command": tool[0], "args": Array(tool.dropFirst()) + ["--task", task]]
+        let configuration = (try? JSONSerialization.data(withJSONObject: ["mcpServers": ["errand": server]], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return ["--mcp-config", String(decoding: configuration, as: UTF8.self), "--permission-prompt-tool", permissionToolName]
+    }
+
+    /// The tool's name as Claude Code knows it: `mcp__SERVER__TOOL`.
+    static let permissionToolName = "mcp__errand__approve"
 
     /// Codex (https://github.com/openai/codex/blob/main/docs/exec.md): `exec --json`, its
     /// options before `resume THREAD`, and `-` to read the text from standard input.

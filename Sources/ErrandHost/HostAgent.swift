@@ -16,7 +16,7 @@ public actor HostAgent {
     let catalog: ActionCatalog
     let inbox: HostInbox
     let log: @Sendable (String) -> Void
-    private var running: [String: TaskProcess] = [:]
+    var running: [String: TaskProcess] = [:]
     /// The device each running task came from (to stop its tasks when it is revoked).
     private var runningDevices: [String: Int64] = [:]
     private var flushing = false
@@ -24,9 +24,22 @@ public actor HostAgent {
     /// Agent tasks run by an adapter: one at a time, as they continue one conversation.
     private var runningAdapterTasks: Set<String> = []
     private let sleepInhibitor: SleepInhibitor
+    /// How Claude Code starts the permission tool: this program's path and its arguments before
+    /// `--task ID` (nil: approvals are not offered, and Claude Code decides by its own settings).
+    let approvalTool: [String]?
+    /// Approval requests waiting for a device's answer, by id.
+    var pendingApprovals: [String: PendingApproval] = [:]
+    /// Approval requests a device could not be sent yet (it had sent nothing), by device.
+    var undeliveredApprovals: [Int64: Set<String>] = [:]
+    var approvalSocket: ApprovalSocket?
 
-    /// - Parameter log: receives one line per thing that happens (never payloads or secrets).
-    public init(host: HostSetup.Host, configuration: HostConfiguration, client: RelayClient, log: @escaping @Sendable (String) -> Void) {
+    /// - Parameters:
+    ///   - approvalTool: the command that runs `errand host approval-tool --home H`, for Claude
+    ///     Code's permission prompts; nil offers none.
+    ///   - log: receives one line per thing that happens (never payloads or secrets).
+    public init(host: HostSetup.Host, configuration: HostConfiguration, client: RelayClient, approvalTool: [String]? = nil,
+                log: @escaping @Sendable (String) -> Void) {
+        self.approvalTool = approvalTool
         self.host = host
         self.configuration = configuration
         self.client = client
@@ -65,6 +78,7 @@ public actor HostAgent {
             log("task \(task.id.prefix(8)) was interrupted by a stop of the host")
             await notify(task.deviceID, TaskEvent(task: task.id, status: .interrupted, reason: task.reason))
         }
+        await startApprovals()
         await startQueued()
         await flushOutbox()
         let retry = Task { [weak self] in
@@ -88,6 +102,7 @@ public actor HostAgent {
         do { try await listen(subscription) } catch { failure = error }
         subscription.cancel()
         stopping = true
+        await stopApprovals()
         // Stopping, from tasks that are not cancelled: stop running tasks and let them report,
         // then post what is still queued — a few seconds at most.
         let finish = Task { await self.stopRunningTasks() }
@@ -144,6 +159,7 @@ public actor HostAgent {
         case cancel(Int64, String)
         case actions(Int64, String)
         case history(Int64, String, Int64)
+        case approve(Int64, String, Bool, String?)
     }
 
     /// Processes one envelope (public for tests that drive the agent without a live connection).
@@ -165,7 +181,9 @@ public actor HostAgent {
         switch outcome {
         case .duplicate: log("envelope \(envelope.id.description.prefix(8)) was already processed; ignored")
         case .refused(let reason): log("refused an envelope: \(reason)")
-        case .received(let device, _): log("message from \(device.name)")
+        case .received(let device, _):
+            log("message from \(device.name)")
+            await deliverUndeliveredApprovals(to: device.id)
         }
         for followUp in recorded.withLock({ $0 }) {
             switch followUp {
@@ -173,6 +191,7 @@ public actor HostAgent {
             case .cancel(let device, let task): await cancel(task, from: device)
             case .actions(let device, let request): await send(.actions(request: request, actions: catalog.list()), to: device)
             case .history(let device, let request, let after): await sendHistory(to: device, request: request, after: after)
+            case .approve(let device, let approval, let allow, let message): await answerApproval(approval, allow: allow, message: message, from: device)
             }
         }
         await startQueued()
@@ -203,9 +222,10 @@ public actor HostAgent {
             log("queued task \(request.task.prefix(8)) from \(device.name): \(request.executor.rawValue)")
             return [.notify(device.id, TaskEvent(task: request.task, status: .queued))]
         case .cancel(let task): return [.cancel(device.id, task)]
+        case .approve(let approval, let allow, let message): return [.approve(device.id, approval, allow, message)]
         case .listActions(let request): return [.actions(device.id, request)]
         case .sync(let request, let after): return [.history(device.id, request, after)]
-        case .event, .actions, .history:
+        case .event, .actions, .history, .approval, .approvalResolved, .approvalRefused:
             log("\(device.name) sent a host-to-device message; ignored")
             return []
         }
@@ -317,7 +337,9 @@ public actor HostAgent {
             let session = try host.store.agentSession(conversation: conversation, adapter: adapter).map(AgentSession.resume)
                 ?? .new(UUID().uuidString.lowercased())
             let text = task.request.text ?? ""
-            let invocation = adapter == .claudeCode ? AgentInvocation.claudeCode(program, text: text, session: session)
+            let permissionPrompt = approvalSocket != nil ? approvalTool.map { AgentInvocation.permissionPrompt(tool: $0, task: task.id) } : nil
+            let invocation = adapter == .claudeCode
+                ? AgentInvocation.claudeCode(program, text: text, session: session, permissionPrompt: permissionPrompt ?? [])
                 : AgentInvocation.codex(program, text: text, session: session)
             executable = try Self.resolve(program.program, path: environment["PATH"]!, what: "\(adapter.displayName) (\(program.program))",
                                           setting: "agent.\(adapter.rawValue).program")
@@ -427,6 +449,7 @@ public actor HostAgent {
                 runningDevices[task.id] = nil
                 runningAdapterTasks.remove(task.id)
                 sleepInhibitor.release()
+                await endApprovals(of: task.id, reason: "the task ended before an answer came")
                 // The result and the message carrying it are saved together: a crash cannot keep
                 // the result from the device.
                 let event = TaskEvent(task: task.id, status: status, exitCode: exitCode, reason: reason, truncated: truncated,
@@ -601,14 +624,14 @@ public actor HostAgent {
         await send(.history(request: request, entries: batch, complete: true), to: device)
     }
 
-    private func send(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) async {
+    func send(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) async {
         guard enqueue(message, to: device, urgent: urgent) else { return }
         await flushOutbox()
     }
 
     /// Seals a message into the outbox (posted by the next flush); false when it could not be.
     @discardableResult
-    private func enqueue(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) -> Bool {
+    func enqueue(_ message: ConversationMessage, to device: Int64, urgent: Bool = false) -> Bool {
         do {
             return try host.store.sealAndEnqueue(message.encoded(), to: device, at: Self.now, urgent: urgent) != nil
         } catch {

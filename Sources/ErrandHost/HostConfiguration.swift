@@ -33,6 +33,8 @@ public struct HostConfiguration: Sendable, Equatable {
     public var defaultExecutors: [Executor] = [.agent, .action]
     /// Seconds between the agent's own checks of the relay's audit log; 0 turns them off.
     public var auditVerifyIntervalSeconds = 600
+    /// Seconds an agent's approval request waits for a device's answer before it is denied.
+    public var approvalTimeoutSeconds = 600
     /// Where the QR code's link opens the web companion (`pairing.web_app`); nil: the relay's `/app/`.
     public var webApp: String?
 
@@ -119,6 +121,12 @@ public struct HostConfiguration: Sendable, Equatable {
         # still works).
         verify_interval_seconds = 600
 
+        [approvals]
+        # When Claude Code asks before using a tool, every paired device that may answer (see
+        # 'errand host policy … --approve') is asked; the first answer counts. With no answer
+        # within this many seconds the tool is denied.
+        timeout_seconds = 600
+
         [pairing]
         # Where the link in the pairing QR code opens the web companion, for when you serve the app
         # yourself (an https address; the offer goes after '#'). Empty: the relay's /app/.
@@ -193,6 +201,9 @@ public struct HostConfiguration: Sendable, Equatable {
                 case ("audit", "verify_interval_seconds"):
                     guard let number = value.int, (0...86_400).contains(number) else { throw fail("audit.verify_interval_seconds", "an integer from 0 (off) to 86400") }
                     configuration.auditVerifyIntervalSeconds = number
+                case ("approvals", "timeout_seconds"):
+                    guard let number = value.int, (5...86_400).contains(number) else { throw fail("approvals.timeout_seconds", "an integer from 5 to 86400") }
+                    configuration.approvalTimeoutSeconds = number
                 case ("pairing", "web_app"):
                     guard let address = value.string else { throw fail("pairing.web_app", "a string (an https address)") }
                     configuration.webApp = address.isEmpty ? nil : address

@@ -34,11 +34,13 @@ public struct ExecutionLogEntry: Sendable, Equatable {
     public let outputDigest: String
 }
 
-/// A device's policy: which executors and which actions it may use.
+/// A device's policy: which executors and which actions it may use, and whether it may answer
+/// an agent's approval requests.
 public struct DevicePolicy: Sendable, Equatable {
     public var executors: Set<Executor>
     /// Allowed action names; nil means every action.
     public var actions: Set<String>?
+    public var mayApprove = true
 
     public func allows(_ request: TaskRequest) -> Bool {
         guard executors.contains(request.executor) else { return false }
@@ -49,14 +51,16 @@ public struct DevicePolicy: Sendable, Equatable {
     }
 
     /// `agent,action` and `*` or `a,b` as stored.
-    init(executors text: String, actions: String) {
+    init(executors text: String, actions: String, mayApprove: Bool = true) {
         self.executors = Set(text.split(separator: ",").compactMap { Executor(rawValue: String($0)) })
         self.actions = actions == "*" ? nil : Set(actions.split(separator: ",").map(String.init))
+        self.mayApprove = mayApprove
     }
 
-    public init(executors: Set<Executor>, actions: Set<String>?) {
+    public init(executors: Set<Executor>, actions: Set<String>?, mayApprove: Bool = true) {
         self.executors = executors
         self.actions = actions
+        self.mayApprove = mayApprove
     }
 
     var executorsText: String { Executor.allCases.filter { executors.contains($0) }.map(\.rawValue).joined(separator: ",") }
@@ -224,23 +228,21 @@ extension HostStore {
 
     public func policy(of device: Int64) throws -> DevicePolicy {
         try queue.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT policy, actions FROM device WHERE id = ?", arguments: [device]) else {
-                return DevicePolicy(executors: [], actions: [])
-            }
-            return DevicePolicy(executors: row[0], actions: row[1])
+            try Self.policy(db, of: device)
         }
     }
 
     static func policy(_ db: Database, of device: Int64) throws -> DevicePolicy {
-        guard let row = try Row.fetchOne(db, sql: "SELECT policy, actions FROM device WHERE id = ?", arguments: [device]) else {
-            return DevicePolicy(executors: [], actions: [])
+        guard let row = try Row.fetchOne(db, sql: "SELECT policy, actions, approve FROM device WHERE id = ?", arguments: [device]) else {
+            return DevicePolicy(executors: [], actions: [], mayApprove: false)
         }
-        return DevicePolicy(executors: row[0], actions: row[1])
+        return DevicePolicy(executors: row[0], actions: row[1], mayApprove: row[2])
     }
 
     public func setPolicy(_ policy: DevicePolicy, of device: Int64) throws {
         try queue.write { db in
-            try db.execute(sql: "UPDATE device SET policy = ?, actions = ? WHERE id = ?", arguments: [policy.executorsText, policy.actionsText, device])
+            try db.execute(sql: "UPDATE device SET policy = ?, actions = ?, approve = ? WHERE id = ?",
+                           arguments: [policy.executorsText, policy.actionsText, policy.mayApprove, device])
         }
     }
 

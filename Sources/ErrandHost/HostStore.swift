@@ -174,6 +174,24 @@ public final class HostStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v7: approval requests") { db in
+            // An agent's requests to use a tool, and how each was answered (first answer wins).
+            try db.execute(sql: """
+                ALTER TABLE device ADD COLUMN approve INTEGER NOT NULL DEFAULT 1;
+                CREATE TABLE approval (
+                    id TEXT PRIMARY KEY,
+                    task TEXT NOT NULL,
+                    tool TEXT NOT NULL,
+                    input TEXT NOT NULL,
+                    status TEXT NOT NULL DEFAULT 'pending',
+                    answered_by TEXT,
+                    reason TEXT,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    answered_at INTEGER
+                );
+                """)
+        }
         return migrator
     }
 

@@ -35,7 +35,7 @@ final class SleepInhibitor: Sendable {
             } catch {
                 guard !state.warned else { return (nil, nil) }
                 state.warned = true
-                return (nil, "note: cannot keep this computer awake while tasks run (\((error as? InhibitorError)?.message ?? "\(error)")); a task may stop if it sleeps")
+                return (nil, "note: cannot keep this computer awake while tasks run (\((error as? HostSystemError)?.message ?? "\(error)")); a task may stop if it sleeps")
             }
         }
         if let warning { log(warning) }
@@ -82,12 +82,12 @@ final class SleepInhibitor: Sendable {
     private func startInhibitor() throws -> ChildProcess {
         let environment = ["PATH": path, "LANG": "C.UTF-8"]
         #if os(macOS)
-        guard let caffeinate = Self.find("caffeinate", in: path) else { throw InhibitorError("caffeinate is not on the PATH") }
+        guard let caffeinate = Self.find("caffeinate", in: path) else { throw HostSystemError("caffeinate is not on the PATH") }
         return try TaskLeftovers.spawn {
             try ChildProcess(executable: caffeinate, arguments: ["-i", "-w", String(getpid())], environment: environment, workingDirectory: "/")
         }
         #else
-        guard let inhibit = Self.find("systemd-inhibit", in: path) else { throw InhibitorError("systemd-inhibit is not on the PATH") }
+        guard let inhibit = Self.find("systemd-inhibit", in: path) else { throw HostSystemError("systemd-inhibit is not on the PATH") }
         // `read` returns when the host's end of standard input closes: at release, or when the host dies.
         return try TaskLeftovers.spawn {
             try ChildProcess(executable: inhibit, arguments: [
@@ -105,7 +105,7 @@ final class SleepInhibitor: Sendable {
     }
 }
 
-struct InhibitorError: Error {
+struct HostSystemError: Error {
     let message: String
     init(_ message: String) { self.message = message }
 }

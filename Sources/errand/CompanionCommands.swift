@@ -54,9 +54,19 @@ final class TaskFollower: Sendable {
         self.json = json
     }
 
+    /// Approval requests of this task already shown.
+    let shownApprovals = Mutex<Set<String>>([])
+
     /// Prints what is new; returns whether the task has ended.
     func update() throws -> Bool {
         guard let cached = try conversation.store.task(task) else { return false }
+        // A request the agent waits on, said once, with how to answer it.
+        for approval in try conversation.store.pendingApprovals(host: conversation.host.id, task: task) {
+            guard shownApprovals.withLock({ $0.insert(approval.id).inserted }) else { continue }
+            if live { clearLiveLine() }
+            FileHandle.standardError.write(Data("errand: \(ApprovalsCommand.describe(approval, host: conversation.host.name))\n".utf8))
+            FileHandle.standardError.write(Data("errand: answer with 'errand approve \(approval.id.prefix(8))' or 'errand approve \(approval.id.prefix(8)) --deny'\n".utf8))
+        }
         if !json {
             let fresh = printed.withLock { count -> [UInt8] in
                 defer { count = cached.output.count }

@@ -11,7 +11,7 @@ struct Errand: AsyncParsableCommand {
             + "Every peer command takes --home DIR (default $ERRAND_HOME, else ~/.errand).",
         version: ErrandVersion.current,
         subcommands: [HostCommand.self, PairCommand.self, HostsCommand.self, SendCommand.self, FollowCommand.self, CancelCommand.self, NotifyCommand.self,
-                      HistoryCommand.self, ActionsCommand.self, StatusCommand.self, AuditCommand.self, QRCommand.self]
+                      HistoryCommand.self, ApprovalsCommand.self, ApproveCommand.self, ActionsCommand.self, StatusCommand.self, AuditCommand.self, QRCommand.self]
     )
 
     /// Runs the command, printing failures the way people read them:

@@ -12,7 +12,7 @@ struct HostCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "host",
         abstract: "Set up this computer as a host, pair devices with it, and manage them.",
-        subcommands: [Init.self, Pair.self, Run.self, Devices.self, Revoke.self, Policy.self, Log.self]
+        subcommands: [Init.self, Pair.self, Run.self, Devices.self, Revoke.self, Policy.self, Log.self, ApprovalTool.self]
     )
 
     struct Init: AsyncParsableCommand {

@@ -13,13 +13,23 @@ extension HostCommand {
 
         @OptionGroup var peer: PeerOptions
 
+        /// This executable's absolute path (nil when it cannot be told).
+        static var thisProgram: String? {
+            #if os(Linux)
+            if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+            #endif
+            return Bundle.main.executableURL?.path
+        }
+
         func run() async throws {
             let (host, configuration) = try await reportingPeerErrors {
                 let host = try HostSetup.load(directory: peer.directory)
                 return (host, try HostConfiguration.load(from: host.directory))
             }
             let relay = peer.relay ?? host.settings.relayURL
-            let agent = HostAgent(host: host, configuration: configuration, client: relayClient(relay, for: host)) { line in
+            // Claude Code starts this same program as its permission tool.
+            let approvalTool = Self.thisProgram.map { [$0, "host", "approval-tool", "--home", host.directory.path] }
+            let agent = HostAgent(host: host, configuration: configuration, client: relayClient(relay, for: host), approvalTool: approvalTool) { line in
                 // Lines carry device names and task text: never let them act on the terminal or forge a line.
                 Console.line("errand host: \(TerminalText.neutralized(line))")
             }
@@ -78,8 +88,8 @@ extension HostCommand {
 
     struct Policy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show or change what a device may run.",
-            discussion: "Executors: agent, action, shell ('shell' runs any command line: grant it only to devices you fully trust). Actions: '*' for all, or a comma-separated list of names.")
+            abstract: "Show or change what a device may run, and whether it may answer the agent's approval requests.",
+            discussion: "Executors: agent, action, shell ('shell' runs any command line: grant it only to devices you fully trust). Actions: '*' for all, or a comma-separated list of names. Approvals: yes or no (new devices: yes).")
 
         @OptionGroup var peer: PeerOptions
         @Argument(help: ArgumentHelp("The device's name or the start of its fingerprint.", valueName: "device"))
@@ -88,6 +98,12 @@ extension HostCommand {
         var executors: String?
         @Option(help: ArgumentHelp("Actions the device may run: '*' or a comma-separated list.", valueName: "list"))
         var actions: String?
+        @Option(help: ArgumentHelp("Whether the device may allow or deny what the agent asks to do: yes or no.", valueName: "yes|no"))
+        var approve: String?
+
+        func validate() throws {
+            if let approve, !["yes", "no"].contains(approve) { throw ValidationError("--approve takes yes or no") }
+        }
 
         func run() async throws {
             let (name, policy) = try await reportingPeerErrors {
@@ -106,12 +122,13 @@ extension HostCommand {
                     if let actions {
                         policy.actions = actions == "*" ? nil : Set(actions.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
                     }
-                    if executors != nil || actions != nil { try host.store.setPolicy(policy, of: target.id) }
+                    if let approve { policy.mayApprove = approve == "yes" }
+                    if executors != nil || actions != nil || approve != nil { try host.store.setPolicy(policy, of: target.id) }
                     return (target.name, policy)
                 } catch let error as PeerError { throw error } catch { throw PeerError("cannot change the policy: \(error)") }
             }
             let executorList = Executor.allCases.filter { policy.executors.contains($0) }.map(\.rawValue).joined(separator: ", ")
-            Console.line("\(name): executors \(executorList.isEmpty ? "none" : executorList); actions \(policy.actions.map { $0.sorted().joined(separator: ", ") } ?? "all")")
+            Console.line("\(name): executors \(executorList.isEmpty ? "none" : executorList); actions \(policy.actions.map { $0.sorted().joined(separator: ", ") } ?? "all"); approvals \(policy.mayApprove ? "yes" : "no")")
         }
     }
 }

@@ -66,10 +66,17 @@ struct AgentAdapterTests {
         let go = journey.folder.path("go")
         let waiting = try RunningProgram("errand", ["send", "--home", journey.phone, "--wait", "--timeout", "60", "--",
                                                     "remember the word banana\nrun: echo hello-from-the-tool\nwait-for: \(go)\nedit: notes.md"])
+        // Each tool use waits for an answer from a device (see the approvals test).
+        let bash = try await Self.pendingApproval(journey, home: journey.phone)
+        #expect(bash["tool"] as? String == "Bash")
+        try await journey.expectSuccess(["approve", "--home", journey.phone, try #require(bash["id"] as? String)])
         try await waiting.waitForOutput(containing: "↳ hello-from-the-tool")
         #expect(!waiting.output.contains("✓ done"), "the run had not ended yet: \(waiting.output)")
         #expect(!waiting.output.contains("Edit"))
         FileManager.default.createFile(atPath: go, contents: Data())
+        let edit = try await Self.pendingApproval(journey, home: journey.phone)
+        #expect(edit["tool"] as? String == "Edit")
+        try await journey.expectSuccess(["approve", "--home", journey.phone, try #require(edit["id"] as? String)])
         let first = await waiting.finish(timeout: 60)
         #expect(first.status == 0, "\(first.output) \(first.errorOutput)")
         Self.expectInOrder(first.output, ["This conversation holds 0 earlier prompts.", "▸ Bash: echo hello-from-the-tool",
@@ -97,6 +104,10 @@ struct AgentAdapterTests {
         for argv in argvs {
             #expect(Array(argv.prefix(4)) == ["-p", "--output-format", "stream-json", "--verbose"], "\(argv)")
             #expect(argv.suffix(2) == ["--permission-mode", "acceptEdits"], "the configured arguments come last: \(argv)")
+            // Permission prompts go to Errand's MCP tool, started as this host's approval tool.
+            #expect(Self.value(after: "--permission-prompt-tool", in: argv) == "mcp__errand__approve")
+            let configuration = try #require(Self.value(after: "--mcp-config", in: argv))
+            #expect(configuration.contains("\"args\":[\"host\",\"approval-tool\",\"--home\",\"\(journey.host)\",\"--task\""), "\(configuration)")
         }
         let session = try #require(Self.value(after: "--session-id", in: argvs[0]))
         #expect(Self.value(after: "--resume", in: argvs[1]) == session)
@@ -202,6 +213,96 @@ struct AgentAdapterTests {
         #expect((refused["reason"] as? String)?.contains("Not inside a trusted directory") == true, "\(refused)")
     }
 
+    /// The approval request `home` lists, decoded, once it has come (it goes to each device on its own).
+    static func pendingApproval(_ journey: Journey, home: String) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            let listed = try await journey.expectSuccess(["approvals", "--home", home, "--json"])
+            let all = try #require(JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]], "\(listed.output)")
+            if let first = all.first { return first }
+            guard ContinuousClock.now < deadline else { throw TestFailure("no approval listed on \(home): \(listed.output) \(listed.errorOutput)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    @Test("Approvals: Claude Code asks through Errand's MCP tool; allow runs the tool, deny does not; the first answer wins; a device without the right, a revoked device and the timeout cannot allow")
+    func approvals() async throws {
+        let (journey, _, work) = try await Self.journey(adapter: "claude-code")
+        defer { Task { await journey.finish() } }
+        let tablet = journey.folder.path("tablet")
+        try await journey.pair(tablet, name: "tablet")
+        let config = journey.host + "/config.toml"
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        let section = try #require(text.range(of: "[approvals]"))
+        let timeout = try #require(text.range(of: "timeout_seconds = 600", range: section.upperBound..<text.endIndex))
+        text.replaceSubrange(timeout, with: "timeout_seconds = 8")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try await journey.startHost()
+
+        /// Sends `text` with --wait from the phone; returns it once the phone was told of the request.
+        func ask(_ text: String) async throws -> RunningProgram {
+            let waiting = try RunningProgram("errand", ["send", "--home", journey.phone, "--wait", "--timeout", "60", "--", text])
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !waiting.errorOutput.contains("answer with 'errand approve") {
+                guard ContinuousClock.now < deadline else { throw TestFailure("no approval request shown: \(waiting.output) \(waiting.errorOutput)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return waiting
+        }
+
+        // Allowed from the tablet: the tool runs, and the phone's later answer does not count.
+        let allowed = try await ask("run: touch \(work)/allowed")
+        #expect(allowed.errorOutput.contains("studio wants to use Bash: touch \(work)/allowed"), "\(allowed.errorOutput)")
+        let first = try await Self.pendingApproval(journey, home: tablet)
+        let id = try #require(first["id"] as? String)
+        #expect(first["tool"] as? String == "Bash")
+        #expect((first["input"] as? String)?.contains("\"command\":\"touch \(work)/allowed\"") == true, "\(first)")
+        let approved = try await journey.expectSuccess(["approve", "--home", tablet, String(id.prefix(8))])
+        #expect(approved.output.contains("allowed by tablet"), "\(approved.output)")
+        let allowedRun = await allowed.finish()
+        #expect(allowedRun.status == 0, "\(allowedRun.output) \(allowedRun.errorOutput)")
+        #expect(FileManager.default.fileExists(atPath: "\(work)/allowed"))
+        let late = try await journey.errand(["approve", "--home", journey.phone, "--deny", String(id.prefix(8))])
+        #expect(late.status != 0)
+        #expect(late.output.contains("already answered") && late.output.contains("allowed by tablet"), "\(late.output)")
+
+        // Denied from the phone, with a message the agent gets: the tool does not run.
+        let denied = try await ask("run: touch \(work)/denied")
+        let second = try await Self.pendingApproval(journey, home: journey.phone)
+        let refusal = try await journey.expectSuccess(["approve", "--home", journey.phone, try #require(second["id"] as? String), "--deny", "--message", "not now"])
+        #expect(refusal.output.contains("denied by phone"), "\(refusal.output)")
+        let deniedRun = await denied.finish()
+        #expect(deniedRun.output.contains("✗ denied from phone: not now"), "\(deniedRun.output)")
+        #expect(!FileManager.default.fileExists(atPath: "\(work)/denied"))
+
+        // A device whose policy lacks approvals is told so; the request still waits for another.
+        try await journey.expectSuccess(["host", "policy", "--home", journey.host, "tablet", "--approve", "no"])
+        let unallowed = try await ask("run: touch \(work)/unallowed")
+        // (The tablet is no longer sent requests: it answers with the id the phone shows.)
+        let third = try #require(try await Self.pendingApproval(journey, home: journey.phone)["id"] as? String)
+        let refused = try await journey.errand(["approve", "--home", tablet, third])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("did not count: this device may not answer approval requests"), "\(refused.output)")
+        #expect(!FileManager.default.fileExists(atPath: "\(work)/unallowed"))
+        try await journey.expectSuccess(["approve", "--home", journey.phone, third])
+        #expect(await unallowed.finish().status == 0)
+        #expect(FileManager.default.fileExists(atPath: "\(work)/unallowed"))
+
+        // A revoked device's answer never reaches the host; with no other answer the timeout denies.
+        try await journey.expectSuccess(["host", "policy", "--home", journey.host, "tablet", "--approve", "yes"])
+        try await journey.expectSuccess(["host", "revoke", "--home", journey.host, "tablet"])
+        let unanswered = try await ask("run: touch \(work)/unanswered")
+        let fourth = try #require(try await Self.pendingApproval(journey, home: journey.phone)["id"] as? String)
+        let revoked = try await journey.errand(["approve", "--home", tablet, fourth])
+        #expect(!revoked.output.contains("allowed"), "\(revoked.output)")
+        let unansweredRun = await unanswered.finish()
+        #expect(unansweredRun.output.contains("✗ no answer within 8 seconds"), "\(unansweredRun.output)")
+        #expect(!FileManager.default.fileExists(atPath: "\(work)/unanswered"))
+        let hostLog = journey.hostAgent?.output ?? ""
+        #expect(hostLog.contains("approval \(fourth.prefix(8)) denied: no answer within 8 seconds"), "\(hostLog)")
+        #expect(hostLog.contains("approval \(id.prefix(8)) allowed by tablet"))
+    }
+
     @Test("While a task runs the computer is kept from sleeping; after it, not")
     func keptAwake() async throws {
         // A stand-in systemd-inhibit first on the host's PATH: it records how it was called and
@@ -231,6 +332,11 @@ struct AgentAdapterTests {
         try await eventually("the inhibitor ended after the task") { kill(pid, 0) != 0 }
         // One inhibitor for that task, none left.
         #expect(try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").count == 1)
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// Waits up to 30 s for `condition`; records a failure naming `what` when it never holds.

@@ -14,4 +14,8 @@ int errand_become_subreaper(void);
 /// number (ENOSYS where the system has no such action).
 int errand_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
+/// The user id of the process at the other end of a connected Unix socket (SO_PEERCRED on
+/// Linux, getpeereid elsewhere). Returns 0, or -1 with errno set.
+int errand_peer_uid(int socket, unsigned int *uid);
+
 #endif

@@ -210,10 +210,61 @@ extension ConversationEntry {
     }
 }
 
+/// An agent asks, through the host, whether it may use a tool (Claude Code's permission prompt).
+public struct ApprovalRequest: Codable, Sendable, Equatable {
+    /// The request's id (a lowercase UUID chosen by the host).
+    public let id: String
+    /// The task whose agent asks.
+    public let task: String
+    /// The tool ("Bash", "Edit", …) and what it would work on, in a line ("git status").
+    public let tool: String
+    public let summary: String
+    /// The tool's input as JSON text, cut to ``inputLimit`` bytes (then ending in "…").
+    public let input: String
+    /// Unix seconds after which the host denies it unanswered.
+    public let expiresAt: Int64
+
+    public init(id: String, task: String, tool: String, summary: String, input: String, expiresAt: Int64) {
+        self.id = id
+        self.task = task
+        self.tool = tool
+        self.summary = summary
+        self.input = input
+        self.expiresAt = expiresAt
+    }
+
+    /// Bytes of `input` carried at most (well inside one envelope, even escaped).
+    public static let inputLimit = 8 * 1024
+}
+
+/// How an approval request ended.
+public struct ApprovalResolution: Codable, Sendable, Equatable {
+    public enum Outcome: String, Codable, Sendable {
+        case allowed, denied
+    }
+
+    public let approval: String
+    public let task: String
+    public let outcome: Outcome
+    /// The device that answered (its name on the host); nil when the host decided (timeout, stop).
+    public let by: String?
+    /// Why, when it was denied: the person's message, or what the host decided on.
+    public let reason: String?
+
+    public init(approval: String, task: String, outcome: Outcome, by: String?, reason: String?) {
+        self.approval = approval
+        self.task = task
+        self.outcome = outcome
+        self.by = by
+        self.reason = reason
+    }
+}
+
 /// The application messages of a session, as JSON objects with a `type` member.
 ///
-/// Companion → host: `task`, `cancel`, `listActions`, `sync`. Host → companion: `event`,
-/// `actions`, `history`. See `docs/protocol.md`, "Conversation messages".
+/// Companion → host: `task`, `cancel`, `listActions`, `sync`, `approve`. Host → companion:
+/// `event`, `actions`, `history`, `approval`, `approvalResolved`, `approvalRefused`. See
+/// `docs/protocol.md`, "Conversation messages".
 public enum ConversationMessage: Sendable, Equatable {
     case task(TaskRequest)
     case cancel(task: String)
@@ -224,6 +275,14 @@ public enum ConversationMessage: Sendable, Equatable {
     case actions(request: String, actions: [ActionInfo])
     /// Part of the conversation; `complete` is false when more entries follow in another message.
     case history(request: String, entries: [ConversationEntry], complete: Bool)
+    /// An agent waits for a person's answer.
+    case approval(ApprovalRequest)
+    /// A device's answer to an approval request; `message` says why when it denies.
+    case approve(approval: String, allow: Bool, message: String?)
+    /// An approval request ended (sent to every device).
+    case approvalResolved(ApprovalResolution)
+    /// This device's answer did not count: already answered, not allowed, or unknown.
+    case approvalRefused(approval: String, reason: String)
 
     /// Output bytes of one task carried in a history entry.
     public static let historyOutputLimit = 4096
@@ -258,7 +317,7 @@ public enum ConversationMessage: Sendable, Equatable {
         init(_ message: ConversationMessage) { self.message = message }
 
         enum Key: String, CodingKey {
-            case type, task, request, after, event, actions, entries, complete
+            case type, task, request, after, event, actions, entries, complete, approval, allow, message, resolution, reason
         }
 
         init(from decoder: any Decoder) throws {
@@ -274,6 +333,13 @@ public enum ConversationMessage: Sendable, Equatable {
             case "history": message = .history(request: try container.decode(String.self, forKey: .request),
                                                entries: try container.decode([ConversationEntry].self, forKey: .entries),
                                                complete: try container.decode(Bool.self, forKey: .complete))
+            case "approval": message = .approval(try container.decode(ApprovalRequest.self, forKey: .approval))
+            case "approve": message = .approve(approval: try container.decode(String.self, forKey: .approval),
+                                               allow: try container.decode(Bool.self, forKey: .allow),
+                                               message: try container.decodeIfPresent(String.self, forKey: .message))
+            case "approvalResolved": message = .approvalResolved(try container.decode(ApprovalResolution.self, forKey: .resolution))
+            case "approvalRefused": message = .approvalRefused(approval: try container.decode(String.self, forKey: .approval),
+                                                               reason: try container.decode(String.self, forKey: .reason))
             case let other: throw ConversationError("unknown message type \"\(other)\"")
             }
         }
@@ -292,6 +358,15 @@ public enum ConversationMessage: Sendable, Equatable {
             case .history(let request, let entries, let complete):
                 try container.encode("history", forKey: .type); try container.encode(request, forKey: .request)
                 try container.encode(entries, forKey: .entries); try container.encode(complete, forKey: .complete)
+            case .approval(let request): try container.encode("approval", forKey: .type); try container.encode(request, forKey: .approval)
+            case .approve(let approval, let allow, let message):
+                try container.encode("approve", forKey: .type); try container.encode(approval, forKey: .approval)
+                try container.encode(allow, forKey: .allow); try container.encodeIfPresent(message, forKey: .message)
+            case .approvalResolved(let resolution):
+                try container.encode("approvalResolved", forKey: .type); try container.encode(resolution, forKey: .resolution)
+            case .approvalRefused(let approval, let reason):
+                try container.encode("approvalRefused", forKey: .type); try container.encode(approval, forKey: .approval)
+                try container.encode(reason, forKey: .reason)
             }
         }
     }
