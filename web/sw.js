@@ -124,14 +124,18 @@ async function ring() {
     await notify('Errand', { body: 'Nothing new: this device is up to date.', tag: 'errand-nothing-new', silent: true });
     return;
   }
-  const shown = result.notices.slice(0, 4);
+  // Requests an agent waits on come first, and stay until they are seen.
+  const ordered = [...result.notices.filter(n => n.kind === 'approval'), ...result.notices.filter(n => n.kind !== 'approval')];
+  const shown = ordered.slice(0, 4);
   for (const notice of shown) {
     const { title, body } = noticeText(notice);
-    await notify(title, { body, tag: `errand-task-${notice.task}`, data: { host: notice.host, task: notice.task } });
+    const approval = notice.kind === 'approval';
+    await notify(title, { body, tag: approval ? `errand-approval-${notice.id}` : `errand-task-${notice.task}`,
+      requireInteraction: approval, data: { host: notice.host, task: notice.task } });
   }
   if (result.notices.length > shown.length) {
     const more = result.notices.length - shown.length;
-    await notify('Errand', { body: `${more} more task${more === 1 ? '' : 's'} finished.`, tag: 'errand-more' });
+    await notify('Errand', { body: `${more} more thing${more === 1 ? '' : 's'} to see.`, tag: 'errand-more' });
   }
 }
 

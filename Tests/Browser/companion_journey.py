@@ -307,6 +307,10 @@ class Journey:
         # writes the words; the relay and the push service see none of them.
         self.notifications(browser)
 
+        # Claude Code drives the tasks now: its steps stream, it asks before using a tool, and the
+        # phone allows or denies — also from a notification while the app is closed.
+        self.agent_approvals(browser)
+
         # 4. A reload keeps everything: the conversation is there and the session still works.
         before = self.js("tasks().length")
         self.page.reload()
@@ -402,6 +406,7 @@ class Journey:
         service = self.start_push_service()
         with urllib.request.urlopen(urllib.request.Request(service + "/subscribe?behavior=ok", method="POST"), timeout=10) as response:
             subscription = json.load(response)
+        self.push_service, self.push_subscription = service, subscription
         # Headless Chromium has a push manager but no push service to subscribe with: the page gets
         # the stand-in's subscription instead (the browser's part: endpoint and keys).
         self.js("(() => { const s = " + json.dumps(subscription) + "; let current = null;"
@@ -470,6 +475,97 @@ class Journey:
         quiet = self.wait("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
                           ".then(n => n.length ? n.map(x => x.body) : null)", "the 'nothing new' notification")
         check(quiet == ["Nothing new: this device is up to date."], f"the second notification: {quiet}")
+
+    def set_adapter(self, adapter):
+        """Restarts the host with agent.adapter = `adapter` (the stand-in Claude Code for claude-code)."""
+        self.stop(self.host_run)
+        config = os.path.join(self.host, "config.toml")
+        text = re.sub(r'(?m)^adapter = .*$', f'adapter = "{adapter}"', open(config).read())
+        if 'STANDIN_AGENT_STATE' not in text:
+            text = text.replace('program = "claude"', f'program = "{ROOT}/Tests/Agents/claude"')
+            text = text.replace("[agent.claude-code.environment]\n",
+                                f'[agent.claude-code.environment]\nSTANDIN_AGENT_STATE = "{self.work}/agent-state"\n')
+        open(config, "w").write(text)
+        self.start_host_run()
+        self.wait("document.getElementById('connection').textContent.startsWith('connected')", "the app connected again", timeout=30)
+
+    def approval_card(self, marker):
+        return self.wait("(() => { const a = [...document.querySelectorAll('#tasks .approval:not(.settled)')]"
+                         f".find(a => a.textContent.includes({marker!r})); return a ? a.textContent : null; }})()",
+                         f"the approval request for {marker}", timeout=30)
+
+    def agent_approvals(self, browser):
+        self.set_adapter("claude-code")
+        work = os.path.join(self.work, "agent-work")
+        os.makedirs(work, exist_ok=True)
+
+        # Allowed from the phone: the tool runs; how long from the tap to the tool running.
+        allowed = os.path.join(work, "allowed")
+        self.js(f"fill('Message', {'run: touch ' + allowed!r}) && press('Send')")
+        card = self.approval_card(allowed)
+        check(f"The agent asks to use Bash: touch {allowed}" in card, f"the approval card says {card!r}")
+        self.js("window.scrollTo(0, document.body.scrollHeight)")
+        self.shot("4c-approval")
+        tapped = time.monotonic()
+        self.js("press('Allow')")
+        while not os.path.exists(allowed):
+            check(time.monotonic() - tapped < 30, "the allowed tool did not run")
+            time.sleep(0.005)
+        self.measured["approval tap to the tool running"] = time.monotonic() - tapped
+        done = self.task_done("run: touch " + allowed)
+        check(done["status"] == "succeeded" and "▸ Bash: touch" in done["output"] and "✓ done" in done["output"], f"the allowed task: {done}")
+        self.wait("[...document.querySelectorAll('#tasks .approval.settled')].some(a => a.textContent.startsWith('Allowed by phone'))",
+                  "the settled approval")
+
+        # Denied with a reason: the tool does not run, the agent is told why.
+        denied = os.path.join(work, "denied")
+        self.js(f"fill('Message', {'run: touch ' + denied!r}) && press('Send')")
+        self.approval_card(denied)
+        self.js("fill('Why not (optional, for the agent)', 'not today') && press('Deny')")
+        done = self.task_done("run: touch " + denied)
+        check("✗ denied from phone: not today" in done["output"], f"the denied task: {done}")
+        check(not os.path.exists(denied), "a denied tool ran")
+
+        # The app closed: the request rings the phone, the notification says an answer is needed,
+        # and opening it lets the person allow.
+        gate, later = os.path.join(work, "gate"), os.path.join(work, "later")
+        rang = len([c for c in self.push_calls(self.push_service) if c["kind"] == "push"])
+        self.js(f"fill('Message', {'wait-for: ' + gate + chr(10) + 'run: touch ' + later!r}) && press('Send')")
+        task = self.wait("tasks().find(t => t.request.startsWith('wait-for:') && t.status === 'running')", "the gated task to start")["task"]
+        # Closed for good: the page has let go of the keys (a page being put away may still hold
+        # them a moment, and would be asked to catch up itself).
+        self.page.navigate(self.url + "/app/manifest.webmanifest")
+        self.wait("navigator.locks.query().then(q => !q.held.some(l => l.name === 'errand-companion'))", "the closed app to let go of its lock")
+        self.js("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications()).then(n => n.forEach(x => x.close())).then(() => true)")
+        open(gate, "w").close()
+        deadline = time.monotonic() + 30
+        while len([c for c in self.push_calls(self.push_service) if c["kind"] == "push"]) <= rang:
+            check(time.monotonic() < deadline, "the relay did not ring for the approval request")
+            time.sleep(0.1)
+        browser.deliver_push(self.url, '{"errand":"doorbell","v":1}')
+        notices = self.wait("navigator.serviceWorker.getRegistration('/app/').then(r => r && r.getNotifications())"
+                            ".then(n => n && n.length ? n.map(x => ({ title: x.title, body: x.body, data: x.data, tag: x.tag })) : null)",
+                            "the approval notification")
+        asking = [n for n in notices if n["title"] == "studio needs an answer"]
+        check(len(asking) == 1 and f"Bash: touch {later}" in asking[0]["body"], f"notifications shown: {notices}")
+        check(asking[0]["data"]["task"] == task, f"the notification names {asking[0]['data']}, not task {task}")
+        self.say(f"notification: {asking[0]['title']} / {asking[0]['body']}")
+        self.js("navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications()).then(n => n.forEach(x => x.close())).then(() => true)")
+        self.page.navigate(self.url + f"/app/?host={asking[0]['data']['host']}&task={task}")
+        self.approval_card(later)
+        self.js("press('Allow')")
+        check(self.task_done("wait-for: " + gate + "\nrun: touch " + later)["status"] == "succeeded", "the task allowed from the notification")
+        check(os.path.exists(later), "the tool allowed from the notification did not run")
+
+        # A new conversation: the agent remembers nothing, and the conversation shows where it began.
+        self.js("document.getElementById('new-conversation').click(), fill('Message', 'Start afresh') && press('Send')")
+        fresh = self.task_done("Start afresh")
+        check("holds 0 earlier prompts" in fresh["output"], f"the new conversation's first task: {fresh}")
+        check(self.js("[...document.querySelectorAll('#tasks .divider')].length") == 1, "no divider where the new conversation began")
+        check(self.js("document.getElementById('new-conversation').checked") is False, "the new-conversation box stays ticked")
+        self.js("fill('Message', 'And then') && press('Send')")
+        check("holds 1 earlier prompt; the last was: Start afresh." in self.task_done("And then")["output"], "the next task did not continue it")
+        self.set_adapter("command")
 
     def pair_second_host(self, browser):
         second = os.path.join(self.work, "host2")

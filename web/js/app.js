@@ -136,8 +136,35 @@ function renderTask(host, task) {
         task.status === 'sending' && host.revoked ? 'not sent' : statusText[task.status] ?? task.status)),
     meta ? element('div', { class: 'meta' }, meta) : null,
     task.output ? element('pre', { class: 'output', 'aria-label': 'Output' }, task.output) : null,
+    ...Object.values(task.approvals ?? {}).map(approval => renderApproval(host, task, approval)),
     open && task.status !== 'sending' && !host.revoked
       ? element('button', { type: 'button', class: 'secondary', onclick: () => companion.cancel(host.id, task.task).catch(problem) }, 'Cancel') : null);
+}
+
+/** An agent's request to use a tool: Allow / Deny while it waits, then how it ended. */
+function renderApproval(host, task, approval) {
+  const what = approval.summary ? `${approval.tool}: ${approval.summary}` : approval.tool;
+  const waiting = approval.status === 'pending' && approval.expiresAt > Date.now() / 1000;
+  if (!waiting) {
+    const outcome = approval.status === 'allowed' ? 'Allowed' : approval.status === 'denied' ? 'Denied' : 'Not answered in time';
+    const detail = [approval.by ? `by ${approval.by}` : null, approval.status === 'denied' && !approval.by ? approval.reason : null].filter(Boolean).join(' ');
+    return element('div', { class: 'approval settled', 'data-approval': approval.id },
+      element('p', {}, `${outcome}${detail ? ` ${detail}` : ''}: ${what}`));
+  }
+  const answer = allow => async () => {
+    problem(null);
+    try { await companion.answerApproval(host.id, task.task, approval.id, allow, allow ? null : reason.value.trim() || null); } catch (error) { problem(error); }
+  };
+  const reason = element('input', { 'aria-label': 'Why not (optional, for the agent)', placeholder: 'why not (optional)', autocomplete: 'off' });
+  const answered = approval.answered ? `Sent: ${approval.answered === 'allow' ? 'allow' : 'deny'}. Waiting for ${host.name}…` : null;
+  return element('div', { class: 'approval', 'data-approval': approval.id, role: 'group', 'aria-label': 'The agent asks' },
+    element('p', {}, element('strong', {}, `The agent asks to use ${what}`)),
+    approval.input && approval.input !== '{}' ? element('details', {}, element('summary', {}, 'Its input'), element('pre', {}, approval.input)) : null,
+    approval.refusal ? element('p', { class: 'refusal' }, `Your answer did not count: ${approval.refusal}`) : null,
+    answered ? element('p', { class: 'meta' }, answered) : null,
+    host.revoked ? null : element('div', { class: 'answers' },
+      element('button', { type: 'button', class: 'allow', onclick: answer(true) }, 'Allow'),
+      element('button', { type: 'button', class: 'secondary deny', onclick: answer(false) }, 'Deny'), reason));
 }
 
 function renderActions(host) {
@@ -177,7 +204,8 @@ async function renderConversation(hosts) {
   const tasks = await companion.tasks(host.id);
   const list = $('tasks');
   const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-  list.replaceChildren(...(tasks.length ? tasks.map(t => renderTask(host, t))
+  list.replaceChildren(...(tasks.length ? tasks.flatMap(t => t.request?.newConversation
+    ? [element('li', { class: 'divider', role: 'separator' }, 'New conversation'), renderTask(host, t)] : [renderTask(host, t)])
     : [element('li', { class: 'empty' }, `Paired with ${host.name}. Send a message, or run one of its actions.`)]));
   renderActions(host);
   $('host-details').textContent = `${host.name}, paired ${new Date(host.pairedAt * 1000).toLocaleString()} as “${host.deviceName}”, through ${host.relayURL}.`;
@@ -256,7 +284,8 @@ async function send(event) {
   if (!text.trim()) return;
   problem(null);
   try {
-    await companion.sendText(state.selected, text); $('message').value = ''; await render();
+    await companion.sendText(state.selected, text, { newConversation: $('new-conversation').checked });
+    $('message').value = ''; $('new-conversation').checked = false; await render();
     window.scrollTo(0, document.body.scrollHeight);  // the message just sent, above the composer
   } catch (error) { problem(error); }
 }

@@ -27,6 +27,7 @@ function cleanRequest(request) {
   if (text(request.text) !== undefined) clean.text = request.text;
   if (text(request.action) !== undefined) clean.action = request.action;
   if (Array.isArray(request.arguments)) clean.arguments = request.arguments.filter(a => typeof a === 'string');
+  if (request.newConversation === true) clean.newConversation = true;
   return clean;
 }
 
@@ -45,6 +46,10 @@ const shortened = (value, length) => (value.length > length ? value.slice(0, len
  * the last line of its output. Written on this device only; nothing of it ever reaches a server.
  */
 export function noticeText(notice) {
+  if (notice.kind === 'approval') {
+    const what = shortened([notice.tool, notice.about].filter(Boolean).join(': ').replace(/\s+/g, ' ').trim() || 'a tool', 100);
+    return { title: `${notice.hostName} needs an answer`, body: `The agent asks to use ${what}. Open Errand to allow or deny it.` };
+  }
   const what = shortened(notice.summary.replace(/\s+/g, ' ').trim() || 'a task', 60);
   return { title: `${notice.hostName}: ${what} — ${finalWords[notice.status] ?? notice.status}`, body: shortened(notice.lastLine ?? '', 120) };
 }
@@ -193,10 +198,11 @@ export class Companion {
     this.flush(hostId);
   }
 
-  /** Sends text to the host's agent; returns the task id. */
-  async sendText(hostId, text) {
+  /** Sends text to the host's agent; returns the task id. With `newConversation` the agent forgets the earlier tasks. */
+  async sendText(hostId, text, { newConversation = false } = {}) {
     const task = crypto.randomUUID();
     const request = { task, executor: 'agent', text };
+    if (newConversation) request.newConversation = true;
     await this.send(hostId, { type: 'task', task: request }, this.localTask(hostId, request));
     return task;
   }
@@ -210,6 +216,19 @@ export class Companion {
   }
 
   async cancel(hostId, task) { await this.send(hostId, { type: 'cancel', task }); }
+
+  /** Answers an agent's approval request: allow, or deny with an optional message for the agent. */
+  async answerApproval(hostId, task, approval, allow, message) {
+    const message_ = { type: 'approve', approval, allow };
+    if (!allow && message) message_.message = message;
+    await this.send(hostId, message_);
+    const known = await store.read(['tasks'], ({ get }) => get('tasks', task));
+    if (known?.approvals?.[approval]?.status === 'pending') {
+      await this.serial(() => store.commit([['put', 'tasks', { ...known, approvals: { ...known.approvals,
+        [approval]: { ...known.approvals[approval], answered: allow ? 'allow' : 'deny', refusal: undefined } } }]]));
+      this.onChange('conversation');
+    }
+  }
   async refreshActions(hostId) { await this.send(hostId, { type: 'listActions', request: crypto.randomUUID() }); }
 
   localTask(hostId, request) {
@@ -417,6 +436,35 @@ export class Companion {
             summary: taskSummary(updated.request), lastLine: lastLine(updated.output) });
         }
         return [['put', 'tasks', updated]];
+      }
+      case 'approval': case 'approvalResolved': case 'approvalRefused': {
+        // Kept with their task: { [id]: {id, tool, summary, input, expiresAt, status, by, reason, refusal} }.
+        const request = message.type === 'approval' ? message.approval : null;
+        const resolution = message.type === 'approvalResolved' ? message.resolution : null;
+        const id = text(request?.id ?? resolution?.approval ?? message.approval);
+        const taskId = text(request?.task ?? resolution?.task);
+        if (!id || (message.type !== 'approvalRefused' && !taskId)) return [];
+        let task = taskId ? await getTask(taskId) : (await store.read(['tasks'], ({ entries }) => entries('tasks')))
+          .map(([, value]) => value).find(t => t.host === host.id && t.approvals?.[id]);
+        if (!task && !request) return [];
+        task = task ?? { task: taskId, host: host.id, request: null, status: 'running', output: '', outputLength: 0, createdAt: Math.floor(Date.now() / 1000) };
+        if (task.host !== host.id) return [];
+        const known = task.approvals?.[id];
+        let entry;
+        if (request) {
+          if (known) return [];
+          entry = { id, tool: text(request.tool) ?? 'a tool', summary: text(request.summary) ?? '', input: text(request.input) ?? '',
+            expiresAt: integer(request.expiresAt) ?? 0, status: 'pending' };
+          if (this.notices) this.notices.push({ kind: 'approval', id, host: host.id, hostName: host.name, task: task.task, tool: entry.tool, about: entry.summary });
+        } else if (resolution) {
+          if (!['allowed', 'denied'].includes(resolution.outcome)) return [];
+          entry = { ...(known ?? { id, tool: 'a tool', summary: '', input: '', expiresAt: 0 }), status: resolution.outcome,
+            by: text(resolution.by) ?? null, reason: text(resolution.reason) ?? null };
+        } else {
+          if (!known) return [];
+          entry = { ...known, refusal: text(message.reason) ?? 'the computer did not count this answer', answered: undefined };
+        }
+        return [['put', 'tasks', { ...task, approvals: { ...(task.approvals ?? {}), [id]: entry } }]];
       }
       case 'actions':
         if (!Array.isArray(message.actions)) return [];
