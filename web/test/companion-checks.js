@@ -97,6 +97,27 @@ async function run() {
       ['studio: '.length + 60 + ' — timed out'.length, true, 120, { title: 'studio: a task — refused', body: '' }]);
   });
 
+  await check('an approval request is kept with its task and noticed once; a refusal and its resolution settle it; malformed fields are cleaned, an unknown outcome ignored', async () => {
+    companion.notices = [];
+    const request = { id: 'ap-1', task: 't8', tool: 'Bash', summary: 'git status', input: '{"command":"git status"}', expiresAt: 4102444800 };
+    await apply({ type: 'approval', approval: request });
+    await apply({ type: 'approval', approval: request });  // a repeat
+    await apply({ type: 'approval', approval: { id: 'ap-2', task: 't8', tool: { evil: 1 }, expiresAt: 'soon' } });
+    await apply({ type: 'approval', approval: 'nothing' });
+    const noticed = companion.notices;
+    companion.notices = null;
+    const pending = (await task('t8')).approvals;
+    await apply({ type: 'approvalRefused', approval: 'ap-1', reason: 'this device may not answer approval requests' });
+    const refused = (await task('t8')).approvals['ap-1'].refusal;
+    await apply({ type: 'approvalResolved', resolution: { approval: 'ap-1', task: 't8', outcome: 'allowed', by: 'tablet' } });
+    await apply({ type: 'approvalResolved', resolution: { approval: 'ap-2', task: 't8', outcome: 'maybe' } });
+    const settled = (await task('t8')).approvals;
+    return same([noticed.map(n => [n.kind, n.id, n.task, n.tool, n.about]), noticeText(noticed[0]).title, pending['ap-1'].status,
+      pending['ap-2'].tool, pending['ap-2'].expiresAt, refused, settled['ap-1'].status, settled['ap-1'].by, settled['ap-2'].status],
+    [[['approval', 'ap-1', 't8', 'Bash', 'git status'], ['approval', 'ap-2', 't8', 'a tool', '']], 'studio needs an answer', 'pending',
+      'a tool', 0, 'this device may not answer approval requests', 'allowed', 'tablet', 'pending']);
+  });
+
   await check('once claimed, a write commits only while no other context has claimed the state since', async () => {
     await store.claim();
     await store.commit([['put', 'tasks', { task: 'fenced-1', host: 'host-a', status: 'queued' }]]);
