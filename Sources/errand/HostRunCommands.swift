@@ -63,8 +63,10 @@ extension HostCommand {
 
         @OptionGroup var peer: PeerOptions
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Show the agents' approval requests and how each was answered, instead of the tasks.") var approvals = false
 
         func run() async throws {
+            if approvals { return try await showApprovals() }
             let entries = try await reportingPeerErrors {
                 let host = try HostSetup.load(directory: peer.directory)
                 do { return try host.store.executionLog() } catch { throw PeerError("cannot read the execution log: \(error)") }
@@ -82,6 +84,26 @@ extension HostCommand {
             Console.line(Table.render(header: ["TIME", "DEVICE", "STATUS", "EXIT", "OUTPUT", "SHA-256", "WHAT"], rows: entries.map { entry in
                 [HostCommand.Devices.time(entry.at), entry.device, entry.status, entry.exitCode.map(String.init) ?? "-",
                  "\(entry.outputBytes) B", String(entry.outputDigest.prefix(12)), String(entry.what.prefix(60))]
+            }))
+        }
+
+        private func showApprovals() async throws {
+            let records = try await reportingPeerErrors {
+                let host = try HostSetup.load(directory: peer.directory)
+                do { return try host.store.approvals() } catch { throw PeerError("cannot read the approval requests: \(error)") }
+            }
+            if json {
+                try Console.json(records.map { record -> [String: Any] in
+                    ["id": record.id, "task": record.task, "tool": record.tool, "status": record.status, "at": record.createdAt,
+                     "answeredBy": record.answeredBy ?? NSNull(), "reason": record.reason ?? NSNull(), "answeredAt": record.answeredAt ?? NSNull()]
+                })
+                return
+            }
+            guard !records.isEmpty else { Console.line("No agent has asked for approval on this host yet."); return }
+            Console.line(Table.render(header: ["TIME", "ID", "TASK", "TOOL", "STATUS", "BY", "REASON"], rows: records.map { record in
+                [HostCommand.Devices.time(record.createdAt), String(record.id.prefix(8)), String(record.task.prefix(8)),
+                 TerminalText.neutralized(record.tool), record.status, TerminalText.neutralized(record.answeredBy ?? "-"),
+                 TerminalText.neutralized(String((record.reason ?? "").prefix(60)))]
             }))
         }
     }

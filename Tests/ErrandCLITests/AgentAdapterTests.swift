@@ -301,6 +301,12 @@ struct AgentAdapterTests {
         let hostLog = journey.hostAgent?.output ?? ""
         #expect(hostLog.contains("approval \(fourth.prefix(8)) denied: no answer within 8 seconds"), "\(hostLog)")
         #expect(hostLog.contains("approval \(id.prefix(8)) allowed by tablet"))
+        // The host's own record of every request and answer.
+        let recorded = try await journey.expectSuccess(["host", "log", "--home", journey.host, "--approvals", "--json"])
+        let records = try #require(JSONSerialization.jsonObject(with: Data(recorded.output.utf8)) as? [[String: Any]])
+        #expect(records.map { $0["status"] as? String } == ["allowed", "denied", "allowed", "denied"], "\(records)")
+        #expect(records.map { $0["answeredBy"] as? String } == ["tablet", "phone", "phone", nil])
+        #expect(records.allSatisfy { $0["tool"] as? String == "Bash" })
     }
 
     @Test("While a task runs the computer is kept from sleeping; after it, not")
