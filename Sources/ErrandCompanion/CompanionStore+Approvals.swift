@@ -11,6 +11,8 @@ public struct CachedApproval: Sendable, Equatable {
     public let summary: String
     /// The tool's input as JSON text (cut by the host when long).
     public let input: String
+    /// The whole input's length in bytes, when the host said.
+    public let inputBytes: Int?
     public let expiresAt: Int64
     /// `pending`, `allowed` or `denied`.
     public let status: String
@@ -20,14 +22,16 @@ public struct CachedApproval: Sendable, Equatable {
     public let refusal: String?
 
     public var isPending: Bool { status == "pending" }
+    /// Whether `input` is only the start of the tool's input.
+    public var inputIsCut: Bool { (inputBytes ?? 0) > input.utf8.count }
 }
 
 extension CompanionStore {
-    static let approvalColumns = "id, host_id, task, tool, summary, input, expires_at, status, answered_by, reason, refusal"
+    static let approvalColumns = "id, host_id, task, tool, summary, input, input_bytes, expires_at, status, answered_by, reason, refusal"
 
     static func approval(_ row: Row) -> CachedApproval {
-        CachedApproval(id: row[0], hostID: row[1], task: row[2], tool: row[3], summary: row[4], input: row[5], expiresAt: row[6],
-                       status: row[7], answeredBy: row[8], reason: row[9], refusal: row[10])
+        CachedApproval(id: row[0], hostID: row[1], task: row[2], tool: row[3], summary: row[4], input: row[5], inputBytes: row[6],
+                       expiresAt: row[7], status: row[8], answeredBy: row[9], reason: row[10], refusal: row[11])
     }
 
     /// Requests still waiting for an answer (not expired), oldest first; of one host, or all.

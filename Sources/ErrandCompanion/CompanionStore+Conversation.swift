@@ -181,8 +181,8 @@ extension CompanionStore {
                            arguments: [request, host, String(previous + entries.count), complete, now])
         case .approval(let request):
             try db.execute(sql: """
-                INSERT OR IGNORE INTO approval (id, host_id, task, tool, summary, input, expires_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [request.id, host, request.task, request.tool, request.summary, request.input, request.expiresAt, now])
+                INSERT OR IGNORE INTO approval (id, host_id, task, tool, summary, input, input_bytes, expires_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [request.id, host, request.task, request.tool, request.summary, request.input, request.inputBytes, request.expiresAt, now])
         case .approvalResolved(let resolution):
             try db.execute(sql: "UPDATE approval SET status = ?, answered_by = ?, reason = ? WHERE id = ? AND host_id = ?",
                            arguments: [resolution.outcome.rawValue, resolution.by, resolution.reason, resolution.approval, host])

@@ -152,6 +152,7 @@ public final class CompanionStore: Sendable {
                     tool TEXT NOT NULL,
                     summary TEXT NOT NULL,
                     input TEXT NOT NULL,
+                    input_bytes INTEGER,
                     expires_at INTEGER NOT NULL,
                     status TEXT NOT NULL DEFAULT 'pending',
                     answered_by TEXT,

@@ -1,13 +1,14 @@
-import ErrandProtocol
+public import ErrandProtocol
 import Foundation
 
 /// Turns an adapter's JSON Lines (Claude Code's `stream-json`, Codex's `exec --json`) into
-/// ``AgentStep``s as the bytes arrive. A line that is not a JSON object is passed on as a `text`
+/// ``AgentStep``s as the bytes arrive, with their whole text (events carry them
+/// ``AgentStep/bounded``). A line that is not a JSON object is passed on as a `text`
 /// step, never dropped; events that carry nothing for the person (a turn starting, a partial
 /// update) are skipped.
-struct AgentStreamParser {
+public struct AgentStreamParser: Sendable {
     /// How the run ended, by the agent's own account.
-    struct Outcome: Equatable {
+    struct Outcome: Equatable, Sendable {
         let failed: Bool
         /// One line: "3 turns, 12.4 s, $0.0123", or the error.
         let summary: String
@@ -25,10 +26,10 @@ struct AgentStreamParser {
     /// Codex: items whose start was shown, so their completion does not show the tool again.
     private var startedItems: Set<String> = []
 
-    init(kind: AgentAdapterKind) { self.kind = kind }
+    public init(kind: AgentAdapterKind) { self.kind = kind }
 
     /// The steps of the complete lines in `bytes` (with what came before); a partial last line waits.
-    mutating func feed(_ bytes: [UInt8]) -> [AgentStep] {
+    public mutating func feed(_ bytes: [UInt8]) -> [AgentStep] {
         buffer += bytes
         var steps: [AgentStep] = []
         while let newline = buffer.firstIndex(of: 10) {
@@ -40,7 +41,7 @@ struct AgentStreamParser {
     }
 
     /// The steps of a last line that had no newline.
-    mutating func finish() -> [AgentStep] {
+    public mutating func finish() -> [AgentStep] {
         guard !buffer.isEmpty else { return [] }
         let line = String(decoding: buffer, as: UTF8.self)
         buffer = []
@@ -60,12 +61,12 @@ struct AgentStreamParser {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any],
               let type = object["type"] as? String else {
             lastText = trimmed
-            return [AgentStep(kind: .text, text: Self.cut(line))]
+            return [AgentStep(kind: .text, text: line)]
         }
         switch kind {
         case .claudeCode: return claudeCode(type, object)
         case .codex: return codex(type, object)
-        case .command: return [AgentStep(kind: .text, text: Self.cut(line))]
+        case .command: return [AgentStep(kind: .text, text: line)]
         }
     }
 
@@ -75,14 +76,14 @@ struct AgentStreamParser {
     /// (`init` names the session), `assistant` and `user` carry a message's content blocks,
     /// `result` ends the run.
     private mutating func claudeCode(_ type: String, _ object: [String: Any]) -> [AgentStep] {
-        if let id = object["session_id"] as? String, !id.isEmpty { session = id }
+        if type == "system", object["subtype"] as? String == "init", let id = object["session_id"] as? String, Self.isSessionID(id) { session = id }
         let content = ((object["message"] as? [String: Any])?["content"] as? [[String: Any]]) ?? []
         switch type {
         case "assistant":
             return content.compactMap { block in
                 switch block["type"] as? String {
-                case "text": (block["text"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .message, text: Self.cut($0)) }
-                case "thinking": (block["thinking"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .thinking, text: Self.cut($0)) }
+                case "text": (block["text"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .message, text: $0) }
+                case "thinking": (block["thinking"] as? String).flatMap { $0.isEmpty ? nil : AgentStep(kind: .thinking, text: $0) }
                 case "tool_use":
                     AgentStep(kind: .tool, text: Self.toolSummary(block["input"] as? [String: Any] ?? [:]), tool: block["name"] as? String ?? "tool")
                 default: nil
@@ -137,7 +138,7 @@ struct AgentStreamParser {
     private mutating func codex(_ type: String, _ object: [String: Any]) -> [AgentStep] {
         switch type {
         case "thread.started":
-            if let id = object["thread_id"] as? String, !id.isEmpty { session = id }
+            if let id = object["thread_id"] as? String, Self.isSessionID(id) { session = id }
             return []
         case "item.started", "item.completed":
             guard let item = object["item"] as? [String: Any] else { return [] }
@@ -175,10 +176,10 @@ struct AgentStreamParser {
         switch type {
         case "agent_message", "assistant_message":
             guard completed, let text = item["text"] as? String, !text.isEmpty else { return [] }
-            return [AgentStep(kind: .message, text: Self.cut(text))]
+            return [AgentStep(kind: .message, text: text)]
         case "reasoning":
             guard completed, let text = item["text"] as? String, !text.isEmpty else { return [] }
-            return [AgentStep(kind: .thinking, text: Self.cut(text))]
+            return [AgentStep(kind: .thinking, text: text)]
         case "command_execution":
             var steps = toolOnce("command", Self.oneLine(item["command"] as? String ?? ""))
             if completed {
@@ -205,7 +206,7 @@ struct AgentStreamParser {
         case "todo_list":
             guard completed else { return [] }
             let items = (item["items"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
-            return items.isEmpty ? [] : [AgentStep(kind: .thinking, text: Self.cut("plan: " + items.joined(separator: "; ")))]
+            return items.isEmpty ? [] : [AgentStep(kind: .thinking, text: "plan: " + items.joined(separator: "; "))]
         case "error":
             let message = Self.oneLine(item["message"] as? String ?? "an error")
             return [AgentStep(kind: .text, text: "error: \(message)", failed: true)]
@@ -214,10 +215,17 @@ struct AgentStreamParser {
         }
     }
 
+    /// A session or thread id the host will pass back on the command line: letters, digits,
+    /// `.`, `_` and `-`, not starting with `-` (so it can never read as an option), at most 200.
+    static func isSessionID(_ id: String) -> Bool {
+        guard let first = id.unicodeScalars.first, first != "-", id.utf8.count <= 200 else { return false }
+        return id.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
+    }
+
     // MARK: Text
 
     /// A step as the lines of the task's output.
-    static func rendered(_ step: AgentStep) -> String {
+    public static func rendered(_ step: AgentStep) -> String {
         let line: String
         switch step.kind {
         case .message, .text: line = step.text
@@ -227,10 +235,6 @@ struct AgentStreamParser {
         case .result: line = (step.failed == true ? "✗ " : "✓ ") + step.text
         }
         return line.hasSuffix("\n") ? line : line + "\n"
-    }
-
-    static func cut(_ text: String) -> String {
-        text.count <= AgentStep.textLimit ? text : String(text.prefix(AgentStep.textLimit)) + "…"
     }
 
     /// The first non-empty line, at most 200 characters.

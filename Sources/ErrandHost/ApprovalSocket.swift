@@ -1,6 +1,7 @@
 import CProcessControl
 public import ErrandPeer
 public import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,8 +20,13 @@ final class ApprovalSocket: Sendable {
     /// Bytes of one request at most.
     static let requestLimit = 256 * 1024
 
+    /// Connections open at once at most (more are closed at once).
+    static let connectionLimit = 32
+
     let path: String
     private let descriptor: Int32
+    private let closed = Mutex(false)
+    private let open = Atomic<Int>(0)
 
     /// Listens at `path` (a stale socket file there is replaced: the host lock is already held).
     init(path: String) throws {
@@ -40,12 +46,10 @@ final class ApprovalSocket: Sendable {
         #endif
         guard descriptor >= 0 else { throw HostSystemError("cannot make a local socket: \(String(cString: strerror(errno)))") }
         _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
-        // Created private: nobody else may connect even for a moment.
-        let previous = umask(0o177)
+        // Private from the start: `errand` runs with umask 077, in a 0700 folder; chmod makes sure.
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        umask(previous)
         guard bound == 0, listen(descriptor, 16) == 0 else {
             let reason = String(cString: strerror(errno))
             Glibc_close(descriptor)
@@ -56,30 +60,44 @@ final class ApprovalSocket: Sendable {
 
     /// Answers connections until ``close()``: each request line goes to `handle`, its answer back.
     func serve(_ handle: @escaping @Sendable ([UInt8]) async -> [UInt8]) {
-        let descriptor = self.descriptor
-        Thread.detachNewThread {
-            while true {
+        Thread.detachNewThread { [self] in
+            while !closed.withLock({ $0 }) {
                 let connection = accept(descriptor, nil, nil)
                 if connection < 0 {
-                    if errno == EINTR { continue }
-                    return  // closed
-                }
-                _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
-                guard Self.peerIsThisUser(connection), let request = Self.readLine(connection) else {
-                    Glibc_close(connection)
+                    // Out of descriptors, an aborted connection: wait a moment and go on.
+                    if errno != EINTR && !closed.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) }
                     continue
                 }
-                Task {
-                    let answer = await handle(request) + [10]
-                    _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    Glibc_close(connection)
+                _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
+                guard open.add(1, ordering: .relaxed).newValue <= Self.connectionLimit, Self.peerIsThisUser(connection) else {
+                    finish(connection)
+                    continue
+                }
+                // Each connection on a thread of its own: a slow client holds up only itself.
+                Thread.detachNewThread { [self] in
+                    guard let request = Self.readLine(connection) else { return finish(connection) }
+                    Task {
+                        let answer = await handle(request) + [10]
+                        Thread.detachNewThread { [self] in
+                            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+                            setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                            _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                            finish(connection)
+                        }
+                    }
                 }
             }
         }
     }
 
+    private func finish(_ connection: Int32) {
+        Glibc_close(connection)
+        open.subtract(1, ordering: .relaxed)
+    }
+
     /// Stops listening and removes the socket file.
     func close() {
+        guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
         shutdown(descriptor, Int32(SHUT_RDWR))
         Glibc_close(descriptor)
         unlink(path)
@@ -90,14 +108,16 @@ final class ApprovalSocket: Sendable {
         return errand_peer_uid(connection, &uid) == 0 && uid == getuid()
     }
 
-    /// One line (without its newline), read within 10 s and at most ``requestLimit`` bytes.
+    /// One line (without its newline), read within 10 s in all and at most ``requestLimit`` bytes.
     private static func readLine(_ connection: Int32) -> [UInt8]? {
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = ContinuousClock.now + .seconds(10)
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while received.count <= requestLimit {
+        while received.count <= requestLimit && ContinuousClock.now < deadline {
             let count = recv(connection, &buffer, buffer.count, 0)
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { continue }
             guard count > 0 else { return received.isEmpty ? nil : received }
             received += buffer.prefix(count)
             if let newline = received.firstIndex(of: 10) { return Array(received[..<newline]) }
@@ -160,6 +180,9 @@ public enum HostApprovalClient {
         let request: [String: Any] = ["task": task, "tool": tool, "input": inputObject]
         guard let line = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]) else {
             return String(decoding: HostAgent.denial("the tool's input is not JSON"), as: UTF8.self)
+        }
+        guard line.count <= ApprovalSocket.requestLimit else {
+            return String(decoding: HostAgent.denial("the tool's input is over \(ApprovalSocket.requestLimit / 1024) KiB: too large to ask about from a device"), as: UTF8.self)
         }
         let path = directory.file(ApprovalSocket.fileName)
         let answer: [UInt8] = await withCheckedContinuation { continuation in

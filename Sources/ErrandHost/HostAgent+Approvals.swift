@@ -61,7 +61,9 @@ extension HostAgent {
               let task = object["task"] as? String, let tool = object["tool"] as? String, !tool.isEmpty else {
             return Self.denial("the request to the host was not {task, tool, input}")
         }
-        let input = object["input"] as? [String: Any] ?? [:]
+        guard let input = object["input"] as? [String: Any] else {
+            return Self.denial("the tool's input is not a JSON object; Errand cannot show it for approval")
+        }
         let inputText = String(decoding: (try? JSONSerialization.data(withJSONObject: input, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8),
                                as: UTF8.self)
         let summary = AgentStreamParser.toolSummary(input)
@@ -89,7 +91,7 @@ extension HostAgent {
         let cut = input.utf8.count <= ApprovalRequest.inputLimit ? input
             : String(decoding: input.utf8.prefix(ApprovalRequest.inputLimit - 3), as: UTF8.self) + "…"
         let request = ApprovalRequest(id: UUID().uuidString.lowercased(), task: task, tool: tool, summary: summary, input: cut,
-                                      expiresAt: Self.now + Int64(timeout))
+                                      inputBytes: input.utf8.count, expiresAt: Self.now + Int64(timeout))
         do { try host.store.insertApproval(request, at: Self.now) } catch {
             return .deny("the host could not record the request: \(error)")
         }
@@ -113,6 +115,9 @@ extension HostAgent {
     /// Sends a device the requests it could not be sent before its session started.
     func deliverUndeliveredApprovals(to device: Int64) async {
         guard let ids = undeliveredApprovals.removeValue(forKey: device) else { return }
+        // Revoked or no longer allowed since: it gets nothing.
+        guard (try? host.store.devices(includeRevoked: false))?.contains(where: { $0.id == device }) == true,
+              (try? host.store.policy(of: device).mayApprove) == true else { return }
         var sent = false
         for id in ids.sorted() {
             guard let pending = pendingApprovals[id] else { continue }
@@ -149,14 +154,19 @@ extension HostAgent {
 
     /// Settles a request once: records it, answers the agent, tells every device.
     /// - Returns: false when it was already settled.
+    /// (The waiting request itself decides who was first: the agent is answered even when the
+    /// database cannot record it.)
     func settle(_ id: String, _ outcome: ApprovalResolution.Outcome, by device: String?, reason: String?) async -> Bool {
-        guard (try? host.store.settleApproval(id, outcome: outcome, by: device, reason: reason, at: Self.now)) == true,
-              let record = try? host.store.approval(id) else { return false }
-        if let pending = pendingApprovals.removeValue(forKey: id) {
-            pending.timer.cancel()
-            pending.continuation.resume(returning: outcome == .allowed ? .allow : .deny(reason ?? "denied"))
+        guard let pending = pendingApprovals.removeValue(forKey: id) else { return false }
+        pending.timer.cancel()
+        pending.continuation.resume(returning: outcome == .allowed ? .allow : .deny(reason ?? "denied"))
+        do {
+            _ = try host.store.settleApproval(id, outcome: outcome, by: device, reason: reason, at: Self.now)
+        } catch {
+            log("could not record the answer to approval \(id.prefix(8)): \(error)")
         }
-        log("approval \(id.prefix(8)) \(outcome.rawValue)" + (device.map { " by \($0)" } ?? "") + (reason.map { ": \(Self.printable($0))" } ?? ""))
+        let record = pending.request
+        log("approval \(id.prefix(8)) \(outcome.rawValue)" + (device.map { " by \(Self.printable($0))" } ?? "") + (reason.map { ": \(Self.printable($0))" } ?? ""))
         await announce(ApprovalResolution(approval: id, task: record.task, outcome: outcome, by: device, reason: reason))
         return true
     }

@@ -312,6 +312,8 @@ public actor HostAgent {
         let adapter: AgentAdapterKind
         let conversation: Int64
         var parser: AgentStreamParser
+        /// The session last recorded for the conversation (nil before the agent named one).
+        var recordedSession: String?
     }
 
     private func launch(_ task: TaskRecord) throws -> (TaskProcess, AgentRun?) {
@@ -346,7 +348,9 @@ public actor HostAgent {
             arguments = invocation.arguments
             input = invocation.input
             if let folder = program.workingDirectory { workingDirectory = (folder as NSString).expandingTildeInPath }
-            agent = AgentRun(adapter: adapter, conversation: conversation, parser: AgentStreamParser(kind: adapter))
+            var recorded: String?
+            if case .resume(let id) = session { recorded = id }
+            agent = AgentRun(adapter: adapter, conversation: conversation, parser: AgentStreamParser(kind: adapter), recordedSession: recorded)
         case .agent:
             let text = task.request.text ?? ""
             let substituted = configuration.agentCommand.map { part in
@@ -376,9 +380,10 @@ public actor HostAgent {
             executable = "/bin/sh"
             arguments = ["-c", task.request.text ?? ""]
         }
+        // An adapter's raw stream is parsed, not kept: the cap applies to the text it renders.
         let process = try TaskProcess(task: task.id, executable: executable, arguments: arguments, input: input, environment: environment,
-                                      workingDirectory: workingDirectory,
-                                      timeout: .seconds(configuration.timeoutSeconds), outputCap: configuration.outputCapBytes)
+                                      workingDirectory: workingDirectory, timeout: .seconds(configuration.timeoutSeconds),
+                                      outputCap: agent == nil ? configuration.outputCapBytes : Self.agentStreamCap)
         return (process, agent)
     }
 
@@ -428,19 +433,22 @@ public actor HostAgent {
                 var steps: [AgentStep] = []
                 if agent != nil {
                     steps = agent!.parser.feed(chunk)
-                    text = Array(steps.map(AgentStreamParser.rendered).joined().utf8)
-                    recordSession(of: agent!)
+                    let wasTruncated = truncated
+                    text = capped(Array(steps.map(AgentStreamParser.rendered).joined().utf8), after: output.count, truncated: &truncated)
+                    // Past the cap only the run's end is still sent as a step.
+                    if wasTruncated { steps = steps.filter { $0.kind == .result } }
+                    recordSession(of: &agent!)
                 }
                 output += text
                 await stream(task, text: text, steps: steps)
             case .finished(var status, var exitCode, var reason):
                 if agent != nil {
                     let steps = agent!.parser.finish()
-                    let text = Array(steps.map(AgentStreamParser.rendered).joined().utf8)
+                    let text = capped(Array(steps.map(AgentStreamParser.rendered).joined().utf8), after: output.count, truncated: &truncated)
                     output += text
                     outputStreams[task.id]?.pending += text
                     outputStreams[task.id]?.steps += steps
-                    recordSession(of: agent!)
+                    recordSession(of: &agent!)
                     (status, exitCode, reason) = Self.agentResult(agent!.parser, status: status, exitCode: exitCode, reason: reason)
                 }
                 await sendStreamed(task, final: true)
@@ -502,7 +510,7 @@ public actor HostAgent {
         var events: [TaskEvent] = []
         var batch: [AgentStep] = []
         var size = 0
-        for step in stream.steps {
+        for step in stream.steps.map(\.bounded) {
             let stepSize = (try? JSONEncoder().encode(step).count) ?? Self.stepsPieceBytes
             if size + stepSize > Self.stepsPieceBytes, !batch.isEmpty {
                 events.append(TaskEvent(task: task.id, status: .running, steps: batch))
@@ -546,19 +554,34 @@ public actor HostAgent {
     }
 
     /// Keeps the session the agent named, so the conversation's next task resumes it.
-    private func recordSession(of agent: AgentRun) {
-        guard let session = agent.parser.session,
-              (try? host.store.agentSession(conversation: agent.conversation, adapter: agent.adapter)) != session else { return }
+    private func recordSession(of agent: inout AgentRun) {
+        guard let session = agent.parser.session, session != agent.recordedSession else { return }
         do {
             try host.store.recordAgentSession(session, conversation: agent.conversation, adapter: agent.adapter)
+            agent.recordedSession = session
         } catch {
             log("could not record the agent's session: \(error)")
         }
     }
 
-    /// Encoded bytes of the steps one event carries at most (a step's text is at most 2,000
-    /// characters: even escaped, a message stays inside one envelope).
+    /// Encoded bytes of the steps one event carries at most (a step's text is at most 2,000 bytes
+    /// and its tool's name 100: even escaped, one step stays well under this, and an event inside
+    /// one envelope).
     static let stepsPieceBytes = 16 * 1024
+
+    /// Bytes of an adapter's raw event stream read at most (its tool results can be large); the
+    /// rendered text is held to `tasks.output_cap_bytes`.
+    static let agentStreamCap = 1 << 30
+
+    /// Keeps `text` within what is left of the output cap; past it, a marker once, then nothing
+    /// (the stream is still parsed, so the run's end is still seen).
+    private func capped(_ text: [UInt8], after kept: Int, truncated: inout Bool) -> [UInt8] {
+        guard !truncated else { return [] }
+        let room = configuration.outputCapBytes - kept
+        guard text.count > room else { return text }
+        truncated = true
+        return Array(text.prefix(Self.characterBoundary(in: text, atMost: max(0, room), final: false))) + TaskProcess.truncationMarker
+    }
 
     /// Raw output bytes per event: even if every byte needed JSON's six-character escape, the
     /// message stays inside one envelope.

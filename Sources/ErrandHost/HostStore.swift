@@ -177,7 +177,8 @@ public final class HostStore: Sendable {
         migrator.registerMigration("v7: approval requests") { db in
             // An agent's requests to use a tool, and how each was answered (first answer wins).
             try db.execute(sql: """
-                ALTER TABLE device ADD COLUMN approve INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE device ADD COLUMN approve INTEGER NOT NULL DEFAULT 0;
+                UPDATE device SET approve = 1 WHERE ',' || policy || ',' LIKE '%,agent,%' OR ',' || policy || ',' LIKE '%,shell,%';
                 CREATE TABLE approval (
                     id TEXT PRIMARY KEY,
                     task TEXT NOT NULL,
@@ -262,11 +263,11 @@ public final class HostStore: Sendable {
                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM device WHERE name = ? AND revoked_at IS NULL)", arguments: [candidate]) == true
             }
             try db.execute(sql: """
-                INSERT INTO device (name, signing_key, agreement_key, transcript_hash, inbound_token_hash, outbound_token, policy, paired_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO device (name, signing_key, agreement_key, transcript_hash, inbound_token_hash, outbound_token, policy, paired_at, approve)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [name, Data(device.signingKey.bytes), Data(device.agreementKey.bytes), Data(device.transcriptHash),
                                  Data(device.inboundTokenHash.bytes), nil, DevicePolicy(executors: Set(executors), actions: nil).executorsText,
-                                 device.pairedAt])
+                                 device.pairedAt, executors.contains(.agent) || executors.contains(.shell)])
             try device.outboundToken.secret.withWipedData { token in
                 try db.execute(sql: "UPDATE device SET outbound_token = ? WHERE id = ?", arguments: [token, db.lastInsertedRowID])
             }

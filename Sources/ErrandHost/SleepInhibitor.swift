@@ -51,8 +51,9 @@ final class SleepInhibitor: Sendable {
             return state.process
         }
         guard let process else { return }
-        try? process.input.close()
+        // Signalled while it cannot have been reaped (it exits only once signalled or its input closes).
         kill(-process.pid, SIGTERM)
+        try? process.input.close()
     }
 
     /// Waits for the inhibitor to end and reaps it; one that ends by itself (no logind, not

@@ -7,6 +7,6 @@ struct ErrandBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "errand-bench",
         abstract: "Measure Errand's performance (build with -c release).",
-        subcommands: [CryptoBenchmark.self, SessionBenchmark.self, RelayBenchmark.self, StoreBenchmark.self, PairingBenchmark.self, RoundTripBenchmark.self, AuditBenchmark.self]
+        subcommands: [CryptoBenchmark.self, SessionBenchmark.self, AdapterBenchmark.self, RelayBenchmark.self, StoreBenchmark.self, PairingBenchmark.self, RoundTripBenchmark.self, AuditBenchmark.self]
     )
 }

@@ -28,7 +28,8 @@ struct ApprovalsCommand: AsyncParsableCommand {
         if json {
             try Console.json(pending.map { item -> [String: Any] in
                 ["id": item.approval.id, "host": item.host, "task": item.approval.task, "tool": item.approval.tool,
-                 "summary": item.approval.summary, "input": item.approval.input, "expiresAt": item.approval.expiresAt]
+                 "summary": item.approval.summary, "input": item.approval.input, "inputCut": item.approval.inputIsCut,
+                 "expiresAt": item.approval.expiresAt]
             })
             return
         }
@@ -36,6 +37,8 @@ struct ApprovalsCommand: AsyncParsableCommand {
         let now = Int64(Date().timeIntervalSince1970)
         for item in pending {
             Console.line(Self.describe(item.approval, host: item.host) + "  (\(max(0, item.approval.expiresAt - now)) s left)")
+            let input = item.approval.input.count > 400 ? String(item.approval.input.prefix(400)) + "…" : item.approval.input
+            Console.line("          input: \(TerminalText.neutralized(input))")
         }
         Console.line("Answer with: errand approve ID, or errand approve ID --deny [--message TEXT]")
     }
@@ -57,7 +60,9 @@ struct ApprovalsCommand: AsyncParsableCommand {
     /// "3f2a1b4c  studio wants to use Bash: git status  (task 8d0e…)"
     static func describe(_ approval: CachedApproval, host: String) -> String {
         let what = approval.summary.isEmpty ? approval.tool : "\(approval.tool): \(approval.summary)"
-        return "\(approval.id.prefix(8))  \(TerminalText.neutralized(host)) wants to use \(TerminalText.neutralized(what))  (task \(approval.task.prefix(8)))"
+        let cut = approval.inputIsCut ? "  [input cut: \(approval.inputBytes) bytes in all; see it on the computer]" : ""
+        return "\(TerminalText.neutralized(String(approval.id.prefix(8))))  \(TerminalText.neutralized(host)) wants to use \(TerminalText.neutralized(what))"
+            + "  (task \(TerminalText.neutralized(String(approval.task.prefix(8)))))\(cut)"
     }
 }
 
@@ -89,7 +94,7 @@ struct ApproveCommand: AsyncParsableCommand {
         let approvalID: String
         if let (known, approval) = found {
             guard approval.isPending else {
-                Console.line("\(approval.id.prefix(8)) was already answered: \(Self.outcome(approval))")
+                Console.line("\(TerminalText.neutralized(String(approval.id.prefix(8)))) was already answered: \(Self.outcome(approval))")
                 throw ExitCode(1)
             }
             (conversation, approvalID) = (known, approval.id)
@@ -112,15 +117,15 @@ struct ApproveCommand: AsyncParsableCommand {
             })
         }
         guard settled else {
-            Console.line("answer sent for \(approvalID.prefix(8)); \(conversation.host.name) has not confirmed yet (it may be offline)")
+            Console.line("answer sent for \(TerminalText.neutralized(String(approvalID.prefix(8)))); \(TerminalText.neutralized(conversation.host.name)) has not confirmed yet (it may be offline)")
             return
         }
         if let refusal = try? store.reply(to: CompanionStore.refusalReply(approvalID)) {
-            Console.line("\(approvalID.prefix(8)): your answer did not count: \(TerminalText.neutralized(refusal))")
+            Console.line("\(TerminalText.neutralized(String(approvalID.prefix(8)))): your answer did not count: \(TerminalText.neutralized(refusal))")
             throw ExitCode(1)
         }
         guard let now = try? store.approval(approvalID) else { return }
-        Console.line("\(approvalID.prefix(8)): \(Self.outcome(now))")
+        Console.line("\(TerminalText.neutralized(String(approvalID.prefix(8)))): \(Self.outcome(now))")
         // Another device may have been first, with the other answer.
         if (now.status == "allowed") == deny { throw ExitCode(1) }
     }

@@ -65,7 +65,7 @@ final class TaskFollower: Sendable {
             guard shownApprovals.withLock({ $0.insert(approval.id).inserted }) else { continue }
             if live { clearLiveLine() }
             FileHandle.standardError.write(Data("errand: \(ApprovalsCommand.describe(approval, host: conversation.host.name))\n".utf8))
-            FileHandle.standardError.write(Data("errand: answer with 'errand approve \(approval.id.prefix(8))' or 'errand approve \(approval.id.prefix(8)) --deny'\n".utf8))
+            FileHandle.standardError.write(Data("errand: answer with 'errand approve \(TerminalText.neutralized(String(approval.id.prefix(8))))' or add --deny\n".utf8))
         }
         if !json {
             let fresh = printed.withLock { count -> [UInt8] in

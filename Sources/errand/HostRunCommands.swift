@@ -111,7 +111,7 @@ extension HostCommand {
     struct Policy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show or change what a device may run, and whether it may answer the agent's approval requests.",
-            discussion: "Executors: agent, action, shell ('shell' runs any command line: grant it only to devices you fully trust). Actions: '*' for all, or a comma-separated list of names. Approvals: yes or no (new devices: yes).")
+            discussion: "Executors: agent, action, shell ('shell' runs any command line: grant it only to devices you fully trust). Actions: '*' for all, or a comma-separated list of names. Approvals: yes or no (new devices: yes when they may use the agent or the shell).")
 
         @OptionGroup var peer: PeerOptions
         @Argument(help: ArgumentHelp("The device's name or the start of its fingerprint.", valueName: "device"))

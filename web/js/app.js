@@ -160,6 +160,8 @@ function renderApproval(host, task, approval) {
   return element('div', { class: 'approval', 'data-approval': approval.id, role: 'group', 'aria-label': 'The agent asks' },
     element('p', {}, element('strong', {}, `The agent asks to use ${what}`)),
     approval.input && approval.input !== '{}' ? element('details', {}, element('summary', {}, 'Its input'), element('pre', {}, approval.input)) : null,
+    approval.inputBytes > new TextEncoder().encode(approval.input).length
+      ? element('p', { class: 'refusal' }, `Only the first part of its input is shown (${approval.inputBytes} bytes in all): look at it on the computer before you allow it.`) : null,
     approval.refusal ? element('p', { class: 'refusal' }, `Your answer did not count: ${approval.refusal}`) : null,
     answered ? element('p', { class: 'meta' }, answered) : null,
     host.revoked ? null : element('div', { class: 'answers' },

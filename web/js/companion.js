@@ -454,7 +454,7 @@ export class Companion {
         if (request) {
           if (known) return [];
           entry = { id, tool: text(request.tool) ?? 'a tool', summary: text(request.summary) ?? '', input: text(request.input) ?? '',
-            expiresAt: integer(request.expiresAt) ?? 0, status: 'pending' };
+            inputBytes: integer(request.inputBytes) ?? null, expiresAt: integer(request.expiresAt) ?? 0, status: 'pending' };
           if (this.notices) this.notices.push({ kind: 'approval', id, host: host.id, hostName: host.name, task: task.task, tool: entry.tool, about: entry.summary });
         } else if (resolution) {
           if (!['allowed', 'denied'].includes(resolution.outcome)) return [];

@@ -128,8 +128,40 @@ public struct AgentStep: Codable, Sendable, Equatable {
         self.failed = failed
     }
 
-    /// Characters of `text` one step carries at most (the output has the whole text).
+    private enum CodingKeys: String, CodingKey { case kind, text, tool, failed }
+
+    /// A kind this version does not know is read as `text`: a newer host's step is still shown.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        kind = Kind(rawValue: try container.decode(String.self, forKey: .kind)) ?? .text
+        text = try container.decode(String.self, forKey: .text)
+        tool = try container.decodeIfPresent(String.self, forKey: .tool)
+        failed = try container.decodeIfPresent(Bool.self, forKey: .failed)
+    }
+
+    /// UTF-8 bytes of `text` one step carries at most (the output has the whole text).
     public static let textLimit = 2000
+    /// UTF-8 bytes of `tool` at most.
+    public static let toolLimit = 100
+
+    /// This step as an event carries it: `text` and `tool` cut at a character boundary to their
+    /// limits, a cut text ending in "…".
+    public var bounded: AgentStep {
+        AgentStep(kind: kind, text: Self.cut(text, to: Self.textLimit), tool: tool.map { Self.cut($0, to: Self.toolLimit) }, failed: failed)
+    }
+
+    static func cut(_ text: String, to bytes: Int) -> String {
+        guard text.utf8.count > bytes else { return text }
+        var kept = ""
+        var size = 0
+        for scalar in text.unicodeScalars {
+            let length = String(scalar).utf8.count
+            if size + length > bytes - 3 { break }
+            kept.unicodeScalars.append(scalar)
+            size += length
+        }
+        return kept + "…"
+    }
 }
 
 /// An action the host offers.
@@ -219,19 +251,26 @@ public struct ApprovalRequest: Codable, Sendable, Equatable {
     /// The tool ("Bash", "Edit", …) and what it would work on, in a line ("git status").
     public let tool: String
     public let summary: String
-    /// The tool's input as JSON text, cut to ``inputLimit`` bytes (then ending in "…").
+    /// The tool's input as JSON text, cut to ``inputLimit`` bytes (then ending in "…" and no
+    /// longer valid JSON).
     public let input: String
+    /// The whole input's length in bytes (more than `input` carries when it was cut).
+    public let inputBytes: Int?
     /// Unix seconds after which the host denies it unanswered.
     public let expiresAt: Int64
 
-    public init(id: String, task: String, tool: String, summary: String, input: String, expiresAt: Int64) {
+    public init(id: String, task: String, tool: String, summary: String, input: String, inputBytes: Int? = nil, expiresAt: Int64) {
         self.id = id
         self.task = task
         self.tool = tool
         self.summary = summary
         self.input = input
+        self.inputBytes = inputBytes
         self.expiresAt = expiresAt
     }
+
+    /// Whether `input` is only the start of the tool's input.
+    public var inputIsCut: Bool { (inputBytes ?? 0) > input.utf8.count }
 
     /// Bytes of `input` carried at most (well inside one envelope, even escaped).
     public static let inputLimit = 8 * 1024
