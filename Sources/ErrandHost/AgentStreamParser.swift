@@ -32,20 +32,20 @@ public struct AgentStreamParser: Sendable {
     public mutating func feed(_ bytes: [UInt8]) -> [AgentStep] {
         buffer += bytes
         var steps: [AgentStep] = []
-        while let newline = buffer.firstIndex(of: 10) {
-            let line = String(decoding: buffer[..<newline], as: UTF8.self)
-            buffer.removeSubrange(...newline)
-            steps += parse(line)
+        var start = buffer.startIndex
+        while let newline = buffer[start...].firstIndex(of: 10) {
+            steps += parse(buffer[start..<newline])
+            start = newline + 1
         }
+        buffer.removeSubrange(..<start)
         return steps
     }
 
     /// The steps of a last line that had no newline.
     public mutating func finish() -> [AgentStep] {
         guard !buffer.isEmpty else { return [] }
-        let line = String(decoding: buffer, as: UTF8.self)
-        buffer = []
-        return parse(line)
+        defer { buffer = [] }
+        return parse(buffer[...])
     }
 
     /// The reason a run failed by its own account, or ended without saying how (nil: it succeeded).
@@ -55,18 +55,21 @@ public struct AgentStreamParser: Sendable {
         return "\(kind.displayName) ended without a result" + (lastText.map { ": \(Self.oneLine($0))" } ?? "")
     }
 
-    private mutating func parse(_ line: String) -> [AgentStep] {
-        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { return [] }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any],
+    private mutating func parse(_ bytes: ArraySlice<UInt8>) -> [AgentStep] {
+        let isSpace = { (byte: UInt8) in byte == 32 || byte == 9 || byte == 13 || byte == 10 }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return [] }
+        // Only a line that starts like an object is handed to the JSON parser.
+        guard bytes[first] == UInt8(ascii: "{"),
+              let object = (try? JSONSerialization.jsonObject(with: Data(bytes[first...last]))) as? [String: Any],
               let type = object["type"] as? String else {
-            lastText = trimmed
+            let line = String(decoding: bytes, as: UTF8.self)
+            lastText = String(decoding: bytes[first...last], as: UTF8.self)
             return [AgentStep(kind: .text, text: line)]
         }
         switch kind {
         case .claudeCode: return claudeCode(type, object)
         case .codex: return codex(type, object)
-        case .command: return [AgentStep(kind: .text, text: line)]
+        case .command: return [AgentStep(kind: .text, text: String(decoding: bytes, as: UTF8.self))]
         }
     }
 
@@ -237,17 +240,21 @@ public struct AgentStreamParser: Sendable {
         return line.hasSuffix("\n") ? line : line + "\n"
     }
 
-    /// The first non-empty line, at most 200 characters.
+    /// The first non-empty line, at most 200 characters, and how many more lines follow.
     static func firstLine(_ text: String, empty: String) -> String {
-        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // On the UTF-8 bytes: tool results can be long, and only their first line is kept.
+        let lines = Array(text.utf8).split(separator: 10)
+            .map { $0.drop(while: { $0 == 32 || $0 == 9 || $0 == 13 }) }
+            .filter { line in line.contains { $0 != 32 && $0 != 9 && $0 != 13 } }
         guard let first = lines.first else { return empty }
-        let line = oneLine(first)
+        let line = oneLine(String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespaces))
         return lines.count > 1 ? "\(line) (+\(lines.count - 1) lines)" : line
     }
 
     /// `text` on one line of at most 200 characters.
     static func oneLine(_ text: String) -> String {
-        let joined = text.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ")
+        let short = text.utf8.count <= 800 ? text : String(text.prefix(201))
+        let joined = short.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ")
         return joined.count <= 200 ? joined : String(joined.prefix(200)) + "…"
     }
 }
