@@ -36,6 +36,21 @@ public struct CompanionConversation: Sendable {
         return try await flush()
     }
 
+    /// Asks the host for the conversation after what this device has (a `sync`) and waits for the
+    /// whole answer, receiving everything that comes before it. It also opens the way for the
+    /// host's own messages: a session takes them once this device has sent one.
+    /// - Returns: whether the host answered within `timeout`.
+    public func sync(timeout: Duration) async -> Bool {
+        let request = UUID().uuidString.lowercased()
+        do {
+            let after = try store.lastPosition(for: host.id)
+            guard try await send(.sync(request: request, after: after)) else { return false }
+            return try await wait(timeout: timeout, until: { try store.reply(to: request) != nil })
+        } catch {
+            return false
+        }
+    }
+
     /// Posts the outbox in order; false when the relay cannot be reached (it stays queued).
     public func flush() async throws(PeerError) -> Bool {
         let channel: HostChannel

@@ -2,18 +2,12 @@ public import ErrandProtocol
 import Foundation
 import GRDB
 
-/// An agent's approval request as this device knows it.
+/// An agent's approval request as this device knows it: the request as the host sent it, and
+/// how it stands.
 public struct CachedApproval: Sendable, Equatable {
-    public let id: String
+    public let request: ApprovalRequest
     public let hostID: Int64
-    public let task: String
-    public let tool: String
-    public let summary: String
-    /// The tool's input as JSON text (cut by the host when long).
-    public let input: String
-    /// The whole input's length in bytes, when the host said.
-    public let inputBytes: Int?
-    public let expiresAt: Int64
+    public var id: String { request.id }
     /// `pending`, `allowed` or `denied`.
     public let status: String
     public let answeredBy: String?
@@ -22,16 +16,15 @@ public struct CachedApproval: Sendable, Equatable {
     public let refusal: String?
 
     public var isPending: Bool { status == "pending" }
-    /// Whether `input` is only the start of the tool's input.
-    public var inputIsCut: Bool { (inputBytes ?? 0) > input.utf8.count }
 }
 
 extension CompanionStore {
     static let approvalColumns = "id, host_id, task, tool, summary, input, input_bytes, expires_at, status, answered_by, reason, refusal"
 
     static func approval(_ row: Row) -> CachedApproval {
-        CachedApproval(id: row[0], hostID: row[1], task: row[2], tool: row[3], summary: row[4], input: row[5], inputBytes: row[6],
-                       expiresAt: row[7], status: row[8], answeredBy: row[9], reason: row[10], refusal: row[11])
+        CachedApproval(request: ApprovalRequest(id: row[0], task: row[2], tool: row[3], summary: row[4], input: row[5], inputBytes: row[6],
+                                                expiresAt: row[7]),
+                       hostID: row[1], status: row[8], answeredBy: row[9], reason: row[10], refusal: row[11])
     }
 
     /// Requests still waiting for an answer (not expired), oldest first; of one host, or all.

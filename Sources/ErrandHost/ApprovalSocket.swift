@@ -125,6 +125,17 @@ final class ApprovalSocket: Sendable {
         return nil
     }
 
+    /// The answer that lets the tool run with `input` (Claude Code's permission prompt format).
+    static func allowance(_ input: [String: Any]) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: ["behavior": "allow", "updatedInput": input],
+                                           options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
+    }
+
+    /// The answer that keeps the tool from running, telling the agent why.
+    static func denial(_ message: String) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: ["behavior": "deny", "message": message], options: [.sortedKeys])) ?? Data())
+    }
+
     /// Sends `request` to the host listening at `path` and waits for its answer line.
     /// - Throws: ``HostSystemError`` when no host listens there.
     static func ask(path: String, request: [UInt8]) throws -> [UInt8] {
@@ -179,10 +190,10 @@ public enum HostApprovalClient {
         let inputObject = (try? JSONSerialization.jsonObject(with: input)) ?? [String: Any]()
         let request: [String: Any] = ["task": task, "tool": tool, "input": inputObject]
         guard let line = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]) else {
-            return String(decoding: HostAgent.denial("the tool's input is not JSON"), as: UTF8.self)
+            return String(decoding: ApprovalSocket.denial("the tool's input is not JSON"), as: UTF8.self)
         }
         guard line.count <= ApprovalSocket.requestLimit else {
-            return String(decoding: HostAgent.denial("the tool's input is over \(ApprovalSocket.requestLimit / 1024) KiB: too large to ask about from a device"), as: UTF8.self)
+            return String(decoding: ApprovalSocket.denial("the tool's input is over \(ApprovalSocket.requestLimit / 1024) KiB: too large to ask about from a device"), as: UTF8.self)
         }
         let path = directory.file(ApprovalSocket.fileName)
         let answer: [UInt8] = await withCheckedContinuation { continuation in
@@ -190,7 +201,7 @@ public enum HostApprovalClient {
                 do {
                     continuation.resume(returning: try ApprovalSocket.ask(path: path, request: Array(line)))
                 } catch {
-                    continuation.resume(returning: HostAgent.denial("Errand could not ask the paired devices: \((error as? HostSystemError)?.message ?? "\(error)")"))
+                    continuation.resume(returning: ApprovalSocket.denial("Errand could not ask the paired devices: \((error as? HostSystemError)?.message ?? "\(error)")"))
                 }
             }
         }

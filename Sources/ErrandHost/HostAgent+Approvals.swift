@@ -30,7 +30,7 @@ extension HostAgent {
         guard approvalTool != nil else { return }
         do {
             let socket = try ApprovalSocket(path: host.directory.file(ApprovalSocket.fileName))
-            socket.serve { [weak self] line in await self?.answerToolRequest(line) ?? Self.denial("the Errand host is stopping") }
+            socket.serve { [weak self] line in await self?.answerToolRequest(line) ?? ApprovalSocket.denial("the Errand host is stopping") }
             approvalSocket = socket
         } catch {
             log("note: approvals from devices are off: \((error as? HostSystemError)?.message ?? "\(error)")")
@@ -59,25 +59,20 @@ extension HostAgent {
     func answerToolRequest(_ line: [UInt8]) async -> [UInt8] {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
               let task = object["task"] as? String, let tool = object["tool"] as? String, !tool.isEmpty else {
-            return Self.denial("the request to the host was not {task, tool, input}")
+            return ApprovalSocket.denial("the request to the host was not {task, tool, input}")
         }
         guard let input = object["input"] as? [String: Any] else {
-            return Self.denial("the tool's input is not a JSON object; Errand cannot show it for approval")
+            return ApprovalSocket.denial("the tool's input is not a JSON object; Errand cannot show it for approval")
         }
         let inputText = String(decoding: (try? JSONSerialization.data(withJSONObject: input, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8),
                                as: UTF8.self)
         let summary = AgentStreamParser.toolSummary(input)
         switch await requestApproval(task: task, tool: tool, summary: summary, input: inputText) {
         case .allow:
-            let answer: [String: Any] = ["behavior": "allow", "updatedInput": input]
-            return Array((try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
+            return ApprovalSocket.allowance(input)
         case .deny(let message):
-            return Self.denial(message)
+            return ApprovalSocket.denial(message)
         }
-    }
-
-    static func denial(_ message: String) -> [UInt8] {
-        Array((try? JSONSerialization.data(withJSONObject: ["behavior": "deny", "message": message], options: [.sortedKeys])) ?? Data())
     }
 
     /// Asks the devices and waits for the first answer, the timeout, or the task's end.

@@ -105,8 +105,3 @@ final class SleepInhibitor: Sendable {
         path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
     }
 }
-
-struct HostSystemError: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
-}

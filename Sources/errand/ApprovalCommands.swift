@@ -17,13 +17,13 @@ struct ApprovalsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let conversations = try await reportingPeerErrors { try choice.conversations() }
-        var pending: [(host: String, approval: CachedApproval)] = []
+        var pending: [(host: String, approval: ApprovalRequest)] = []
         for conversation in conversations {
-            if !(await Self.refresh(conversation, timeout: timeout)) && !json {
+            if !(await conversation.sync(timeout: .seconds(timeout))) && !json {
                 Console.warn("\(conversation.host.name) did not answer; showing what this device knows")
             }
             let approvals = (try? conversation.store.pendingApprovals(host: conversation.host.id)) ?? []
-            pending += approvals.map { (conversation.host.name, $0) }
+            pending += approvals.map { (conversation.host.name, $0.request) }
         }
         if json {
             try Console.json(pending.map { item -> [String: Any] in
@@ -43,22 +43,8 @@ struct ApprovalsCommand: AsyncParsableCommand {
         Console.line("Answer with: errand approve ID, or errand approve ID --deny [--message TEXT]")
     }
 
-    /// Asks the host for what is new (a `sync`): its answer comes after any request it could not
-    /// send this device before (a device's session can take messages once it has sent one).
-    /// - Returns: whether the host answered within `timeout` seconds.
-    static func refresh(_ conversation: CompanionConversation, timeout: Int) async -> Bool {
-        let request = UUID().uuidString.lowercased()
-        do {
-            let after = try conversation.store.lastPosition(for: conversation.host.id)
-            guard try await conversation.send(.sync(request: request, after: after)) else { return false }
-            return try await conversation.wait(timeout: .seconds(timeout), until: { try conversation.store.reply(to: request) != nil })
-        } catch {
-            return false
-        }
-    }
-
     /// "3f2a1b4c  studio wants to use Bash: git status  (task 8d0e…)"
-    static func describe(_ approval: CachedApproval, host: String) -> String {
+    static func describe(_ approval: ApprovalRequest, host: String) -> String {
         let what = approval.summary.isEmpty ? approval.tool : "\(approval.tool): \(approval.summary)"
         let cut = approval.inputIsCut ? "  [input cut: \(approval.inputBytes) bytes in all; see it on the computer]" : ""
         return "\(TerminalText.neutralized(String(approval.id.prefix(8))))  \(TerminalText.neutralized(host)) wants to use \(TerminalText.neutralized(what))"
@@ -87,7 +73,7 @@ struct ApproveCommand: AsyncParsableCommand {
         // The request may have come while this device was away: ask the hosts when it is unknown.
         var found = Self.find(id, in: conversations)
         if found == nil {
-            for conversation in conversations { _ = await ApprovalsCommand.refresh(conversation, timeout: 10) }
+            for conversation in conversations { _ = await conversation.sync(timeout: .seconds(10)) }
             found = Self.find(id, in: conversations)
         }
         let conversation: CompanionConversation

@@ -64,7 +64,7 @@ final class TaskFollower: Sendable {
         for approval in try conversation.store.pendingApprovals(host: conversation.host.id, task: task) {
             guard shownApprovals.withLock({ $0.insert(approval.id).inserted }) else { continue }
             if live { clearLiveLine() }
-            FileHandle.standardError.write(Data("errand: \(ApprovalsCommand.describe(approval, host: conversation.host.name))\n".utf8))
+            FileHandle.standardError.write(Data("errand: \(ApprovalsCommand.describe(approval.request, host: conversation.host.name))\n".utf8))
             FileHandle.standardError.write(Data("errand: answer with 'errand approve \(TerminalText.neutralized(String(approval.id.prefix(8))))' or add --deny\n".utf8))
         }
         if !json {
@@ -279,15 +279,7 @@ struct HistoryCommand: AsyncParsableCommand {
         let conversation = try await reportingPeerErrors { try choice.conversation() }
         var synced = false
         if !offline {
-            let request = UUID().uuidString.lowercased()
-            do {
-                let after = try conversation.store.lastPosition(for: conversation.host.id)
-                if try await conversation.send(.sync(request: request, after: after)) {
-                    synced = try await conversation.wait(timeout: .seconds(timeout), until: { try conversation.store.reply(to: request) != nil })
-                }
-            } catch {
-                synced = false
-            }
+            synced = await conversation.sync(timeout: .seconds(timeout))
             if !synced && !json { Console.warn("\(conversation.host.name) did not answer; showing what this device has cached") }
         }
         let tasks = try await reportingPeerErrors { () throws(PeerError) -> [CachedTask] in

@@ -219,9 +219,9 @@ export class Companion {
 
   /** Answers an agent's approval request: allow, or deny with an optional message for the agent. */
   async answerApproval(hostId, task, approval, allow, message) {
-    const message_ = { type: 'approve', approval, allow };
-    if (!allow && message) message_.message = message;
-    await this.send(hostId, message_);
+    const answer = { type: 'approve', approval, allow };
+    if (!allow && message) answer.message = message;
+    await this.send(hostId, answer);
     const known = await store.read(['tasks'], ({ get }) => get('tasks', task));
     if (known?.approvals?.[approval]?.status === 'pending') {
       await this.serial(() => store.commit([['put', 'tasks', { ...known, approvals: { ...known.approvals,
