@@ -41,14 +41,17 @@ public struct CompanionConversation: Sendable {
     /// host's own messages: a session takes them once this device has sent one.
     /// - Returns: whether the host answered within `timeout`.
     public func sync(timeout: Duration) async -> Bool {
+        (try? await syncTelling(timeout: timeout)) ?? false
+    }
+
+    /// ``sync(timeout:)``, but a failure other than silence (the relay refused, this device was
+    /// revoked, the cache cannot be read) is thrown with its reason.
+    public func syncTelling(timeout: Duration) async throws(PeerError) -> Bool {
         let request = UUID().uuidString.lowercased()
-        do {
-            let after = try store.lastPosition(for: host.id)
-            guard try await send(.sync(request: request, after: after)) else { return false }
-            return try await wait(timeout: timeout, until: { try store.reply(to: request) != nil })
-        } catch {
-            return false
-        }
+        let after: Int64
+        do { after = try store.lastPosition(for: host.id) } catch { throw Self.describe(error, doing: "read the cache") }
+        guard try await send(.sync(request: request, after: after)) else { return false }
+        return try await wait(timeout: timeout, until: { try store.reply(to: request) != nil })
     }
 
     /// Posts the outbox in order; false when the relay cannot be reached (it stays queued).
@@ -69,7 +72,7 @@ public struct CompanionConversation: Sendable {
         while true {
             let page: RelayClient.Page
             do { page = try await client.fetch(owner: channel.signing, after: cursor) } catch {
-                throw PeerError(relay: error, relayURL: client.baseURL, doing: "fetch messages from \(host.name)")
+                throw mailboxFailure(error, doing: "fetch messages from \(host.name)")
             }
             var handled: [EnvelopeID] = []
             for item in page.envelopes {
@@ -130,9 +133,18 @@ public struct CompanionConversation: Sendable {
                 if ContinuousClock.now >= deadline { break }
             }
         } catch let error as RelayClientError {
-            throw PeerError(relay: error, relayURL: client.baseURL, doing: "listen for messages from \(host.name)")
+            throw mailboxFailure(error, doing: "listen for messages from \(host.name)")
         } catch {}
         return (try? done()) == true
+    }
+
+    /// What a failure to read this device's mailbox means. A mailbox the relay does not know is
+    /// one its host closed when it revoked this device (or a relay that lost its data): either
+    /// way only pairing again helps.
+    private func mailboxFailure(_ error: RelayClientError, doing what: String) -> PeerError {
+        guard error.code == .notFound else { return PeerError(relay: error, relayURL: client.baseURL, doing: what) }
+        return PeerError("\(host.name) no longer accepts messages from this device (it was revoked: its mailbox at the relay is closed)",
+                         hint: "pair again with 'errand pair' if this device should have access")
     }
 
     /// Remembers acknowledged envelopes as delivered events to find in the relay's log.

@@ -73,19 +73,23 @@ public struct HostInbox: Sendable {
 /// `errand host revoke`: cuts a device off at the relay and on the host.
 public enum DeviceRevocation {
     /// Deletes the device's session at once (the host then refuses anything from it), then
-    /// removes its send token at the relay. A relay failure is reported and can be retried by
-    /// revoking again; the local part is never undone.
+    /// removes its send token at the relay and closes the mailbox the host created for it there
+    /// (so it no longer counts against the host's device mailboxes). A relay failure is reported
+    /// and can be retried by revoking again; the local part is never undone.
     public static func revoke(_ device: Device, host: HostSetup.Host, client: RelayClient, relayURL: String) async throws(PeerError) {
         do { try host.store.revoke(device.id, at: Int64(Date().timeIntervalSince1970)) } catch {
             throw PeerError("cannot revoke \(device.name) in the host's store: \(error)")
         }
         guard !device.relayTokenRemoved else { return }
         do {
-            try await client.removeSendToken(device.inboundTokenHash, owner: host.identity.signing)
-        } catch where error.code == .notFound {
-            // Already gone at the relay.
+            do {
+                try await client.removeSendToken(device.inboundTokenHash, owner: host.identity.signing)
+            } catch where error.code == .notFound {
+                // Already gone at the relay.
+            }
+            try await client.closeDeviceMailbox(of: device.signingKey, sponsor: host.identity.signing)
         } catch {
-            let failure = PeerError(relay: error, relayURL: relayURL, doing: "remove \(device.name)'s send token")
+            let failure = PeerError(relay: error, relayURL: relayURL, doing: "remove \(device.name)'s send token and mailbox")
             throw PeerError("\(device.name) is revoked on this computer, but " + failure.message,
                             hint: "run 'errand host revoke' again when the relay is reachable, to cut it off there too")
         }

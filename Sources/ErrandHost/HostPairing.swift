@@ -127,6 +127,7 @@ public struct HostPairing: Sendable {
             try await client.createDeviceMailbox(for: request.companionSigningKey, sponsor: host.identity.signing)
             try await client.addSendToken(companionToken.hash, owner: host.identity.signing)
         } catch {
+            await undoRegistration(companionToken, request)
             throw PeerError(relay: error, relayURL: relayURL, doing: "set up the device's mailbox and token")
         }
         let ratchet = DoubleRatchet.responder(sharedSecret: keys.rootKey, headerKey: keys.initiatorHeaderKey,
@@ -138,17 +139,24 @@ public struct HostPairing: Sendable {
                 transcriptHash: transcript.hash, inboundTokenHash: companionToken.hash, outboundToken: request.hostSendToken,
                 pairedAt: Int64(Date().timeIntervalSince1970)), session: ratchet, executors: defaultExecutors)
         } catch {
-            try? await client.removeSendToken(companionToken.hash, owner: host.identity.signing)
+            await undoRegistration(companionToken, request)
             throw PeerError("cannot save the new device: \(error)")
         }
         do {
             try await client.putPairingReply(sealedReply, slot: offer.slotID, owner: host.identity.signing)
         } catch {
-            try? await client.removeSendToken(companionToken.hash, owner: host.identity.signing)
+            await undoRegistration(companionToken, request)
             try? host.store.forgetDevice(device.id)
             throw PeerError(relay: error, relayURL: relayURL, doing: "deliver the pairing reply (nothing was registered)")
         }
         return device
+    }
+
+    /// A pairing that failed after the relay was set up: the token and the device's mailbox go,
+    /// so a failed pairing does not count against the host's device mailboxes.
+    private func undoRegistration(_ companionToken: SendToken, _ request: PairingRequest) async {
+        try? await client.removeSendToken(companionToken.hash, owner: host.identity.signing)
+        try? await client.closeDeviceMailbox(of: request.companionSigningKey, sponsor: host.identity.signing)
     }
 
     /// A signed refusal so the companion can say why; whether it reached the slot.

@@ -66,8 +66,11 @@ public final class LiveSubscription: Sendable {
             + "/v1/mailboxes/\(mailbox)/live"
         let cursor = Box<Int64>(after)
         var backoff = Backoff()
+        var refreshedIdentity = false
         while !Task.isCancelled {
             do {
+                // The answer names the relay (its verifier key), as signed requests do.
+                let relay = try await client.relayIdentity()
                 try await WebSocketClient.connect(
                     url: url,
                     configuration: .init(maxFrameSize: 128 * 1024, autoPing: .enabled(timePeriod: .seconds(30))),
@@ -78,7 +81,7 @@ public final class LiveSubscription: Sendable {
                           let challenge = try? JSONDecoder().decode(LiveAuthentication.Challenge.self, from: Data(text.utf8)) else {
                         throw RelayClientError(.protocolViolation, "the relay did not open the live connection with a challenge")
                     }
-                    let answer = LiveAuthentication.answer(challenge: challenge.challenge, mailbox: mailbox, key: owner,
+                    let answer = LiveAuthentication.answer(challenge: challenge.challenge, relay: relay, mailbox: mailbox, key: owner,
                                                            after: cursor.value.withLock { $0 })
                     try await outbound.write(.text(String(decoding: try JSONEncoder().encode(answer), as: UTF8.self)))
                     writer.value.withLock { $0 = outbound }
@@ -109,6 +112,12 @@ public final class LiveSubscription: Sendable {
                     }
                 }
                 backoff.reset()
+            } catch let error as RelayClientError where error.code == .unauthenticated && !refreshedIdentity
+                && client.forgetFetchedRelayIdentity() {
+                // Answered for the relay's key as first fetched: a new installation at the same
+                // address has another one. Fetch it again and answer once more.
+                refreshedIdentity = true
+                continue
             } catch let error as RelayClientError where !error.isTransient {
                 continuation.finish(throwing: error)
                 return

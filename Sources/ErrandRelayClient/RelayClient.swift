@@ -171,6 +171,14 @@ public struct RelayClient: Sendable {
         _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))", signer: owner)
     }
 
+    /// Closes the mailbox of `device` that `sponsor` (its host) created, deleting everything in
+    /// it (a revoked device, a pairing that failed). One already gone counts as closed.
+    public func closeDeviceMailbox(of device: Ed25519.PublicKey, sponsor: Ed25519.SecretKey) async throws(RelayClientError) {
+        do {
+            _ = try await send(.DELETE, "/v1/mailboxes/\(MailboxID(owner: device))", signer: sponsor)
+        } catch where error.code == .notFound {}
+    }
+
     // MARK: Send tokens
 
     /// Lets the holder of `token` post into the owner's mailbox.
@@ -481,6 +489,16 @@ public struct RelayClient: Sendable {
         }
         identity.value.withLock { $0 = fetched }
         return fetched
+    }
+
+    /// Forgets a fetched (not pinned) relay key, so the next signature fetches it again; false
+    /// when the key is pinned or was not fetched yet.
+    func forgetFetchedRelayIdentity() -> Bool {
+        guard pinnedRelayKey == nil else { return false }
+        return identity.value.withLock { known in
+            defer { known = nil }
+            return known != nil
+        }
     }
 
     /// Sends a request (signed when `signer` is given), retrying transient failures when `retry`.

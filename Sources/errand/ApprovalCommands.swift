@@ -19,8 +19,12 @@ struct ApprovalsCommand: AsyncParsableCommand {
         let conversations = try await reportingPeerErrors { try choice.conversations() }
         var pending: [(host: String, approval: ApprovalRequest)] = []
         for conversation in conversations {
-            if !(await conversation.sync(timeout: .seconds(timeout))) && !json {
-                Console.warn("\(conversation.host.name) did not answer; showing what this device knows")
+            do {
+                if !(try await conversation.syncTelling(timeout: .seconds(timeout))) && !json {
+                    Console.warn("\(conversation.host.name) did not answer; showing what this device knows")
+                }
+            } catch {
+                if !json { Console.warn("\(error.message); showing what this device knows") }
             }
             let approvals = (try? conversation.store.pendingApprovals(host: conversation.host.id)) ?? []
             pending += approvals.map { (conversation.host.name, $0.request) }

@@ -279,8 +279,12 @@ struct HistoryCommand: AsyncParsableCommand {
         let conversation = try await reportingPeerErrors { try choice.conversation() }
         var synced = false
         if !offline {
-            synced = await conversation.sync(timeout: .seconds(timeout))
-            if !synced && !json { Console.warn("\(conversation.host.name) did not answer; showing what this device has cached") }
+            do {
+                synced = try await conversation.syncTelling(timeout: .seconds(timeout))
+                if !synced && !json { Console.warn("\(conversation.host.name) did not answer; showing what this device has cached") }
+            } catch {
+                if !json { Console.warn("\(error.message); showing what this device has cached") }
+            }
         }
         let tasks = try await reportingPeerErrors { () throws(PeerError) -> [CachedTask] in
             do { return try conversation.store.conversation(for: conversation.host.id) } catch { throw PeerError("cannot read the cache: \(error)") }

@@ -77,6 +77,35 @@ struct PairingCommandTests {
         #expect(unknown.errorOutput.contains("no paired device is called tablet"))
     }
 
+    @Test("Revoking a device closes its mailbox at the relay: the place is free for another device, and the revoked one is told")
+    func revokeFreesTheDeviceMailbox() async throws {
+        // A relay that lets a host create one device mailbox in all.
+        let small = try await RelayProcess.start(data: folder.path("small-relay"), arguments: ["--open-registration"],
+                                                 environment: ["ERRAND_RELAY_LIMITS_MAX_DEVICE_MAILBOXES": "1"])
+        let result = try await runAsync("errand", ["host", "init", "--home", host, "--relay", small.baseURL, "--name", "studio"])
+        #expect(result.status == 0, "\(result.errorOutput)")
+        func pair(_ name: String) async throws -> (host: CommandResult, companion: CommandResult) {
+            let hostPair = try await startPairing(["--yes"])
+            let companion = try await runAsync("errand", ["pair", "--home", folder.path(name), "--name", name, "--yes",
+                                                          "--uri-file", folder.path("code.uri")])
+            return (await hostPair.finish(), companion)
+        }
+        let phone = try await pair("phone")
+        #expect(phone.companion.status == 0, "\(phone.companion.errorOutput)")
+        let revoked = try await runAsync("errand", ["host", "revoke", "--home", host, "phone"])
+        #expect(revoked.status == 0, "\(revoked.errorOutput)")
+        // Before, the revoked phone's mailbox kept the only place and this pairing was refused.
+        let tablet = try await pair("tablet")
+        #expect(tablet.companion.status == 0, "\(tablet.companion.errorOutput)")
+        #expect(tablet.host.status == 0, "\(tablet.host.errorOutput)")
+        // The phone reads its mailbox and learns it was revoked.
+        let history = try await runAsync("errand", ["history", "--home", folder.path("phone")])
+        #expect(history.status == 0, "\(history.errorOutput)")
+        #expect(history.errorOutput.contains("errand: warning: studio no longer accepts messages from this device (it was revoked"),
+                "\(history.errorOutput)")
+        await small.stop()
+    }
+
     @Test("The QR code holds a link to the web companion: the relay's /app/, else --web-app or pairing.web_app; the link pairs too")
     func webCompanionLink() async throws {
         try await initHost()

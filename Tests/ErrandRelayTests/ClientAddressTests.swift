@@ -6,6 +6,11 @@ import Testing
 struct ClientAddressTests {
     func address(_ text: String) -> [UInt8] { IPNetwork.address(text) ?? [] }
 
+    /// The status of a request a trusted proxy would forward for `client`.
+    func status(_ relay: TestRelay, from client: String) async throws -> Int {
+        try await raw("GET", "\(relay.url)/v1/log/checkpoint", headers: [("X-Forwarded-For", client)]).status
+    }
+
     @Test("Networks parse addresses and ranges, and refuse what is neither")
     func networks() throws {
         let v4 = try #require(IPNetwork("10.0.0.0/8"))
@@ -59,9 +64,6 @@ struct ClientAddressTests {
 
     @Test("Per-IP limits apply to each client behind a trusted proxy, and to the proxy's peer otherwise")
     func perClientLimits() async throws {
-        func status(_ relay: TestRelay, from client: String) async throws -> Int {
-            try await raw("GET", "\(relay.url)/v1/log/checkpoint", headers: [("X-Forwarded-For", client)]).status
-        }
         try await TestRelay.with({
             $0.requestsPerSecondPerIP = 0.01
             $0.requestBurstPerIP = 1
@@ -80,6 +82,45 @@ struct ClientAddressTests {
             let first = try await status(relay, from: "198.51.100.1")
             let other = try await status(relay, from: "198.51.100.2")
             #expect(first != 429 && other == 429, "\(first) \(other)")
+        }
+    }
+
+    @Test("IPv6 clients are counted by their /64 (or the configured prefix); IPv4 ones by their address")
+    func limitKeys() {
+        let resolver = ClientAddressResolver(trustedProxies: [])
+        #expect(resolver.limitKey("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64")
+        #expect(resolver.limitKey("2001:db8:1:2:bbbb:cccc:dddd:eeee") == "2001:db8:1:2::/64")
+        #expect(resolver.limitKey("2001:db8:1:3::1") == "2001:db8:1:3::/64")
+        #expect(resolver.limitKey("203.0.113.9") == "203.0.113.9")
+        #expect(resolver.limitKey("local") == "local")
+        let wide = ClientAddressResolver(trustedProxies: [], ipv6PrefixLength: 44)
+        #expect(wide.limitKey("2001:db8:1:2:aaaa::1") == "2001:db8::/44")
+        #expect(wide.limitKey("2001:db8:1f:2::1") == "2001:db8:10::/44")
+        let exact = ClientAddressResolver(trustedProxies: [], ipv6PrefixLength: 128)
+        #expect(exact.limitKey("2001:db8:1:2:aaaa::1") == "2001:db8:1:2:aaaa::1")
+    }
+
+    @Test("Fresh addresses from one IPv6 /64 share one rate bucket; another /64 has its own")
+    func ipv6NetworksShareLimits() async throws {
+        try await TestRelay.with({
+            $0.requestsPerSecondPerIP = 0.01
+            $0.requestBurstPerIP = 1
+            $0.trustedProxies = [IPNetwork("127.0.0.1")!]
+        }) { relay in
+            let first = try await status(relay, from: "2001:db8:1:2::1")
+            let sameNetwork = try await status(relay, from: "2001:db8:1:2:ffff:1:2:3")
+            let otherNetwork = try await status(relay, from: "2001:db8:1:3::1")
+            #expect(first != 429 && sameNetwork == 429 && otherNetwork != 429, "\(first) \(sameNetwork) \(otherNetwork)")
+        }
+        try await TestRelay.with({
+            $0.requestsPerSecondPerIP = 0.01
+            $0.requestBurstPerIP = 1
+            $0.trustedProxies = [IPNetwork("127.0.0.1")!]
+            $0.ipv6PrefixLength = 128
+        }) { relay in
+            let first = try await status(relay, from: "2001:db8:1:2::1")
+            let neighbour = try await status(relay, from: "2001:db8:1:2::2")
+            #expect(first != 429 && neighbour != 429, "\(first) \(neighbour)")
         }
     }
 }

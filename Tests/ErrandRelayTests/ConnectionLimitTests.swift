@@ -131,4 +131,73 @@ struct ConnectionLimitTests {
             #expect(try await raw("GET", "\(relay.url)/healthz").status == 200)
         }
     }
+
+    /// One request on a new connection, closed after the answer: the answer's text.
+    func oneRequest(_ relay: TestRelay) async throws -> String {
+        let socket = try RawSocket(port: port(relay.url))
+        socket.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return try await offPool { socket.readUntilClosed(waitingAtMost: 20) }.text
+    }
+
+    /// Requests on new connections until one is answered with `status` (the relay accepts
+    /// connections a little after the kernel does); records a failure after 20 s.
+    func requestUntil(_ status: String, _ relay: TestRelay, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var answer = ""
+        while ContinuousClock.now < deadline {
+            answer = try await oneRequest(relay)
+            if answer.hasPrefix("HTTP/1.1 \(status)") { return answer }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("no \(status) within 20 s; the last answer: \(answer.prefix(200))", sourceLocation: sourceLocation)
+        return answer
+    }
+
+    @Test("Idle connections from one address are capped: one more is answered 429 and closed; a closed one frees its place")
+    func connectionsPerAddress() async throws {
+        try await TestRelay.with({ $0.maximumConnectionsPerIP = 3 }) { relay in
+            // Four connections that never send a byte: three hold the address's places, and
+            // whichever the relay sets up last is answered 429 and closed.
+            var idle = try (0..<4).map { _ in try RawSocket(port: port(relay.url)) }
+            var refused: (index: Int, text: String)?
+            let deadline = ContinuousClock.now + .seconds(20)
+            while refused == nil && ContinuousClock.now < deadline {
+                for (index, socket) in idle.enumerated() {
+                    let (text, closed) = try await offPool { socket.readUntilClosed(waitingAtMost: 1) }
+                    if closed { refused = (index, text); break }
+                }
+            }
+            let answer = try #require(refused, "no idle connection was refused").text
+            #expect(answer.hasPrefix("HTTP/1.1 429"), "\(answer)")
+            #expect(answer.contains("too many open connections from this address (limits.max_connections_per_ip = 3)"), "\(answer)")
+            #expect(answer.contains("Retry-After: 5"))
+            idle.remove(at: refused?.index ?? 0)
+            // While the three stay open, a request on a new connection is refused too.
+            #expect(try await oneRequest(relay).hasPrefix("HTTP/1.1 429"))
+            // One of them closes: its place is free again.
+            idle.removeLast()
+            _ = try await requestUntil("200", relay)
+            _ = idle
+        }
+    }
+
+    @Test("A trusted proxy's connections are not capped per address (they carry many clients)")
+    func trustedProxyConnections() async throws {
+        try await TestRelay.with({
+            $0.maximumConnectionsPerIP = 2
+            $0.trustedProxies = [IPNetwork("127.0.0.1")!]
+        }) { relay in
+            // Four kept-alive connections, each answered (so each was accepted), then a fifth.
+            var open: [RawSocket] = []
+            for _ in 0..<4 {
+                let socket = try RawSocket(port: port(relay.url))
+                socket.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                let answer = try await offPool { socket.read(until: "}") }
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+                open.append(socket)
+            }
+            #expect(try await oneRequest(relay).hasPrefix("HTTP/1.1 200"))
+            _ = open
+        }
+    }
 }

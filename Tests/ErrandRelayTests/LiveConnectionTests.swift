@@ -27,7 +27,7 @@ struct LiveConnectionTests {
         let envelope = sampleEnvelope()
         _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
         let (socket, challenge) = try await connect(relay, owner.mailbox)
-        try answer(socket, challenge: challenge, owner: owner)
+        try await answer(socket, challenge: challenge, owner: owner, on: relay)
         let pushed = try #require(await socket.receive())
         guard case .envelope(_, let bytes) = try LiveFrame(parsing: pushed.payload) else { throw LiveTestError("expected an envelope") }
         #expect(try Envelope(parsing: bytes) == envelope)
@@ -46,8 +46,12 @@ struct LiveConnectionTests {
         return try JSONDecoder().decode(Health.self, from: Data(try await raw("GET", "\(relay.url)/healthz").bytes)).liveConnections
     }
 
-    func answer(_ socket: RawWebSocket, challenge: String, owner: Owner, after: Int64? = nil) throws {
-        let answer = LiveAuthentication.answer(challenge: challenge, mailbox: owner.mailbox, key: owner.key, after: after)
+    /// Answers the challenge as the owner, for `relay`'s verifier key (or the key given).
+    func answer(_ socket: RawWebSocket, challenge: String, owner: Owner, on relay: TestRelay, after: Int64? = nil,
+                signingFor relayKey: String? = nil) async throws {
+        var key = relayKey
+        if key == nil { key = try await relay.client.auditVerifierKey() }
+        let answer = LiveAuthentication.answer(challenge: challenge, relay: key ?? "", mailbox: owner.mailbox, key: owner.key, after: after)
         socket.send(text: String(decoding: try JSONEncoder().encode(answer), as: UTF8.self))
     }
 
@@ -69,7 +73,7 @@ struct LiveConnectionTests {
             let owner = try await Owner.register(on: relay)
             _ = try await relay.client.post(sampleEnvelope(), to: owner.mailbox, token: owner.token)
             let (socket, challenge) = try await connect(relay, owner.mailbox)
-            try answer(socket, challenge: challenge + "x", owner: owner)
+            try await answer(socket, challenge: challenge + "x", owner: owner, on: relay)
             try await expectRefusal(socket, .unauthenticated, containing: "does not verify")
             // The client completes the close handshake; the relay closes at once, the stored envelope never sent.
             socket.send(opcode: RawWebSocket.close, [0x03, 0xE8])
@@ -77,6 +81,37 @@ struct LiveConnectionTests {
             #expect(await socket.receive() == nil)
             // Closed, not the read giving up after 10 s (a stall bound with room for a busy machine).
             #expect(ContinuousClock.now - started < .seconds(9))
+        }
+    }
+
+    @Test("An answer signed for another relay, or in the version without the relay, is refused; nothing is pushed")
+    func answerBoundToTheRelay() async throws {
+        try await TestRelay.with { relay in
+            let owner = try await Owner.register(on: relay)
+            let envelope = sampleEnvelope()
+            _ = try await relay.client.post(envelope, to: owner.mailbox, token: owner.token)
+
+            // A relay that forwarded this relay's challenge would get an answer for its own key.
+            let elsewhere = "relay.elsewhere.example+0a1b2c3d+" + ByteEncoding.base64URL(Ed25519.SecretKey().publicKey.bytes)
+            let (forwarded, challenge) = try await connect(relay, owner.mailbox)
+            try await answer(forwarded, challenge: challenge, owner: owner, on: relay, signingFor: elsewhere)
+            try await expectRefusal(forwarded, .unauthenticated, containing: "does not verify")
+
+            // Version 1 signed only the mailbox and the challenge.
+            let (old, oldChallenge) = try await connect(relay, owner.mailbox)
+            let v1 = Array("errand-relay-live-v1\n\(owner.mailbox)\n\(oldChallenge)".utf8)
+            let v1Answer = LiveAuthentication.Answer(key: ByteEncoding.base64URL(owner.key.publicKey.bytes),
+                                                     signature: ByteEncoding.base64URL(owner.key.signature(for: v1)), after: nil)
+            old.send(text: String(decoding: try JSONEncoder().encode(v1Answer), as: UTF8.self))
+            try await expectRefusal(old, .unauthenticated, containing: "does not verify")
+
+            // Nothing was delivered or acknowledged: the envelope is still there, and the right answer gets it.
+            #expect(try await relay.client.fetch(owner: owner.key).envelopes.map(\.envelope) == [envelope])
+            let (socket, fresh) = try await connect(relay, owner.mailbox)
+            try await answer(socket, challenge: fresh, owner: owner, on: relay)
+            let pushed = try #require(await socket.receive())
+            guard case .envelope(_, let bytes) = try LiveFrame(parsing: pushed.payload) else { throw LiveTestError("expected an envelope") }
+            #expect(try Envelope(parsing: bytes) == envelope)
         }
     }
 
@@ -125,14 +160,14 @@ struct LiveConnectionTests {
             #expect(try #require(await unmasked.receive()).closeCode == 1002)
 
             let (oversized, challenge) = try await connect(relay, owner.mailbox)
-            try answer(oversized, challenge: challenge, owner: owner)
+            try await answer(oversized, challenge: challenge, owner: owner, on: relay)
             guard case .caughtUp = try LiveFrame(parsing: try #require(await oversized.receive()).payload) else { Issue.record("expected caught-up"); return }
             oversized.send(opcode: RawWebSocket.binary, [0x03] + [UInt8](repeating: 0, count: 65 * 1024))
             #expect(try #require(await oversized.receive()).closeCode == 1009)
 
             // Two fragments that add up to more than 64 KiB are refused the same way.
             let (fragmented, again) = try await connect(relay, owner.mailbox)
-            try answer(fragmented, challenge: again, owner: owner)
+            try await answer(fragmented, challenge: again, owner: owner, on: relay)
             _ = await fragmented.receive()
             fragmented.send(opcode: RawWebSocket.binary, [UInt8](repeating: 0, count: 40 * 1024), fin: false)
             fragmented.send(opcode: 0x0, [UInt8](repeating: 0, count: 40 * 1024))
@@ -145,7 +180,7 @@ struct LiveConnectionTests {
         try await TestRelay.with({ $0.webSocketPingSeconds = 1 }) { relay in
             let owner = try await Owner.register(on: relay)
             let (socket, challenge) = try await connect(relay, owner.mailbox)
-            try answer(socket, challenge: challenge, owner: owner)
+            try await answer(socket, challenge: challenge, owner: owner, on: relay)
             _ = try #require(await socket.receive())  // caught up
 
             socket.send(opcode: RawWebSocket.ping, [1, 2, 3])
@@ -175,7 +210,7 @@ struct LiveConnectionTests {
         try await TestRelay.with { relay in
             let owner = try await Owner.register(on: relay)
             let (socket, challenge) = try await connect(relay, owner.mailbox)
-            try answer(socket, challenge: challenge, owner: owner)
+            try await answer(socket, challenge: challenge, owner: owner, on: relay)
             _ = try #require(await socket.receive())  // caught up
             #expect(try await liveConnections(relay) == 1)
             socket.send(opcode: RawWebSocket.close, [0x03, 0xE8])

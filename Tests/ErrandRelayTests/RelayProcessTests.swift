@@ -25,6 +25,19 @@ struct RelayProcessTests {
         #expect(mode != nil)
     }
 
+    @Test("X-Forwarded-For from a peer that is not a trusted proxy is ignored and warned about, once")
+    func untrustedProxyWarning() async throws {
+        let folder = try ScratchFolder()
+        let relay = try await RelayProcess.start(data: folder.path, withLog: true)
+        for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+            _ = try await raw("GET", "\(relay.baseURL)/v1/log/checkpoint", headers: [("X-Forwarded-For", client)])
+        }
+        #expect(await relay.stop(signal: SIGTERM) == 0)
+        let warnings = relay.printed.components(separatedBy: "carry X-Forwarded-For, but 127.0.0.1 is not in trusted_proxies").count - 1
+        #expect(warnings == 1, "\(relay.printed)")
+        #expect(relay.printed.contains("add the proxy's address to trusted_proxies"))
+    }
+
     @Test("Every acknowledged envelope survives SIGKILL of the relay during a stream of posts")
     func durableAcrossSIGKILL() async throws {
         let folder = try ScratchFolder()

@@ -227,6 +227,43 @@ struct RelayRouteTests {
         }
     }
 
+    @Test("A host closes the device mailboxes it created, and only those; each frees a place for another device")
+    func closingDeviceMailboxes() async throws {
+        try await TestRelay.with({ $0.maximumSponsoredMailboxes = 2 }) { relay in
+            let host = Ed25519.SecretKey()
+            let other = Ed25519.SecretKey()
+            try await relay.client.createMailbox(owner: host)
+            try await relay.client.createMailbox(owner: other)
+            let phone = Ed25519.SecretKey()
+            let tablet = Ed25519.SecretKey()
+            _ = try await relay.client.createDeviceMailbox(for: phone.publicKey, sponsor: host)
+            _ = try await relay.client.createDeviceMailbox(for: tablet.publicKey, sponsor: host)
+            await expectRefusal(.quotaExceeded) { try await relay.client.createDeviceMailbox(for: Ed25519.SecretKey().publicKey, sponsor: host) }
+
+            // Another host cannot close them; nor can a device close its host's or another device's.
+            let foreign = await expectRefusal(.forbidden) { try await relay.client.closeDeviceMailbox(of: phone.publicKey, sponsor: other) }
+            #expect(foreign?.message.contains("neither owns mailbox") == true)
+            await expectRefusal(.forbidden) { try await relay.client.closeDeviceMailbox(of: host.publicKey, sponsor: phone) }
+            await expectRefusal(.forbidden) { try await relay.client.closeDeviceMailbox(of: tablet.publicKey, sponsor: phone) }
+            #expect(try await relay.client.fetch(owner: phone).envelopes.isEmpty)
+
+            // Its host closes the phone's: gone (with what waited in it), and a place is free.
+            let token = SendToken()
+            try await relay.client.addSendToken(token.hash, owner: phone)
+            _ = try await relay.client.post(sampleEnvelope(), to: MailboxID(owner: phone.publicKey), token: token)
+            try await relay.client.closeDeviceMailbox(of: phone.publicKey, sponsor: host)
+            await expectRefusal(.notFound) { try await relay.client.fetch(owner: phone) }
+            // The token went with the mailbox.
+            await expectRefusal(.forbidden) { try await relay.client.post(sampleEnvelope(), to: MailboxID(owner: phone.publicKey), token: token) }
+            #expect(try await relay.client.createDeviceMailbox(for: Ed25519.SecretKey().publicKey, sponsor: host).created)
+            // Closing it again counts as closed; the raw answer is 404.
+            try await relay.client.closeDeviceMailbox(of: phone.publicKey, sponsor: host)
+            // The owner still closes its own.
+            try await relay.client.closeMailbox(owner: tablet)
+            await expectRefusal(.notFound) { try await relay.client.fetch(owner: tablet) }
+        }
+    }
+
     @Test("Quota: a full mailbox answers 507 until its owner acknowledges")
     func quota() async throws {
         try await TestRelay.with({ $0.mailboxQuota = MailboxQuota(maximumEnvelopes: 2, maximumBytes: 1 << 20) }) { relay in

@@ -91,6 +91,14 @@ struct StoreContractTests {
                 return try await group.reduce(into: [MailboxCreation]()) { $0.append($1) }
             }
             #expect(outcomes.filter { $0 == .created }.count == 5)
+            // Only its sponsor deletes a device's mailbox, which frees a place.
+            #expect(try await store.deleteSponsoredMailbox(device, sponsor: busyHost) == false)
+            #expect(try await store.deleteSponsoredMailbox(host, sponsor: host) == false)
+            #expect(try await store.mailboxExists(device))
+            #expect(try await store.deleteSponsoredMailbox(device, sponsor: host) == true)
+            #expect(try await !store.mailboxExists(device))
+            #expect(try await store.deleteSponsoredMailbox(device, sponsor: host) == nil)
+            #expect(try await create(sponsor: host).1 == .created)
             guard case .stored = try await store.storeEnvelope(incoming(host), sendToken: token.hash, quota: Self.quota) else {
                 Issue.record("expected the envelope to be stored"); return
             }

@@ -11,13 +11,15 @@ public final class RelayProcess: Sendable {
     public var baseURL: String { url.withLock { $0 } }
 
     /// Starts the relay and waits (up to 60 s) for its `listening` line, without blocking a
-    /// thread of the shared pool (tests run in parallel on few cores).
-    public static func start(data: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> RelayProcess {
-        let relay = try RelayProcess(data: data, arguments: arguments, environment: environment)
+    /// thread of the shared pool (tests run in parallel on few cores). With `withLog`, what it
+    /// logs on stderr is in ``printed`` too.
+    public static func start(data: String, arguments: [String] = [], environment: [String: String] = [:],
+                             withLog: Bool = false) async throws -> RelayProcess {
+        let relay = try RelayProcess(data: data, arguments: arguments, environment: environment, withLog: withLog)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             let printed = relay.printed
-            if let line = printed.split(separator: "\n").first(where: { $0.contains("listening") }),
+            if let line = printed.split(separator: "\n").first(where: { $0.hasPrefix("errand-relay: listening") }),
                let range = line.range(of: #"https?://[0-9.]+:[0-9]+"#, options: .regularExpression) {
                 relay.url.withLock { $0 = String(line[range]) }
                 return relay
@@ -29,7 +31,7 @@ public final class RelayProcess: Sendable {
         throw RelayProcessError(message: "errand-relay did not print its listening line: \(relay.printed)")
     }
 
-    private init(data: String, arguments: [String], environment: [String: String]) throws {
+    private init(data: String, arguments: [String], environment: [String: String], withLog: Bool) throws {
         let process = Process()
         process.executableURL = try Executables.built("errand-relay")
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", data] + arguments
@@ -38,7 +40,7 @@ public final class RelayProcess: Sendable {
         process.environment = env
         let stdout = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        process.standardError = withLog ? stdout : FileHandle.nullDevice
         try process.run()
         self.process = process
         let output = PrintedOutput()
@@ -53,7 +55,7 @@ public final class RelayProcess: Sendable {
         }
     }
 
-    /// What the process printed on stdout so far.
+    /// What the process printed on stdout (and, when started `withLog`, stderr) so far.
     public var printed: String { output.text.withLock { $0 } }
 
     /// Sends `signal` and waits for the process to end; returns its exit status.

@@ -317,10 +317,16 @@ export class Companion {
             if (current && !current.revoked) this.send(hostId, { type: 'sync', request: crypto.randomUUID(), after: await this.syncStart(hostId) }).catch(() => {});
           }
         },
-        onClose: (reason, refusal) => {
+        onClose: async (reason, refusal) => {
           if (connection.link !== link) return;  // an older socket, already replaced
           connection.link = null;
           if (connection.stopped || connection.paused) return;
+          if (refusal?.code === 'not_found') {
+            // The host closed this device's mailbox when it revoked it (or the relay lost it).
+            await this.updateHost(hostId, host => ({ ...host, revoked: true }));
+            this.onChange('revoked');
+            return;
+          }
           this.setState(hostId, 'offline', refusal ? refusal.message : reason);
           const delay = Math.min(30000, 500 * 2 ** Math.min(connection.attempt++, 6)) * (0.5 + Math.random() / 2);
           connection.timer = setTimeout(open, delay);

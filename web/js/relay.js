@@ -151,7 +151,7 @@ export class RelayClient {
         if (typeof event.data === 'string') {
           const json = JSON.parse(event.data);
           if (json.challenge) {
-            const text = `errand-relay-live-v1\n${mailbox}\n${json.challenge}`;
+            const text = `errand-relay-live-v2\n${await this.relayKey()}\n${mailbox}\n${json.challenge}`;
             socket.send(JSON.stringify({ key: base64url(signer.publicKey), signature: base64url(await sign(signer, utf8(text))), after }));
           } else if (json.error) {
             refusal = new RelayError(json.error.message, { status: 400, code: json.error.code });

@@ -7,13 +7,16 @@ public import ErrandCrypto
 /// "<base64url>", "after": <sequence, optional>}` where the signature covers
 ///
 /// ```
-/// "errand-relay-live-v1" LF <mailbox id, base64url> LF <challenge, base64url>
+/// "errand-relay-live-v2" LF RELAY LF <mailbox id, base64url> LF <challenge, base64url>
 /// ```
 ///
-/// A fresh challenge per connection makes a captured answer useless. On failure the relay
+/// where RELAY is the relay's verifier key as in ``RequestSignature`` (`GET /v1/log/key` without
+/// the line end). A fresh challenge per connection makes a captured answer useless, and RELAY
+/// keeps an answer from being relayed to another relay where the key owns a mailbox too (a relay
+/// that forwards its own challenge to the other one gets an answer the other refuses). On failure the relay
 /// sends `{"error": {...}}` and closes with code 1008.
 public enum LiveAuthentication {
-    public static let label = "errand-relay-live-v1"
+    public static let label = "errand-relay-live-v2"
     public static let challengeLength = 32
 
     /// The challenge frame the relay sends.
@@ -34,15 +37,16 @@ public enum LiveAuthentication {
         }
     }
 
-    /// The bytes the owner signs.
-    public static func message(mailbox: MailboxID, challenge: String) -> [UInt8] {
-        Array("\(label)\n\(mailbox.description)\n\(challenge)".utf8)
+    /// The bytes the owner signs, for the relay whose verifier key is `relay`.
+    public static func message(relay: String, mailbox: MailboxID, challenge: String) -> [UInt8] {
+        Array("\(label)\n\(relay)\n\(mailbox.description)\n\(challenge)".utf8)
     }
 
-    /// The owner's answer to `challenge`.
-    public static func answer(challenge: String, mailbox: MailboxID, key: Ed25519.SecretKey, after: Int64?) -> Answer {
+    /// The owner's answer to `challenge` from the relay whose verifier key is `relay`.
+    public static func answer(challenge: String, relay: String, mailbox: MailboxID, key: Ed25519.SecretKey,
+                              after: Int64?) -> Answer {
         Answer(key: ByteEncoding.base64URL(key.publicKey.bytes),
-               signature: ByteEncoding.base64URL(key.signature(for: message(mailbox: mailbox, challenge: challenge))),
+               signature: ByteEncoding.base64URL(key.signature(for: message(relay: relay, mailbox: mailbox, challenge: challenge))),
                after: after)
     }
 }

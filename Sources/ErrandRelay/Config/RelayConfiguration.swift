@@ -44,6 +44,14 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var postBurstPerMailbox = 400.0
     /// Simultaneous connections (HTTP and WebSocket) before new ones are refused.
     public var maximumConnections = 20_000
+    /// Simultaneous connections from one client address (an IPv6 one by its prefix); a trusted
+    /// proxy's are not counted.
+    public var maximumConnectionsPerIP = 256
+    /// Bits of an IPv6 address that per-IP limits count as one client (64: a subscriber's network).
+    public var ipv6PrefixLength = 64
+    /// Seconds a new connection has for its first request head (TLS handshake included); at
+    /// most `idleTimeoutSeconds`.
+    public var firstRequestSeconds = 10
     /// Live (WebSocket) connections one mailbox may hold at once.
     public var maximumLiveConnectionsPerMailbox = 16
     /// Seconds an HTTP connection may sit idle, and the longest a request body may take to arrive.

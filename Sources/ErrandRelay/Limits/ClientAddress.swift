@@ -66,8 +66,29 @@ public struct IPNetwork: Sendable, Equatable, CustomStringConvertible {
 /// reverse proxy; then the nearest address in `X-Forwarded-For` that is not a trusted proxy.
 ///
 /// `X-Forwarded-For` from anyone else is ignored, so a client cannot pick its own address.
+///
+/// Limits key on ``limitKey(_:)``: an IPv4 address, or the IPv6 network of `ipv6PrefixLength`
+/// bits around an IPv6 address (one subscriber usually holds a whole /64, so keying on the full
+/// address would give it unlimited fresh buckets).
 struct ClientAddressResolver: Sendable {
     let trustedProxies: [IPNetwork]
+    var ipv6PrefixLength = 64
+
+    /// What per-IP limits count `ip` (a ``clientIP(peer:forwardedFor:)`` answer) as.
+    func limitKey(_ ip: String) -> String {
+        guard let bytes = IPNetwork.address(ip), bytes.count == 16, ipv6PrefixLength < 128 else { return ip }
+        var masked = bytes
+        for index in masked.indices {
+            let kept = max(0, min(8, ipv6PrefixLength - index * 8))
+            masked[index] &= kept == 8 ? 0xFF : ~(0xFF >> UInt8(kept))
+        }
+        return "\(IPNetwork.text(masked))/\(ipv6PrefixLength)"
+    }
+
+    /// Whether the text address `peer` is one of the trusted proxies.
+    func isTrustedProxy(_ peer: String) -> Bool {
+        IPNetwork.address(peer).map(isTrusted) ?? false
+    }
 
     /// - Parameters:
     ///   - peer: the TCP peer's address (nil for an in-process request).

@@ -208,8 +208,8 @@ final class LiveConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard (answer.after ?? 0) >= 0 else {
             return refuse(.badRequest, "'after' must be a sequence number (0 or more)")
         }
-        guard key.isValidSignature(signature, for: LiveAuthentication.message(mailbox: mailbox, challenge: challenge)) else {
-            return refuse(.unauthenticated, "the challenge signature does not verify")
+        guard key.isValidSignature(signature, for: LiveAuthentication.message(relay: core.identity, mailbox: mailbox, challenge: challenge)) else {
+            return refuse(.unauthenticated, "the challenge signature does not verify (it must sign \(LiveAuthentication.label), this relay's key \(core.identity), the mailbox and the challenge)")
         }
         phase = .checkingMailbox
         challenge = ""

@@ -9,7 +9,7 @@ import Logging
 ///
 /// - `POST /v1/mailboxes` `{"key"}`: create, signed by the new key (with a registration token
 ///   or open registration) or by an existing owner sponsoring a device.
-/// - `DELETE /v1/mailboxes/:mailbox`: close (owner).
+/// - `DELETE /v1/mailboxes/:mailbox`: close (the owner, or the host that created it for a device).
 /// - `PUT|DELETE /v1/mailboxes/:mailbox/send-tokens/:hash`, `GET …/send-tokens` (owner).
 struct MailboxRoutes {
     let core: RelayCore
@@ -73,10 +73,25 @@ struct MailboxRoutes {
 
     private func close(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: core.body(request, context, limit: 0))
-        _ = try await core.store.deleteMailbox(mailbox)
-        core.logger.info("mailbox closed", metadata: ["mailbox": "\(mailbox.logPrefix)"])
-        return Response(status: .noContent)
+        let body = try await core.body(request, context, limit: 0)
+        let signer = try await core.authenticateSigner(request: request, body: body)
+        if MailboxID(owner: signer.key) == mailbox {
+            guard try await core.store.deleteMailbox(mailbox) else {
+                throw core.refuse(.notFound, "mailbox \(mailbox.logPrefix)… does not exist (or was closed)")
+            }
+            core.logger.info("mailbox closed", metadata: ["mailbox": "\(mailbox.logPrefix)"])
+            return Response(status: .noContent)
+        }
+        // A host closing the mailbox it created for a device (revoked, or a pairing that failed).
+        switch try await core.store.deleteSponsoredMailbox(mailbox, sponsor: MailboxID(owner: signer.key)) {
+        case true?:
+            core.logger.info("device mailbox closed by its host", metadata: ["mailbox": "\(mailbox.logPrefix)"])
+            return Response(status: .noContent)
+        case false?:
+            throw core.refuse(.forbidden, "this key neither owns mailbox \(mailbox.logPrefix)… nor created it for a device")
+        case nil:
+            throw core.refuse(.notFound, "mailbox \(mailbox.logPrefix)… does not exist (or was closed)")
+        }
     }
 
     private func listTokens(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

@@ -3,7 +3,8 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// `GET /healthz` (200 while the store answers) and `GET /metrics` (Prometheus text format).
+/// `GET /healthz` (200 while the store answers; asked at most once a second, however many
+/// probes come) and `GET /metrics` (Prometheus text format).
 struct OperationsRoutes {
     let core: RelayCore
 
@@ -11,9 +12,7 @@ struct OperationsRoutes {
 
     func register(on router: Router<RelayRequestContext>) {
         router.get("/healthz") { _, _ in
-            do {
-                try await core.store.ping()
-            } catch {
+            guard await core.storeHealth.isHealthy() else {
                 throw core.refuse(.unavailable, "the store does not answer")
             }
             return try json(Health(status: "ok", liveConnections: core.hub.connectionCount))

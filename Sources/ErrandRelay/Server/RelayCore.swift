@@ -5,6 +5,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// What every route shares: configuration, store, live hub, limiters, metrics, clock.
 final class RelayCore: Sendable {
@@ -18,6 +19,12 @@ final class RelayCore: Sendable {
     let mailboxLimiter: RateLimiter<MailboxSender>
     private let clock: @Sendable () -> Date
     let clientAddresses: ClientAddressResolver
+    /// Open connections per client address (``ConnectionLimitChannel``).
+    let connectionsPerAddress: ConnectionsPerAddress
+    /// Whether the warning about `X-Forwarded-For` from an untrusted peer was given.
+    private let warnedOfUntrustedProxy = Atomic<Bool>(false)
+    /// `/healthz`'s view of the store, asked at most once a second.
+    let storeHealth: StoreHealth
     /// Whether the store hands the hub what it stores, in commit order (then routes need not ring).
     let storePublishesArrivals: Bool
 
@@ -39,7 +46,10 @@ final class RelayCore: Sendable {
         self.logger = logger
         self.clock = clock
         watchdog = WriteWatchdog(limit: .seconds(configuration.writeTimeoutSeconds))
-        clientAddresses = ClientAddressResolver(trustedProxies: configuration.trustedProxies)
+        clientAddresses = ClientAddressResolver(trustedProxies: configuration.trustedProxies,
+                                                ipv6PrefixLength: configuration.ipv6PrefixLength)
+        connectionsPerAddress = ConnectionsPerAddress(maximum: configuration.maximumConnectionsPerIP)
+        storeHealth = StoreHealth { [store] in try await store.ping() }
         let hub = LiveHub()
         self.hub = hub
         storePublishesArrivals = store.publishArrivals { event in
@@ -110,15 +120,37 @@ final class RelayCore: Sendable {
 
     /// The client's address for per-IP limits (see ``ClientAddressResolver``).
     func clientIP(_ request: Request, _ context: RelayRequestContext) -> String {
-        clientAddresses.clientIP(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        clientIP(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
+    }
+
+    /// The client's address for per-IP limits; warns once when `X-Forwarded-For` comes from a
+    /// peer that is not a trusted proxy (behind such a proxy every client shares its limits).
+    func clientIP(peer: String?, forwardedFor: [String]) -> String {
+        if !forwardedFor.isEmpty, let peer, !clientAddresses.isTrustedProxy(peer),
+           !warnedOfUntrustedProxy.exchange(true, ordering: .relaxed) {
+            logger.warning("""
+                requests from \(peer) carry X-Forwarded-For, but \(peer) is not in trusted_proxies: if the relay is behind \
+                that proxy, every client behind it shares one set of per-IP limits; add the proxy's address to trusted_proxies \
+                (said once)
+                """)
+        }
+        return clientAddresses.clientIP(peer: peer, forwardedFor: forwardedFor)
+    }
+
+    /// What the connection from `peer` counts against in ``connectionsPerAddress``; nil for a
+    /// trusted proxy (it carries many clients) or an in-process connection.
+    func connectionLimitKey(peer: String?) -> String? {
+        guard let peer, !clientAddresses.isTrustedProxy(peer) else { return nil }
+        return clientAddresses.limitKey(peer)
     }
 
     /// Per-IP limit for every request; `cost` more for a request that does the work of several
     /// (a batch of envelopes counts as one request per envelope).
     func limitClient(_ ip: String, cost: Double = 1) async throws {
+        let key = clientAddresses.limitKey(ip)
         let wait = try await waitTime(
-            shared: Self.sharedKey("ip", [UInt8](ip.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,
-            cost: cost, local: { ipLimiter.acquire(ip, cost: cost) })
+            shared: Self.sharedKey("ip", [UInt8](key.utf8)), rate: configuration.requestsPerSecondPerIP, burst: configuration.requestBurstPerIP,
+            cost: cost, local: { ipLimiter.acquire(key, cost: cost) })
         if let wait {
             throw refuse(.rateLimited, "too many requests from this address; retry in \(wait) s", retryAfterSeconds: wait)
         }

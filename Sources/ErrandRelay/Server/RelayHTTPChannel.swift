@@ -60,7 +60,7 @@ struct RelayHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     upgradeAttempted.value = true
                     guard Self.liveMailbox(in: head.uri) != nil else { return channel.eventLoop.makeSucceededFuture(nil) }
-                    let ip = core.clientAddresses.clientIP(peer: channel.remoteAddress?.ipAddress, forwardedFor: head.headers["X-Forwarded-For"])
+                    let ip = core.clientIP(peer: channel.remoteAddress?.ipAddress, forwardedFor: head.headers["X-Forwarded-For"])
                     // A refused upgrade reaches the client as a plain 400; limits are checked again in-band.
                     return channel.eventLoop.makeFutureWithTask {
                         (try? await core.limitClient(ip)) == nil ? nil : HTTPHeaders()

@@ -35,13 +35,14 @@ public enum RelayServer {
         let tls = try configuration.tlsCertificatePath.flatMap { certificate in
             try configuration.tlsKeyPath.map { key in try tlsConfiguration(certificate: certificate, key: key) }
         }
-        let firstRequestDeadline = TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds))
+        let firstRequestDeadline = TimeAmount.seconds(Int64(min(configuration.firstRequestSeconds, configuration.idleTimeoutSeconds)))
         let server = HTTPServerBuilder { responder in
             let http = FirstRequestDeadlineChannel(
                 base: RelayHTTPChannel(responder: responder, core: core, http1: http1),
                 deadline: firstRequestDeadline, maximumHeadBytes: 40 * 1024)
-            if let tls { return try TLSChannel(http, tlsConfiguration: tls) }
-            return http
+            // Counted before TLS, so a refused connection costs no handshake.
+            if let tls { return ConnectionLimitChannel(base: try TLSChannel(http, tlsConfiguration: tls), core: core, plainHTTP: false) }
+            return ConnectionLimitChannel(base: http, core: core, plainHTTP: true)
         }
         var services: [any Service] = [
             StoreCloser(store: store, logger: logger),

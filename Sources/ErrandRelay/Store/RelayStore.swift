@@ -26,6 +26,9 @@ public protocol RelayStore: DoorbellStore {
     func ping() async throws
     /// Deletes a mailbox with its envelopes, send tokens and pairing slots; `false` if it did not exist.
     func deleteMailbox(_ id: MailboxID) async throws -> Bool
+    /// Deletes a device's mailbox (as ``deleteMailbox(_:)``) for the host that created it:
+    /// `true` when deleted, `false` when `sponsor` did not create it, `nil` when it does not exist.
+    func deleteSponsoredMailbox(_ id: MailboxID, sponsor: MailboxID) async throws -> Bool?
 
     // MARK: Replay protection
 

@@ -311,6 +311,15 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
+    public func deleteSponsoredMailbox(_ id: MailboxID, sponsor: MailboxID) async throws -> Bool? {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT sponsor FROM mailbox WHERE id = ?", arguments: [Data(id.bytes)]) else { return nil }
+            guard (row["sponsor"] as Data?) == Data(sponsor.bytes) else { return false }
+            try db.execute(sql: "DELETE FROM mailbox WHERE id = ?", arguments: [Data(id.bytes)])
+            return true
+        }
+    }
+
     // MARK: Replay protection
 
     public func recordNonce(signer: [UInt8], nonce: String, expiresAt: Int64) async throws -> Bool {

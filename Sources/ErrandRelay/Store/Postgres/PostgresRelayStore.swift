@@ -135,6 +135,19 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         }
     }
 
+    public func deleteSponsoredMailbox(_ id: MailboxID, sponsor: MailboxID) async throws -> Bool? {
+        let logger = self.logger
+        return try await transaction { connection in
+            guard let row = try await connection.query(
+                "SELECT sponsor FROM mailbox WHERE id = \(bytea(id.bytes)) FOR UPDATE", logger: logger).collect().first
+            else { return nil }
+            guard let current = try row.decode(ByteBuffer?.self), Array(current.readableBytesView) == sponsor.bytes else { return false }
+            try await connection.query("DELETE FROM envelope WHERE mailbox = \(bytea(id.bytes))", logger: logger)
+            try await connection.query("DELETE FROM mailbox WHERE id = \(bytea(id.bytes))", logger: logger)
+            return true
+        }
+    }
+
     // MARK: Replay protection
 
     public func recordNonce(signer: [UInt8], nonce: String, expiresAt: Int64) async throws -> Bool {
