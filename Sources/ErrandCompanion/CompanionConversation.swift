@@ -118,10 +118,15 @@ public struct CompanionConversation: Sendable {
                 switch event {
                 case .envelope(_, let envelope):
                     do {
+                        // Acknowledged over HTTP, whose answer comes after the relay's commit:
+                        // only a confirmed deletion counts as delivered. One not confirmed stays
+                        // at the relay and is fetched (a duplicate) and acknowledged next time.
                         if let message = try store.receive(envelope, from: host) { onMessage(message) }
-                        if (try? await subscription.acknowledge([envelope.id])) != nil { recordDelivered([envelope], channel: channel) }
+                        if (try? await client.acknowledge([envelope.id], owner: channel.signing)) != nil {
+                            recordDelivered([envelope], channel: channel)
+                        }
                     } catch is SessionError {
-                        try? await subscription.acknowledge([envelope.id])
+                        _ = try? await client.acknowledge([envelope.id], owner: channel.signing)
                     } catch {}
                     if (try? done()) == true { return true }
                 case .caughtUp:

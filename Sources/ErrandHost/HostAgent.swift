@@ -21,6 +21,8 @@ public actor HostAgent {
     private var runningDevices: [String: Int64] = [:]
     private var flushing = false
     private var flushAgain = false
+    private var acknowledging = false
+    private var acknowledgeAgain = false
     /// Agent tasks run by an adapter: one at a time, as they continue one conversation.
     private var runningAdapterTasks: Set<String> = []
     private let sleepInhibitor: SleepInhibitor
@@ -85,6 +87,7 @@ public actor HostAgent {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))
                 await self?.flushOutbox()
+                await self?.acknowledgeReceived()
                 TaskLeftovers.reapOrphans()
             }
         }
@@ -109,7 +112,7 @@ public actor HostAgent {
         await finish.value
         retry.cancel()
         _ = await retry.value
-        let last = Task { await self.flushOutbox() }
+        let last = Task { await self.flushOutbox(); await self.acknowledgeReceived() }
         let limit = Task { try? await Task.sleep(for: .seconds(5)); last.cancel() }
         await last.value
         limit.cancel()
@@ -141,12 +144,12 @@ public actor HostAgent {
         for try await event in subscription.events {
             switch event {
             case .envelope(_, let envelope):
-                // Not acknowledged when it could not be processed (a database error): it comes again.
-                if await receive(envelope), (try? await subscription.acknowledge([envelope.id])) != nil {
-                    try? host.store.recordAudit(envelope, mailbox: host.identity.mailbox, event: .delivered, at: Self.now)
-                }
+                // Not acknowledged when it could not be processed (a database error): it comes
+                // again. Processed, its acknowledgement is queued in the same transaction.
+                if await receive(envelope) { Task { await self.acknowledgeReceived() } }
             case .caughtUp:
                 log("connected to \(client.baseURL); waiting for tasks")
+                Task { await self.acknowledgeReceived() }
             case .reconnecting(let error):
                 log("relay connection lost (\(error.message)); reconnecting")
             }
@@ -661,6 +664,28 @@ public actor HostAgent {
             log("could not seal a message for device \(device): \(error)")
             return false
         }
+    }
+
+    /// Sends the acknowledgements the relay has not confirmed (queued with each processed
+    /// envelope); what fails stays queued for the retry timer or the next connection. As with
+    /// ``flushOutbox()``, a call during a round makes it go round once more.
+    func acknowledgeReceived() async {
+        guard !acknowledging else {
+            acknowledgeAgain = true
+            return
+        }
+        acknowledging = true
+        defer { acknowledging = false }
+        repeat {
+            acknowledgeAgain = false
+            do { try await inbox.acknowledgePending(client: client, identity: host.identity) } catch let error as RelayClientError {
+                if !error.isTransient { log("the relay refused an acknowledgement: \(error.message)") }
+                return
+            } catch {
+                log("could not record acknowledgements: \(error)")
+                return
+            }
+        } while acknowledgeAgain
     }
 
     /// Posts what waits in the outbox, in order; what fails stays for the next try. A call made

@@ -34,6 +34,9 @@ public struct HostInbox: Sendable {
     /// so what it records (a task) exists exactly when the envelope counts as received.
     func process(_ envelope: Envelope, now: Date, handle: ((Database, Device, [UInt8]) throws -> Void)?) throws -> Outcome {
         try store.write { db in
+            // Whatever becomes of it, the relay is told to delete it (and told again until it
+            // confirms): a refused or repeated envelope would otherwise come back.
+            try HostStore.queueAcknowledgement(db, envelope, at: Int64(now.timeIntervalSince1970))
             if try HostStore.hasReceived(db, envelope.id) { return .duplicate }
             var reasons: [String] = []
             for candidate in try HostStore.activeSessions(db) {
@@ -60,13 +63,28 @@ public struct HostInbox: Sendable {
         while true {
             let page = try await client.fetch(owner: identity.signing, after: cursor)
             for item in page.envelopes { outcomes.append(try process(item.envelope)) }
-            if !page.envelopes.isEmpty {
-                _ = try await client.acknowledge(page.envelopes.map(\.envelope.id), owner: identity.signing)
-            }
+            try await acknowledgePending(client: client, identity: identity)
             guard page.more, let last = page.envelopes.last else { break }
             cursor = last.sequence
         }
         return outcomes
+    }
+
+    /// Sends every acknowledgement the relay has not confirmed (`POST …/acks`, answered after the
+    /// relay's commit) and records each confirmed one as `delivered`.
+    /// - Returns: how many were confirmed.
+    /// - Throws: ``RelayClientError`` when the relay cannot be reached or refuses; what was not
+    ///   confirmed stays queued for the next call.
+    @discardableResult
+    public func acknowledgePending(client: RelayClient, identity: HostIdentity, now: @Sendable () -> Date = Date.init) async throws -> Int {
+        var confirmed = 0
+        while true {
+            let ids = try store.pendingAcknowledgements()
+            guard !ids.isEmpty else { return confirmed }
+            _ = try await client.acknowledge(ids, owner: identity.signing)
+            try store.confirmAcknowledged(ids, mailbox: identity.mailbox, at: Int64(now().timeIntervalSince1970))
+            confirmed += ids.count
+        }
     }
 }
 

@@ -193,6 +193,17 @@ public final class HostStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v8: acknowledgements the relay has not confirmed") { db in
+            // Every envelope taken from the mailbox, until the relay answers its acknowledgement
+            // (after its commit): a restarted host or a new connection sends it again.
+            try db.execute(sql: """
+                CREATE TABLE pending_ack (
+                    envelope_id BLOB PRIMARY KEY,
+                    digest BLOB NOT NULL,
+                    queued_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 

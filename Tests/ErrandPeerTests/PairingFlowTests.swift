@@ -389,3 +389,44 @@ struct OutputPieceTests {
         #expect(HostAgent.characterBoundary(in: Array(text.prefix(8)), atMost: 100, final: true) == 8)
     }
 }
+
+@Suite("Acknowledgements hold until the relay confirms them")
+struct AcknowledgementTests {
+    @Test("The relay killed between the host's commit and its acknowledgement: the acknowledgement is sent again, and only a confirmed one counts as delivered")
+    func lostAcknowledgement() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        let (store, paired, _) = try await world.pair(host, companionName: "phone")
+        let agent = HostAgent(host: host, configuration: HostConfiguration(), client: world.client) { _ in }
+        _ = try store.sendTask(TaskRequest(task: UUID().uuidString.lowercased(), executor: .action, action: "none", arguments: []), to: paired)
+        #expect(try await CompanionMessenger(store: store, client: world.client).flush(store.channel(named: nil)))
+        let envelope = try #require(try await world.client.fetch(owner: host.identity.signing).envelopes.first?.envelope)
+        let delivered = {
+            try HostAuditState(store: host.store).allRecords().filter { $0.record.envelopeID == envelope.id && $0.record.event == .delivered }.count
+        }
+
+        let port = try #require(URL(string: world.relay.baseURL)?.port)
+        await world.relay.stop(signal: SIGKILL)
+        #expect(await agent.receive(envelope))
+        await agent.acknowledgeReceived()
+        #expect(try host.store.pendingAcknowledgements() == [envelope.id], "the acknowledgement is still owed")
+        #expect(try delivered() == 0, "nothing counts as delivered before the relay confirms it")
+
+        let relay = try await RelayProcess.start(data: world.folder.path("relay"), arguments: ["--open-registration"], port: port)
+        #expect(try await world.client.fetch(owner: host.identity.signing).envelopes.map(\.envelope.id) == [envelope.id])
+        await agent.acknowledgeReceived()
+        #expect(try host.store.pendingAcknowledgements().isEmpty)
+        #expect(try delivered() == 1)
+        #expect(try await world.client.fetch(owner: host.identity.signing).envelopes.isEmpty, "the relay deleted it")
+        // The relay's log holds the delivered event exactly as the host recorded it.
+        let record = try #require(try HostAuditState(store: host.store).allRecords().first { $0.record.event == .delivered }?.record)
+        #expect(record.envelopeID == envelope.id)
+        var found = false
+        for _ in 0..<100 where !found {
+            for hash in record.candidateLeafHashes where try await world.client.auditLeafIndex(leafHash: hash) != nil { found = true }
+            if !found { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(found, "the relay's log has the delivered event the host recorded")
+        await relay.stop()
+    }
+}

@@ -12,10 +12,11 @@ public final class RelayProcess: Sendable {
 
     /// Starts the relay and waits (up to 60 s) for its `listening` line, without blocking a
     /// thread of the shared pool (tests run in parallel on few cores). With `withLog`, what it
-    /// logs on stderr is in ``printed`` too.
+    /// logs on stderr is in ``printed`` too. `port` 0 takes a free one (give a stopped relay's
+    /// port to restart it where its clients look for it).
     public static func start(data: String, arguments: [String] = [], environment: [String: String] = [:],
-                             withLog: Bool = false) async throws -> RelayProcess {
-        let relay = try RelayProcess(data: data, arguments: arguments, environment: environment, withLog: withLog)
+                             withLog: Bool = false, port: Int = 0) async throws -> RelayProcess {
+        let relay = try RelayProcess(data: data, arguments: arguments, environment: environment, withLog: withLog, port: port)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             let printed = relay.printed
@@ -31,10 +32,10 @@ public final class RelayProcess: Sendable {
         throw RelayProcessError(message: "errand-relay did not print its listening line: \(relay.printed)")
     }
 
-    private init(data: String, arguments: [String], environment: [String: String], withLog: Bool) throws {
+    private init(data: String, arguments: [String], environment: [String: String], withLog: Bool, port: Int) throws {
         let process = Process()
         process.executableURL = try Executables.built("errand-relay")
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data", data] + arguments
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--data", data] + arguments
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
         process.environment = env
