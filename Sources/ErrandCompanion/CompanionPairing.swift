@@ -8,7 +8,8 @@ public import Foundation
 public protocol CompanionPairingPresenter: Sendable {
     /// Before anything is sent: which host, at which relay. Returns whether to go on.
     func approve(hostName: String, fingerprint: String, relayURL: String) async -> Bool
-    /// The SAS, shown as soon as the request is sent, to compare with the computer's screen.
+    /// The SAS, shown once the computer's signed receipt for this request arrived, to compare
+    /// with the computer's screen.
     func showSAS(_ sas: ShortAuthenticationString)
     /// A line of progress.
     func status(_ line: String)
@@ -63,9 +64,14 @@ public struct CompanionPairing: Sendable {
             }
         }
         let transcript = request.transcript(offerURI: offer.uri)
+        presenter.status("waiting for \(hostName) to receive the request…")
+        let receipt = try await waitForSlot(offer: offer, claim: claim, part: .receipt)
+        do { try PairingReceipt.verify(receipt, offer: offer, request: request, ephemeralKey: ephemeral) } catch {
+            throw PeerError(error.message, hint: error.hint)
+        }
         presenter.showSAS(ShortAuthenticationString(transcript: transcript, secret: offer.secret))
         presenter.status("waiting for \(hostName) to confirm…")
-        let replyEnvelope = try await waitForReply(offer: offer, claim: claim)
+        let replyEnvelope = try await waitForSlot(offer: offer, claim: claim, part: .reply)
 
         let opened: (reply: PairingReply, confirmation: [UInt8]?, confirmedBody: [UInt8])
         do { opened = try PairingReply.open(replyEnvelope, offer: offer, request: request, ephemeralKey: ephemeral) } catch {
@@ -109,13 +115,20 @@ public struct CompanionPairing: Sendable {
         }
     }
 
-    private func waitForReply(offer: PairingOffer, claim: SecretBytes) async throws(PeerError) -> Envelope {
+    /// What the companion waits for in the slot: the host's receipt, then its reply.
+    private enum SlotPart { case receipt, reply }
+
+    private func waitForSlot(offer: PairingOffer, claim: SecretBytes, part: SlotPart) async throws(PeerError) -> Envelope {
         let deadline = offer.expiresAt.addingTimeInterval(grace)
         while Date() < deadline {
             do {
-                if let bytes = try await client.takePairingReply(slot: offer.slotID, claim: claim) {
+                let found = switch part {
+                case .receipt: try await client.pairingReceipt(slot: offer.slotID, claim: claim)
+                case .reply: try await client.takePairingReply(slot: offer.slotID, claim: claim)
+                }
+                if let bytes = found {
                     guard let envelope = try? Envelope(parsing: bytes) else {
-                        throw PeerError("the pairing reply is not an envelope", hint: "someone interfered with pairing; pair again")
+                        throw PeerError("the pairing \(part) is not an envelope", hint: "someone interfered with pairing; pair again")
                     }
                     return envelope
                 }
@@ -139,6 +152,12 @@ public struct CompanionPairing: Sendable {
                 throw PeerError("\(error)")
             }
             try? await Task.sleep(for: pollInterval)
+        }
+        if part == .receipt {
+            // The slot holds a request, but the host never acknowledged this one: it may hold
+            // another device's (the relay can withhold ours).
+            throw PeerError("the computer did not confirm receiving this device's request before the pairing code expired",
+                            hint: "if the computer asked you to confirm a code meanwhile, decline it; then start pairing again")
         }
         throw PeerError("the computer did not answer before the pairing code expired",
                         hint: "confirm on the computer sooner, or start pairing again")

@@ -94,6 +94,18 @@ public struct HostPairing: Sendable {
         do { unverified = try PairingRequest.unseal(sealed, hostAgreementKey: host.identity.agreement) } catch {
             throw PeerError(error.message, hint: error.hint)
         }
+        // A signed receipt first: the companion shows its SAS only once it knows this host
+        // holds its request, not one the relay swapped in.
+        do {
+            let receipt = try PairingReceipt.sealed(for: unverified.claimed, hostSigningKey: host.identity.signing)
+            try await client.putPairingReceipt(receipt, slot: offer.slotID, owner: host.identity.signing)
+        } catch let error as PairingError {
+            throw PeerError(error.message, hint: error.hint)
+        } catch let error as RelayClientError {
+            throw PeerError(relay: error, relayURL: relayURL, doing: "acknowledge the device's pairing request")
+        } catch {
+            throw PeerError("\(error)")
+        }
         let request: PairingRequest
         do { request = try unverified.verify(offer: offer) } catch {
             guard await reply(.rejected, to: unverified.claimed, offer: offer) else { throw PeerError(error.message, hint: error.hint) }

@@ -445,6 +445,12 @@ public struct RelayClient: Sendable {
     }
 
     /// Puts the host's sealed reply into the slot.
+    /// Puts the host's sealed receipt for the request it read (before asking the person).
+    public func putPairingReceipt(_ receipt: Envelope, slot: PairingSlotID, owner: Ed25519.SecretKey) async throws(RelayClientError) {
+        _ = try await send(.PUT, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots/\(slot)/receipt",
+                           body: receipt.encoded, signer: owner, retry: false)
+    }
+
     public func putPairingReply(_ reply: Envelope, slot: PairingSlotID, owner: Ed25519.SecretKey) async throws(RelayClientError) {
         _ = try await send(.PUT, "/v1/mailboxes/\(MailboxID(owner: owner.publicKey))/pairing-slots/\(slot)/reply",
                            body: reply.encoded, signer: owner, retry: false)
@@ -466,6 +472,13 @@ public struct RelayClient: Sendable {
 
     /// The host's sealed reply, or nil while there is none. Not retried: the relay hands the reply
     /// out once and deletes the slot, so a retry after a lost answer would only find it gone.
+    /// The host's receipt for this device's request, or nil while there is none (the slot stays).
+    public func pairingReceipt(slot: PairingSlotID, claim: SecretBytes) async throws(RelayClientError) -> [UInt8]? {
+        let response = try await send(.GET, "/v1/pairing-slots/\(slot)/receipt", headers: [("Errand-Claim", ByteEncoding.base64URL(claim))],
+                                      retry: false)
+        return response.status == 204 ? nil : response.body
+    }
+
     public func takePairingReply(slot: PairingSlotID, claim: SecretBytes) async throws(RelayClientError) -> [UInt8]? {
         let response = try await send(.GET, "/v1/pairing-slots/\(slot)/reply", headers: [("Errand-Claim", ByteEncoding.base64URL(claim))],
                                       retry: false)

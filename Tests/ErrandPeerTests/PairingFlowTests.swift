@@ -221,6 +221,41 @@ struct PairingFlowTests {
         #expect(try store.hosts().isEmpty)
     }
 
+    @Test("The SAS waits for the host's signed receipt of this device's own request; a receipt for another request shows no SAS and saves nothing")
+    func receiptBeforeSAS() async throws {
+        let world = try await PeerWorld.start()
+        let host = try await world.makeHost()
+        // The host's side played by hand: a relay that swapped the request shows the host another
+        // device's, and the host signs a receipt for that one.
+        let offer = try PairingOffer.make(relayURL: world.relay.baseURL, hostSigningKey: host.identity.signing.publicKey,
+                                          hostAgreementKey: host.identity.agreement.publicKey, hostName: "studio",
+                                          auditVerifierKey: nil, lifetime: 30)
+        try await world.client.openPairingSlot(offer.slotID, owner: host.identity.signing, ttl: 30)
+        let store = try world.companion("phone")
+        let presenter = CompanionPresenter()
+        let phone = Task { await world.companionPairing(store, offer: offer, presenter: presenter, grace: 0) }
+        var request: [UInt8]?
+        for _ in 0..<400 where request == nil {
+            request = try await world.client.pairingRequest(offer.slotID, owner: host.identity.signing)
+            if request == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        #expect(request != nil)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(presenter.sas == nil, "no SAS before the host's receipt")
+        let swapped = PairingRequest(companionSigningKey: Ed25519.SecretKey().publicKey, companionAgreementKey: X25519.SecretKey().publicKey,
+                                     companionEphemeralKey: X25519.SecretKey().publicKey, hostSendToken: SendToken(), deviceName: "phone")
+        try await world.client.putPairingReceipt(PairingReceipt.sealed(for: swapped, hostSigningKey: host.identity.signing),
+                                                 slot: offer.slotID, owner: host.identity.signing)
+        let failure = try #require(await phone.value.failure)
+        #expect(failure.message.contains("received another request than this device's"), "\(failure.message)")
+        #expect(presenter.sas == nil)
+        #expect(try store.hosts().isEmpty)
+
+        // With the real host, the receipt is for the phone's own request and the same SAS shows on both sides.
+        let (_, paired, device) = try await world.pair(host, companionName: "tablet")
+        #expect(paired.name == "studio" && device.name == "tablet")
+    }
+
     @Test("A used code cannot pair a second device")
     func reusedOffer() async throws {
         let world = try await PeerWorld.start()

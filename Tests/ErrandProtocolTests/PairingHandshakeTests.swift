@@ -156,6 +156,32 @@ struct PairingHandshakeTests {
         }
     }
 
+    @Test("A receipt verifies only for this request, from the host in the code")
+    func receipt() throws {
+        let offer = try offer()
+        let companion = CompanionAttempt()
+        try PairingReceipt.verify(PairingReceipt.sealed(for: companion.request, hostSigningKey: hostSigning),
+                                  offer: offer, request: companion.request, ephemeralKey: companion.ephemeral)
+        // For another request (the one a relay swapped in): sealed to its ephemeral key, so it does not open.
+        let other = CompanionAttempt()
+        #expect(throws: PairingError(.forged, "", hint: "")) {
+            try PairingReceipt.verify(PairingReceipt.sealed(for: other.request, hostSigningKey: self.hostSigning),
+                                      offer: offer, request: companion.request, ephemeralKey: companion.ephemeral)
+        }
+        // Sealed to this device but signed over another request's keys (same ephemeral key, other identity).
+        let mixed = PairingRequest(companionSigningKey: other.signing.publicKey, companionAgreementKey: companion.agreement.publicKey,
+                                   companionEphemeralKey: companion.ephemeral.publicKey, hostSendToken: companion.hostToken, deviceName: "phone")
+        #expect(throws: PairingError(.forged, "", hint: "")) {
+            try PairingReceipt.verify(PairingReceipt.sealed(for: mixed, hostSigningKey: self.hostSigning),
+                                      offer: offer, request: companion.request, ephemeralKey: companion.ephemeral)
+        }
+        // Signed by anyone but the host in the code.
+        #expect(throws: PairingError(.forged, "", hint: "")) {
+            try PairingReceipt.verify(PairingReceipt.sealed(for: companion.request, hostSigningKey: Ed25519.SecretKey()),
+                                      offer: offer, request: companion.request, ephemeralKey: companion.ephemeral)
+        }
+    }
+
     @Test("Declined and rejected replies are signed and read back")
     func declined() throws {
         let offer = try offer()

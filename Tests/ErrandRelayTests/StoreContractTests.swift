@@ -213,7 +213,7 @@ struct StoreContractTests {
         }
     }
 
-    @Test("Pairing slots take one request and one reply, then vanish", arguments: factories)
+    @Test("Pairing slots take one request, one receipt and one reply, then vanish", arguments: factories)
     func slots(_ factory: Factory) async throws {
         try await withStore(factory) { store in
             let (host, _) = try await makeMailbox(store)
@@ -224,6 +224,8 @@ struct StoreContractTests {
             #expect(try await store.slotRequest(slot, owner: host, now: 100) == .empty)
             let early: [UInt8] = [1]
             #expect(try await store.putSlotReply(slot, owner: host, reply: early, now: 100) == .notFound)
+            #expect(try await store.putSlotReceipt(slot, owner: host, receipt: early, now: 100) == .notFound)
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 100) == .forbidden, "no request, so no claim yet")
             #expect(try await store.putSlotRequest(slot, request: [7, 7], claim: claim, now: 100) == .accepted)
             // A second party is turned away.
             #expect(try await store.putSlotRequest(slot, request: [6], claim: TokenHash(of: SecretBytes.random(count: 32)), now: 100) == .alreadyUsed)
@@ -231,11 +233,21 @@ struct StoreContractTests {
             let (stranger, _) = try await makeMailbox(store)
             #expect(try await store.slotRequest(slot, owner: stranger, now: 100) == .notFound)
             #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .empty)
+            // The receipt: once, by the owner only, read with the claim (the slot stays).
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 100) == .empty)
+            #expect(try await store.putSlotReceipt(slot, owner: stranger, receipt: [8], now: 100) == .notFound)
+            #expect(try await store.putSlotReceipt(slot, owner: host, receipt: [8], now: 100) == .accepted)
+            #expect(try await store.putSlotReceipt(slot, owner: host, receipt: [5], now: 100) == .alreadyUsed)
+            #expect(try await store.slotReceipt(slot, claim: TokenHash(of: SecretBytes.random(count: 32)), now: 100) == .forbidden)
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 100) == .value([8]))
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 100) == .value([8]))
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 400) == .notFound, "expired")
             #expect(try await store.putSlotReply(slot, owner: host, reply: [9], now: 100) == .accepted)
             #expect(try await store.putSlotReply(slot, owner: host, reply: [9], now: 100) == .alreadyUsed)
             #expect(try await store.takeSlotReply(slot, claim: TokenHash(of: SecretBytes.random(count: 32)), now: 100) == .forbidden)
             #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .value([9]))
             #expect(try await store.takeSlotReply(slot, claim: claim, now: 100) == .notFound)
+            #expect(try await store.slotReceipt(slot, claim: claim, now: 100) == .notFound, "gone with the slot")
 
             // Expired slots are gone for everyone, then swept.
             let late = PairingSlotID.random()

@@ -4,7 +4,7 @@
 import * as primitives from './primitives.js';
 import { base64url, fromBase64url, hex, utf8, fromUTF8 } from './bytes.js';
 import { parseEnvelope } from './envelope.js';
-import { makeRequest, openReply, newPairingKeys, PairingError } from './pairing.js';
+import { makeRequest, openReply, verifyReceipt, newPairingKeys, PairingError } from './pairing.js';
 import * as ratchet from './ratchet.js';
 import { RelayClient, RelayError, mailboxId, tokenHash } from './relay.js';
 import * as store from './store.js';
@@ -98,8 +98,8 @@ export class Companion {
   // MARK: Pairing
 
   /**
-   * Pairs with the host of a parsed offer. `ui.showSAS(digits)` is called as soon as the request
-   * is at the relay; `ui.status(text)` with progress. Returns the stored host.
+   * Pairs with the host of a parsed offer. `ui.showSAS(digits)` is called once the host's signed
+   * receipt for this request arrived; `ui.status(text)` with progress. Returns the stored host.
    */
   async pair(offer, deviceName, ui) {
     const hostLabel = offer.hostName ?? 'the computer';
@@ -118,9 +118,15 @@ export class Companion {
       }
       throw new CompanionError(`could not send the pairing request: ${error.message}`, 'check that this device can reach the relay, then scan the code again');
     }
+    ui.status(`waiting for ${hostLabel} to receive the request…`);
+    const receipt = await this.waitForSlot(client, offer, keys.claim, 'receipt');
+    try { await verifyReceipt(offer, keys, receipt); } catch (error) {
+      if (error instanceof PairingError) throw new CompanionError(error.message, error.hint);
+      throw error;
+    }
     ui.showSAS(await shortAuthenticationString(offer.secret, th));
     ui.status(`waiting for ${hostLabel} to confirm…`);
-    const reply = await this.waitForReply(client, offer, keys.claim);
+    const reply = await this.waitForSlot(client, offer, keys.claim, 'reply');
     let accepted;
     try { accepted = await openReply(offer, keys, th, reply, hostLabel); } catch (error) {
       if (error instanceof PairingError) throw new CompanionError(error.message, error.hint);
@@ -158,12 +164,13 @@ export class Companion {
     return host;
   }
 
-  async waitForReply(client, offer, claim) {
+  /** Waits for the host's `'receipt'`, then its `'reply'`, in the pairing slot. */
+  async waitForSlot(client, offer, claim, part) {
     const deadline = (offer.expiresAt + 5) * 1000;
     while (Date.now() < deadline) {
       try {
-        const reply = await client.takePairingReply(offer.slot, claim);
-        if (reply) return reply;
+        const found = part === 'receipt' ? await client.pairingReceipt(offer.slot, claim) : await client.takePairingReply(offer.slot, claim);
+        if (found) return found;
       } catch (error) {
         if (error.status === 404 && Date.now() >= (offer.expiresAt - 2) * 1000) break;
         if (error.status === 404) {
@@ -173,7 +180,11 @@ export class Companion {
         if (error.status === 403) throw new CompanionError('another device claimed this pairing code', 'start pairing again on the computer for a fresh code');
         if (!error.transient) throw new CompanionError(`could not collect the computer's answer: ${error.message}`, 'pair again');
       }
-      await new Promise(resolve => setTimeout(resolve, 400));
+      await new Promise(resolve => setTimeout(resolve, part === 'receipt' ? 150 : 400));
+    }
+    if (part === 'receipt') {
+      throw new CompanionError("the computer did not confirm receiving this device's request before the pairing code expired",
+        'if the computer asked you to confirm a code meanwhile, decline it; then start pairing again');
     }
     throw new CompanionError('the computer did not answer before the pairing code expired', 'confirm on the computer sooner, or start pairing again');
   }

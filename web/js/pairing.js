@@ -50,6 +50,22 @@ export async function sessionKeys(offer, keys, th, hostRatchetKey) {
 }
 
 /**
+ * Checks the host's receipt: sealed to this pairing's ephemeral key and signed by the host in the
+ * code over this request's keys (`"errand pairing receipt v1" ‖ binding`). Throws PairingError
+ * when it is another request's (someone else answered the code) or forged.
+ */
+export async function verifyReceipt(offer, keys, receiptBytes) {
+  const swapped = new PairingError('the computer received another request than this device\'s: someone else answered this pairing code',
+    "do not confirm on the computer; cancel there and start pairing again ('errand host pair') for a fresh code");
+  if (receiptBytes.length < 33 || receiptBytes[0] !== 1) throw swapped;
+  const padded = openSealedBox(receiptBytes.slice(17), keys.ephemeral.publicKey, keys.ephemeral.secretKey);
+  const plain = padded && unpad(padded);
+  if (!plain || plain.length !== 65 || plain[0] !== 1) throw swapped;
+  const binding = await sha256(concat(keys.signing.publicKey, keys.agreement.publicKey, keys.ephemeral.publicKey));
+  if (!verify(plain.slice(1), concat(utf8('errand pairing receipt v1'), binding), offer.hostSigningKey)) throw swapped;
+}
+
+/**
  * Opens and checks the host's reply. Returns {status: 'accepted', hostRatchetKey, sendToken, hostName, session}
  * or throws PairingError (declined, rejected, forged, malformed).
  */

@@ -79,6 +79,14 @@ export class RelayClient {
     });
   }
 
+  /** The host's receipt for this device's request, or null while there is none (the slot stays). */
+  async pairingReceipt(slot, claim) {
+    const response = await this.request('GET', `/v1/pairing-slots/${base64url(slot)}/receipt`, {
+      headers: { 'Errand-Claim': base64url(claim) }, accept: [200, 204],
+    });
+    return response.status === 204 ? null : new Uint8Array(await response.arrayBuffer());
+  }
+
   /** The host's reply, or null while there is none. */
   async takePairingReply(slot, claim) {
     const response = await this.request('GET', `/v1/pairing-slots/${base64url(slot)}/reply`, {

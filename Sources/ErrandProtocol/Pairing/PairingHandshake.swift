@@ -241,6 +241,37 @@ public struct PairingReply: Sendable {
     }
 }
 
+/// The host's receipt: "I have this request", before it asks the person. Signed with the host's
+/// key over the request's keys and sealed to the companion's ephemeral key, so the companion shows
+/// its SAS only once it knows the host holds *its* request (a relay that withheld it and handed the
+/// host another one, made to give the same SAS, is caught: that receipt does not open or verify).
+///
+/// `receipt = 0x01 ‖ Ed25519(host key, "errand pairing receipt v1" ‖ request binding)`, padded and
+/// sealed to the companion's ephemeral key in an Envelope v1.
+public enum PairingReceipt {
+    static let signatureLabel = Array("errand pairing receipt v1".utf8)
+
+    /// Signs and seals the receipt for `request`.
+    public static func sealed(for request: PairingRequest, hostSigningKey: Ed25519.SecretKey) throws(PairingError) -> Envelope {
+        let signed = [PairingRequest.version] + hostSigningKey.signature(for: signatureLabel + PairingReply.binding(request))
+        do {
+            return try Envelope(ciphertext: SealedBox.seal(LengthPadding.pad(signed), to: request.companionEphemeralKey))
+        } catch {
+            throw PairingError(.malformed, "the device's pairing key is not usable", hint: "the device sent an invalid key; pair again")
+        }
+    }
+
+    /// Checks that the receipt is the host's (from the QR code) for this very request.
+    public static func verify(_ envelope: Envelope, offer: PairingOffer, request: PairingRequest, ephemeralKey: X25519.SecretKey) throws(PairingError) {
+        guard let padded = try? SealedBox.open(envelope.ciphertext, recipient: ephemeralKey),
+              let plain = try? LengthPadding.unpad(padded), plain.count == 1 + Ed25519.signatureLength, plain[0] == PairingRequest.version,
+              offer.hostSigningKey.isValidSignature(Array(plain[1...]), for: signatureLabel + PairingReply.binding(request)) else {
+            throw PairingError(.forged, "the computer received another request than this device's: someone else answered this pairing code",
+                               hint: "do not confirm on the computer; cancel there and start pairing again ('errand host pair') for a fresh code")
+        }
+    }
+}
+
 /// The keys a pairing produces, derived identically on both sides.
 ///
 /// `IKM = secret ‖ DH(host X25519, companion X25519) ‖ DH(host X25519, companion ephemeral) ‖

@@ -3,12 +3,14 @@ import ErrandProtocol
 import HTTPTypes
 import Hummingbird
 
-/// Pairing slots: a short-lived rendezvous for exactly one companion request and one host reply.
+/// Pairing slots: a short-lived rendezvous for exactly one companion request, one host receipt
+/// (the host has that request) and one host reply.
 ///
 /// Host (owner-signed): `POST /v1/mailboxes/:mailbox/pairing-slots` `{"slot", "ttl"?}`,
-/// `GET …/pairing-slots/:slot/request`, `PUT …/pairing-slots/:slot/reply`, `DELETE …/pairing-slots/:slot`.
+/// `GET …/pairing-slots/:slot/request`, `PUT …/pairing-slots/:slot/receipt`, `PUT …/pairing-slots/:slot/reply`,
+/// `DELETE …/pairing-slots/:slot`.
 /// Companion (`Errand-Claim: <base64url 32 random bytes>`): `PUT /v1/pairing-slots/:slot/request`,
-/// `GET /v1/pairing-slots/:slot/reply`. The first companion's claim binds the slot; anyone
+/// `GET /v1/pairing-slots/:slot/receipt`, `GET /v1/pairing-slots/:slot/reply`. The first companion's claim binds the slot; anyone
 /// else gets 409 (request) or 403 (reply).
 struct PairingRoutes {
     let core: RelayCore
@@ -19,9 +21,11 @@ struct PairingRoutes {
     func register(on router: Router<RelayRequestContext>) {
         router.post("/v1/mailboxes/:mailbox/pairing-slots") { request, context in try await create(request, context) }
         router.get("/v1/mailboxes/:mailbox/pairing-slots/:slot/request") { request, context in try await readRequest(request, context) }
+        router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/receipt") { request, context in try await putReceipt(request, context) }
         router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/reply") { request, context in try await putReply(request, context) }
         router.delete("/v1/mailboxes/:mailbox/pairing-slots/:slot") { request, context in try await cancel(request, context) }
         router.put("/v1/pairing-slots/:slot/request") { request, context in try await putRequest(request, context) }
+        router.get("/v1/pairing-slots/:slot/receipt") { request, context in try await readReceipt(request, context) }
         router.get("/v1/pairing-slots/:slot/reply") { request, context in try await takeReply(request, context) }
     }
 
@@ -72,6 +76,19 @@ struct PairingRoutes {
         }
     }
 
+    private func putReceipt(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let mailbox = try core.mailboxParameter(context)
+        let slot = try core.slotParameter(context)
+        let body = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
+        _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
+        _ = try core.envelope(body)
+        switch try await core.store.putSlotReceipt(slot, owner: mailbox, receipt: body, now: core.nowSeconds) {
+        case .accepted: return Response(status: .created)
+        case .alreadyUsed: throw core.refuse(.slotAlreadyUsed, "this pairing slot already has a receipt")
+        case .notFound: throw core.refuse(.notFound, "no such pairing slot, or no request in it yet")
+        }
+    }
+
     private func cancel(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let slot = try core.slotParameter(context)
@@ -100,6 +117,17 @@ struct PairingRoutes {
         let slot = try core.slotParameter(context)
         let claim = try claimHash(request)
         switch try await core.store.takeSlotReply(slot, claim: claim, now: core.nowSeconds) {
+        case .value(let bytes): return octets(bytes)
+        case .empty: return Response(status: .noContent)
+        case .forbidden: throw core.refuse(.forbidden, "this pairing slot was claimed by another device")
+        case .notFound: throw core.refuse(.notFound, "no such pairing slot: it expired, was cancelled or already answered")
+        }
+    }
+
+    private func readReceipt(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let slot = try core.slotParameter(context)
+        let claim = try claimHash(request)
+        switch try await core.store.slotReceipt(slot, claim: claim, now: core.nowSeconds) {
         case .value(let bytes): return octets(bytes)
         case .empty: return Response(status: .noContent)
         case .forbidden: throw core.refuse(.forbidden, "this pairing slot was claimed by another device")

@@ -115,6 +115,10 @@ public protocol RelayStore: DoorbellStore {
     func slotRequest(_ slot: PairingSlotID, owner: MailboxID, now: Int64) async throws -> SlotRead
     /// Puts the host's sealed reply into its slot (after a request arrived).
     func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite
+    /// Puts the host's sealed receipt (it has the request) into its slot, once, before any reply.
+    func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite
+    /// The receipt, for the companion that made the request; the slot stays.
+    func slotReceipt(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead
     /// Hands the reply to the companion that made the request and deletes the slot.
     func takeSlotReply(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead
     /// Closes a slot early (the host cancelled or declined); `false` if not found.

@@ -227,6 +227,9 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v6: pairing receipts") { db in
+            try db.execute(sql: "ALTER TABLE pairing_slot ADD COLUMN receipt BLOB")
+        }
         return migrator
     }
 
@@ -807,6 +810,30 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
             if row["replied"] as Bool { return .alreadyUsed }
             try db.execute(sql: "UPDATE pairing_slot SET reply = ? WHERE id = ?", arguments: [Data(reply), Data(slot.bytes)])
             return .accepted
+        }
+    }
+
+    public func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT request IS NOT NULL AS requested, receipt IS NOT NULL AS receipted FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), Data(owner.bytes), now]) else { return .notFound }
+            guard row["requested"] as Bool else { return .notFound }
+            if row["receipted"] as Bool { return .alreadyUsed }
+            try db.execute(sql: "UPDATE pairing_slot SET receipt = ? WHERE id = ?", arguments: [Data(receipt), Data(slot.bytes)])
+            return .accepted
+        }
+    }
+
+    public func slotReceipt(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT claim, receipt FROM pairing_slot WHERE id = ? AND expires_at > ?",
+                arguments: [Data(slot.bytes), now]) else { return .notFound }
+            guard let storedClaim = row["claim"] as Data?,
+                  ConstantTime.equals([UInt8](storedClaim), claim.bytes) else { return .forbidden }
+            guard let receipt = row["receipt"] as Data? else { return .empty }
+            return .value([UInt8](receipt))
         }
     }
 

@@ -607,6 +607,32 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         return replied ? .alreadyUsed : .notFound
     }
 
+    public func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite {
+        let updated = try await rows("""
+            UPDATE pairing_slot SET receipt = \(bytea(receipt))
+            WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
+              AND request IS NOT NULL AND receipt IS NULL RETURNING 1
+            """)
+        if updated.count == 1 { return .accepted }
+        guard let row = try await rows("""
+            SELECT request IS NOT NULL, receipt IS NOT NULL FROM pairing_slot
+            WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
+            """).first else { return .notFound }
+        let (requested, receipted) = try row.decode((Bool, Bool).self)
+        guard requested else { return .notFound }
+        return receipted ? .alreadyUsed : .notFound
+    }
+
+    public func slotReceipt(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead {
+        guard let row = try await rows("""
+            SELECT claim, receipt FROM pairing_slot WHERE id = \(bytea(slot.bytes)) AND expires_at > \(now)
+            """).first else { return .notFound }
+        let (storedClaim, receipt) = try row.decode((ByteBuffer?, ByteBuffer?).self)
+        guard let storedClaim, ConstantTime.equals(bytes(storedClaim), claim.bytes) else { return .forbidden }
+        guard let receipt else { return .empty }
+        return .value(bytes(receipt))
+    }
+
     public func takeSlotReply(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead {
         let logger = self.logger
         return try await transaction { connection in

@@ -201,6 +201,9 @@ enum PostgresSchema {
             )
             """,
         ]),
+        ("v5: pairing receipts", [
+            "ALTER TABLE pairing_slot ADD COLUMN receipt bytea",
+        ]),
     ]
 
     /// Applies the migrations that are missing.
