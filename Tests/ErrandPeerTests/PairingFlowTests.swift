@@ -280,7 +280,9 @@ struct PairingFlowTests {
         #expect(hostError?.message.contains("no device answered") == true)
 
         let hanging = HostPresenter(.hang)
-        let hostSide = world.pairing(host, lifetime: 4, presenter: hanging)  // room for a loaded machine
+        // Room for a loaded machine: the host's receipt must reach the companion well before
+        // expiry, so that what times out is the wait for the answer.
+        let hostSide = world.pairing(host, lifetime: 8, presenter: hanging)
         let offer = try await hanging.offer()
         let store = try world.companion("phone")
         let companionError = await world.companionPairing(store, offer: offer, grace: 0.5).failure
