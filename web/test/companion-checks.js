@@ -4,9 +4,13 @@
 // catch-up notices exactly the tasks that finished.
 // window.companionChecks is a promise of {"passed": n, "failed": [{name, detail}]}.
 import { loadSodium } from '../js/primitives.js';
-import { unpad } from '../js/padding.js';
+import { pad, unpad } from '../js/padding.js';
 import { Companion, noticeText } from '../js/companion.js';
 import * as store from '../js/store.js';
+import * as primitives from '../js/primitives.js';
+import { concat, utf8 } from '../js/bytes.js';
+import { newEnvelope } from '../js/envelope.js';
+import { newPairingKeys, verifyReceipt } from '../js/pairing.js';
 
 const results = { passed: 0, failed: [] };
 async function check(name, body) {
@@ -135,6 +139,23 @@ async function run() {
     await store.claim();
     await store.commit([['delete', 'tasks', 'fenced-1']]);
     return same([refused instanceof store.HolderError, left], [true, ['fenced-1', null]]);
+  });
+
+  await check("the SAS waits for a receipt for this request's own keys, signed by the host in the code", async () => {
+    const hostIdentity = await primitives.newSigningIdentity();
+    const offer = { hostSigningKey: hostIdentity.publicKey };
+    const receipt = async (signer, keys) => {
+      const binding = await primitives.sha256(concat(keys.signing.publicKey, keys.agreement.publicKey, keys.ephemeral.publicKey));
+      const signature = await primitives.sign(signer, concat(utf8('errand pairing receipt v1'), binding));
+      return newEnvelope(primitives.sealBox(pad(concat(Uint8Array.of(1), signature)), keys.ephemeral.publicKey)).bytes;
+    };
+    const refused = async promise => { try { await promise; return false; } catch (error) { return error.message.includes('received another request'); } };
+    const mine = await newPairingKeys(primitives), other = await newPairingKeys(primitives);
+    await verifyReceipt(offer, mine, await receipt(hostIdentity, mine));
+    const swapped = await refused(verifyReceipt(offer, mine, await receipt(hostIdentity, other)));
+    const mixed = await refused(verifyReceipt(offer, mine, await receipt(hostIdentity, { ...other, ephemeral: mine.ephemeral })));
+    const impostor = await refused(verifyReceipt(offer, mine, await receipt(await primitives.newSigningIdentity(), mine)));
+    return same({ swapped, mixed, impostor }, { swapped: true, mixed: true, impostor: true });
   });
 
   await check('unpairing forgets the host, its tasks and its received ids', async () => {

@@ -10,8 +10,8 @@ import Hummingbird
 /// `GET …/pairing-slots/:slot/request`, `PUT …/pairing-slots/:slot/receipt`, `PUT …/pairing-slots/:slot/reply`,
 /// `DELETE …/pairing-slots/:slot`.
 /// Companion (`Errand-Claim: <base64url 32 random bytes>`): `PUT /v1/pairing-slots/:slot/request`,
-/// `GET /v1/pairing-slots/:slot/receipt`, `GET /v1/pairing-slots/:slot/reply`. The first companion's claim binds the slot; anyone
-/// else gets 409 (request) or 403 (reply).
+/// `GET /v1/pairing-slots/:slot/receipt`, `GET /v1/pairing-slots/:slot/reply`. The first
+/// companion's claim binds the slot; anyone else gets 409 (request) or 403 (receipt, reply).
 struct PairingRoutes {
     let core: RelayCore
 
