@@ -76,13 +76,13 @@ public struct HostInbox: Sendable {
     /// - Throws: ``RelayClientError`` when the relay cannot be reached or refuses; what was not
     ///   confirmed stays queued for the next call.
     @discardableResult
-    public func acknowledgePending(client: RelayClient, identity: HostIdentity, now: @Sendable () -> Date = Date.init) async throws -> Int {
+    public func acknowledgePending(client: RelayClient, identity: HostIdentity) async throws -> Int {
         var confirmed = 0
         while true {
             let ids = try store.pendingAcknowledgements()
             guard !ids.isEmpty else { return confirmed }
             _ = try await client.acknowledge(ids, owner: identity.signing)
-            try store.confirmAcknowledged(ids, mailbox: identity.mailbox, at: Int64(now().timeIntervalSince1970))
+            try store.confirmAcknowledged(ids, mailbox: identity.mailbox, at: Int64(Date().timeIntervalSince1970))
             confirmed += ids.count
         }
     }

@@ -21,8 +21,8 @@ struct PairingRoutes {
     func register(on router: Router<RelayRequestContext>) {
         router.post("/v1/mailboxes/:mailbox/pairing-slots") { request, context in try await create(request, context) }
         router.get("/v1/mailboxes/:mailbox/pairing-slots/:slot/request") { request, context in try await readRequest(request, context) }
-        router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/receipt") { request, context in try await putReceipt(request, context) }
-        router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/reply") { request, context in try await putReply(request, context) }
+        router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/receipt") { request, context in try await putHostPart(.receipt, request, context) }
+        router.put("/v1/mailboxes/:mailbox/pairing-slots/:slot/reply") { request, context in try await putHostPart(.reply, request, context) }
         router.delete("/v1/mailboxes/:mailbox/pairing-slots/:slot") { request, context in try await cancel(request, context) }
         router.put("/v1/pairing-slots/:slot/request") { request, context in try await putRequest(request, context) }
         router.get("/v1/pairing-slots/:slot/receipt") { request, context in try await readReceipt(request, context) }
@@ -63,28 +63,16 @@ struct PairingRoutes {
         }
     }
 
-    private func putReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+    /// `PUT …/receipt` and `PUT …/reply`: the host's two writes, once each, after the request.
+    private func putHostPart(_ part: SlotHostPart, _ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let mailbox = try core.mailboxParameter(context)
         let slot = try core.slotParameter(context)
         let body = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
         _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
         _ = try core.envelope(body)
-        switch try await core.store.putSlotReply(slot, owner: mailbox, reply: body, now: core.nowSeconds) {
+        switch try await core.store.putSlotPart(part, slot, owner: mailbox, bytes: body, now: core.nowSeconds) {
         case .accepted: return Response(status: .created)
-        case .alreadyUsed: throw core.refuse(.slotAlreadyUsed, "this pairing slot already has a reply")
-        case .notFound: throw core.refuse(.notFound, "no such pairing slot, or no request in it yet")
-        }
-    }
-
-    private func putReceipt(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let mailbox = try core.mailboxParameter(context)
-        let slot = try core.slotParameter(context)
-        let body = try await core.body(request, context, limit: core.configuration.maximumEnvelopeBytes)
-        _ = try await core.authenticateOwner(of: mailbox, request: request, body: body)
-        _ = try core.envelope(body)
-        switch try await core.store.putSlotReceipt(slot, owner: mailbox, receipt: body, now: core.nowSeconds) {
-        case .accepted: return Response(status: .created)
-        case .alreadyUsed: throw core.refuse(.slotAlreadyUsed, "this pairing slot already has a receipt")
+        case .alreadyUsed: throw core.refuse(.slotAlreadyUsed, "this pairing slot already has a \(part.rawValue)")
         case .notFound: throw core.refuse(.notFound, "no such pairing slot, or no request in it yet")
         }
     }

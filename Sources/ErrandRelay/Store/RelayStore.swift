@@ -113,10 +113,8 @@ public protocol RelayStore: DoorbellStore {
     func putSlotRequest(_ slot: PairingSlotID, request: [UInt8], claim: TokenHash, now: Int64) async throws -> SlotWrite
     /// The request in `owner`'s slot, if one arrived.
     func slotRequest(_ slot: PairingSlotID, owner: MailboxID, now: Int64) async throws -> SlotRead
-    /// Puts the host's sealed reply into its slot (after a request arrived).
-    func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite
-    /// Puts the host's sealed receipt (it has the request) into its slot, once, before any reply.
-    func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite
+    /// Puts the host's sealed receipt or reply into its slot: once each, after a request arrived.
+    func putSlotPart(_ part: SlotHostPart, _ slot: PairingSlotID, owner: MailboxID, bytes: [UInt8], now: Int64) async throws -> SlotWrite
     /// The receipt, for the companion that made the request; the slot stays.
     func slotReceipt(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead
     /// Hands the reply to the companion that made the request and deletes the slot.
@@ -288,10 +286,16 @@ public enum SlotCreation: Sendable, Equatable {
     case tooMany
 }
 
+/// What the host writes into a pairing slot once the request is there: its receipt ("I have this
+/// request", before it asks the person), then its reply. The raw value names the store's column.
+public enum SlotHostPart: String, Sendable, CaseIterable {
+    case receipt, reply
+}
+
 /// Result of writing into a pairing slot.
 public enum SlotWrite: Sendable, Equatable {
     case accepted
-    /// Someone already wrote there (a second companion, or a second reply).
+    /// Someone already wrote there (a second companion, a second receipt or reply).
     case alreadyUsed
     /// No such slot (never opened, expired, or belongs to someone else), or no request yet for a reply.
     case notFound

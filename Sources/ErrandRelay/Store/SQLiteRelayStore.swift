@@ -801,26 +801,15 @@ public final class SQLiteRelayStore: RelayStore, AuditableStore {
         }
     }
 
-    public func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite {
-        try await writer.write { db in
+    public func putSlotPart(_ part: SlotHostPart, _ slot: PairingSlotID, owner: MailboxID, bytes: [UInt8], now: Int64) async throws -> SlotWrite {
+        let column = part.rawValue  // a fixed column name, never input
+        return try await writer.write { db in
             guard let row = try Row.fetchOne(
-                db, sql: "SELECT request IS NOT NULL AS requested, reply IS NOT NULL AS replied FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
+                db, sql: "SELECT request IS NOT NULL AS requested, \(column) IS NOT NULL AS written FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
                 arguments: [Data(slot.bytes), Data(owner.bytes), now]) else { return .notFound }
             guard row["requested"] as Bool else { return .notFound }
-            if row["replied"] as Bool { return .alreadyUsed }
-            try db.execute(sql: "UPDATE pairing_slot SET reply = ? WHERE id = ?", arguments: [Data(reply), Data(slot.bytes)])
-            return .accepted
-        }
-    }
-
-    public func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite {
-        try await writer.write { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT request IS NOT NULL AS requested, receipt IS NOT NULL AS receipted FROM pairing_slot WHERE id = ? AND owner = ? AND expires_at > ?",
-                arguments: [Data(slot.bytes), Data(owner.bytes), now]) else { return .notFound }
-            guard row["requested"] as Bool else { return .notFound }
-            if row["receipted"] as Bool { return .alreadyUsed }
-            try db.execute(sql: "UPDATE pairing_slot SET receipt = ? WHERE id = ?", arguments: [Data(receipt), Data(slot.bytes)])
+            if row["written"] as Bool { return .alreadyUsed }
+            try db.execute(sql: "UPDATE pairing_slot SET \(column) = ? WHERE id = ?", arguments: [Data(bytes), Data(slot.bytes)])
             return .accepted
         }
     }

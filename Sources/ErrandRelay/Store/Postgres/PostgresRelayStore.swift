@@ -591,36 +591,21 @@ public final class PostgresRelayStore: RelayStore, AuditableStore {
         return .value(bytes(request))
     }
 
-    public func putSlotReply(_ slot: PairingSlotID, owner: MailboxID, reply: [UInt8], now: Int64) async throws -> SlotWrite {
+    public func putSlotPart(_ part: SlotHostPart, _ slot: PairingSlotID, owner: MailboxID, bytes: [UInt8], now: Int64) async throws -> SlotWrite {
+        let column = part.rawValue  // a fixed column name, never input
         let updated = try await rows("""
-            UPDATE pairing_slot SET reply = \(bytea(reply))
+            UPDATE pairing_slot SET \(unescaped: column) = \(bytea(bytes))
             WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
-              AND request IS NOT NULL AND reply IS NULL RETURNING 1
+              AND request IS NOT NULL AND \(unescaped: column) IS NULL RETURNING 1
             """)
         if updated.count == 1 { return .accepted }
         guard let row = try await rows("""
-            SELECT request IS NOT NULL, reply IS NOT NULL FROM pairing_slot
+            SELECT request IS NOT NULL, \(unescaped: column) IS NOT NULL FROM pairing_slot
             WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
             """).first else { return .notFound }
-        let (requested, replied) = try row.decode((Bool, Bool).self)
+        let (requested, written) = try row.decode((Bool, Bool).self)
         guard requested else { return .notFound }
-        return replied ? .alreadyUsed : .notFound
-    }
-
-    public func putSlotReceipt(_ slot: PairingSlotID, owner: MailboxID, receipt: [UInt8], now: Int64) async throws -> SlotWrite {
-        let updated = try await rows("""
-            UPDATE pairing_slot SET receipt = \(bytea(receipt))
-            WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
-              AND request IS NOT NULL AND receipt IS NULL RETURNING 1
-            """)
-        if updated.count == 1 { return .accepted }
-        guard let row = try await rows("""
-            SELECT request IS NOT NULL, receipt IS NOT NULL FROM pairing_slot
-            WHERE id = \(bytea(slot.bytes)) AND owner = \(bytea(owner.bytes)) AND expires_at > \(now)
-            """).first else { return .notFound }
-        let (requested, receipted) = try row.decode((Bool, Bool).self)
-        guard requested else { return .notFound }
-        return receipted ? .alreadyUsed : .notFound
+        return written ? .alreadyUsed : .notFound
     }
 
     public func slotReceipt(_ slot: PairingSlotID, claim: TokenHash, now: Int64) async throws -> SlotRead {
