@@ -1,5 +1,4 @@
 public import Foundation
-import Synchronization
 
 /// What a command printed and how it ended.
 public struct CommandResult: Sendable {
@@ -60,7 +59,7 @@ public func run(_ program: String, _ arguments: [String], input: String? = nil,
     process.standardOutput = out
     process.standardError = err
     process.standardInput = stdin
-    try launch(process)
+    try process.run()
     if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
     try stdin.fileHandleForWriting.close()
     let output = out.fileHandleForReading.readDataToEndOfFile()
@@ -92,11 +91,3 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
-
-/// Starts `process` while no other test starts one: Foundation's `Process.run()` on Linux can
-/// crash when several threads launch processes at once (seen as a bad pointer in its memcpy).
-public func launch(_ process: Process) throws {
-    try processLaunches.withLock { _ in try process.run() }
-}
-
-private let processLaunches = Mutex(())

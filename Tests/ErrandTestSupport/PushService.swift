@@ -45,7 +45,7 @@ public final class PushService: Sendable {
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
-        try launch(process)
+        try process.run()
         for _ in 0..<500 {
             if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) {
                 try? FileManager.default.removeItem(atPath: portFile)

@@ -42,7 +42,7 @@ public final class RelayProcess: Sendable {
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = withLog ? stdout : FileHandle.nullDevice
-        try launch(process)
+        try process.run()
         self.process = process
         let output = PrintedOutput()
         self.output = output

@@ -18,7 +18,7 @@ public final class RunningProgram: Sendable {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = stdin
-        try launch(process)
+        try process.run()
         self.process = process
         self.input = stdin.fileHandleForWriting
         for (pipe, sink) in [(out, stdout), (err, stderr)] {
