@@ -233,12 +233,16 @@ export class Companion {
     const answer = { type: 'approve', approval, allow };
     if (!allow && message) answer.message = message;
     await this.send(hostId, answer);
-    const known = await store.read(['tasks'], ({ get }) => get('tasks', task));
-    if (known?.approvals?.[approval]?.status === 'pending') {
-      await this.serial(() => store.commit([['put', 'tasks', { ...known, approvals: { ...known.approvals,
-        [approval]: { ...known.approvals[approval], answered: allow ? 'allow' : 'deny', refusal: undefined } } }]]));
-      this.onChange('conversation');
-    }
+    // Read and written in one turn of the queue: the host's answer (the task's output) may be
+    // applied meanwhile, and a copy read before it would write that output away.
+    const marked = await this.serial(async () => {
+      const known = await store.read(['tasks'], ({ get }) => get('tasks', task));
+      if (known?.approvals?.[approval]?.status !== 'pending') return false;
+      await store.commit([['put', 'tasks', { ...known, approvals: { ...known.approvals,
+        [approval]: { ...known.approvals[approval], answered: allow ? 'allow' : 'deny', refusal: undefined } } }]]);
+      return true;
+    });
+    if (marked) this.onChange('conversation');
   }
   async refreshActions(hostId) { await this.send(hostId, { type: 'listActions', request: crypto.randomUUID() }); }
 

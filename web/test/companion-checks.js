@@ -122,6 +122,22 @@ async function run() {
       'a tool', 0, 'this device may not answer approval requests', 'allowed', 'tablet', 'pending']);
   });
 
+  await check('answering an approval keeps the output the host streams meanwhile', async () => {
+    await apply({ type: 'approval', approval: { id: 'ap-9', task: 't9', tool: 'Bash', summary: 'touch x', input: '{}', expiresAt: 4102444800 } });
+    const host = await store.read(['hosts'], ({ get }) => get('hosts', 'host-a'));
+    // The host's output is being applied (in the queue) while the answer is sent.
+    const streaming = companion.serial(async () => {
+      await new Promise(resolve => setTimeout(resolve, 50));
+      await store.commit(await companion.apply(host, { type: 'event', event: { task: 't9', status: 'running', output: 'denied: not today\n', offset: 0 } }));
+    });
+    const send = companion.send;
+    companion.send = async () => {};
+    try { await companion.answerApproval('host-a', 't9', 'ap-9', false, 'not today'); } finally { companion.send = send; }
+    await streaming;
+    const kept = await task('t9');
+    return same([kept.output, kept.approvals['ap-9'].answered], ['denied: not today\n', 'deny']);
+  });
+
   await check('once claimed, a write commits only while no other context has claimed the state since', async () => {
     await store.claim();
     await store.commit([['put', 'tasks', { task: 'fenced-1', host: 'host-a', status: 'queued' }]]);
